@@ -3,7 +3,8 @@
 The model runs only up to the hook layer. Each window starts with the tokenizer's BOS-like token
 (`<|endoftext|>` for SmolLM2) so position 0 is never a real text token; that token and every other
 special token are masked out and not stored. The cache holds fp16 activations [n_tokens, d_model]
-and the token id of every row, so several training epochs cost no model passes.
+(`activations.npy`), the token id of every row (`token_ids.npy`) and the first row of every window
+(`window_starts.npy`), so several training epochs cost no model passes and contexts can be rebuilt.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from tqdm.auto import tqdm
 from diagnostics.hooks import resid_post_name, residuals_at
 from diagnostics.language_model import LanguageModel
 
-ACTS_FILE = "activations.f16"
-TOKENS_FILE = "token_ids.i32"
+ACTS_FILE = "activations.npy"
+TOKENS_FILE = "token_ids.npy"
+WINDOWS_FILE = "window_starts.npy"
 META_FILE = "meta.json"
 
 
@@ -88,6 +90,8 @@ def harvest(
     tmp.mkdir(parents=True)
     acts = np.lib.format.open_memmap(tmp / ACTS_FILE, "w+", np.float16, (n_tokens, lm.d_model))
     tok_ids = np.lib.format.open_memmap(tmp / TOKENS_FILE, "w+", np.int32, (n_tokens,))
+    # row where each window's stored tokens begin, so contexts can be rebuilt from token_ids
+    np.save(tmp / WINDOWS_FILE, np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64))
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     start, row = time.perf_counter(), 0
     bar = tqdm(

@@ -1,0 +1,175 @@
+"""The SAE as it is trained: BatchTopK / TopK with sparse gradients and AuxK.
+
+A dense encoder pass (no gradient, optionally bf16) only decides which latents fire. Their values
+are then recomputed in float32 on the selected (token, latent) pairs with gradients, and the
+decoder multiplies by the sparse activation matrix (`sparse_ops`). Backward therefore costs O(nnz * d_in)
+instead of O(batch * d_sae * d_in): the dense pass is the only full-size matmul per step.
+
+Weights here live in the scaled input space (x * scale); `to_inference` folds the scale back and
+returns a JumpReLU (BatchTopK) or TopK module in the SAELens layout with unit-norm decoder rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from diagnostics.sae.config import SaeConfig, SaeMetadata
+from diagnostics.sae.modules import JumpReLUSAE, SparseAutoencoder, TopKSAE
+from diagnostics.sae.sparse_ops import SparsePattern, sparse_decode, sparse_encode
+
+
+@dataclass
+class StepOutput:
+    """Losses and statistics of one training step."""
+
+    loss: torch.Tensor  # scalar, fvu + alpha * auxk
+    fvu: torch.Tensor  # scalar, fraction of variance unexplained on this batch
+    auxk: torch.Tensor  # scalar, AuxK loss (0 when no latent is dead)
+    fired: torch.Tensor  # [nnz] latent index of every selected (token, latent) pair
+    l0: float  # mean active latents per token
+
+
+class TrainingSae(nn.Module):
+    """Encoder W_enc_t [d_sae, d_in] (row per latent), decoder W_dec [d_sae, d_in], biases."""
+
+    def __init__(self, d_in: int, d_sae: int, *, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        w = torch.randn(d_sae, d_in, generator=generator)
+        w = w / w.norm(dim=1, keepdim=True)
+        self.W_dec = nn.Parameter(w.clone())
+        self.W_enc_t = nn.Parameter(w.clone())  # tied initialisation
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+
+    @property
+    def d_sae(self) -> int:
+        return int(self.W_dec.shape[0])
+
+    def _values(self, x_c: torch.Tensor, sel: SparsePattern) -> torch.Tensor:
+        """ReLU pre-activations [nnz] of the selected pairs, with gradients (float32)."""
+        return sparse_encode(x_c, self.W_enc_t, self.b_enc, sel)
+
+    def _decode(self, sel: SparsePattern, values: torch.Tensor) -> torch.Tensor:
+        """Sum over selected latents of value * W_dec row, per row: [n_rows, d_in] (no bias)."""
+        return sparse_decode(values, self.W_dec, sel)
+
+    def step(
+        self,
+        x: torch.Tensor,
+        *,
+        k: int,
+        batch_topk: bool,
+        dead: torch.Tensor | None = None,
+        k_aux: int = 0,
+        aux_rows: int = 256,
+        auxk_alpha: float = 0.0,
+        selection_dtype: torch.dtype = torch.bfloat16,
+    ) -> StepOutput:
+        """Forward one batch x [B, d_in] (already scaled) and return the losses to backprop."""
+        B = x.shape[0]
+        x_c = x - self.b_dec  # [B, d_in]
+        with torch.no_grad():
+            pre = x_c.to(selection_dtype) @ self.W_enc_t.to(selection_dtype).T  # [B, d_sae]
+            pre = torch.relu(pre + self.b_enc.to(selection_dtype))
+            n_cand = min(self.d_sae, 4 * k if batch_topk else k)
+            cand_vals, cand_idx = pre.topk(n_cand, dim=-1, sorted=False)  # [B, n_cand]
+            if batch_topk:  # the B*k largest over the whole batch, from each row's candidates
+                top = cand_vals.flatten().topk(min(B * k, cand_vals.numel()), sorted=False)
+                flat = top.indices[top.values > 0]
+                rows, cols = flat // n_cand, cand_idx.flatten()[flat]
+            else:
+                keep = cand_vals.flatten() > 0
+                rows = torch.arange(B).repeat_interleave(n_cand)[keep]
+                cols = cand_idx.flatten()[keep]
+        sel = SparsePattern(rows, cols, B, self.d_sae)
+        values = self._values(x_c, sel)  # [nnz]
+        x_hat = self._decode(sel, values) + self.b_dec  # [B, d_in]
+        total_var = (x - x.mean(0)).pow(2).sum(-1).mean()
+        fvu = (x_hat - x).pow(2).sum(-1).mean() / total_var
+        auxk = torch.zeros((), dtype=x.dtype)
+        if dead is not None and k_aux > 0 and auxk_alpha > 0 and bool(dead.any()):
+            auxk = self._auxk(x, x_hat, x_c, pre, dead, k_aux, aux_rows)
+        loss = fvu + auxk_alpha * auxk
+        return StepOutput(loss, fvu.detach(), auxk.detach(), sel.cols, len(values) / B)
+
+    def _auxk(self, x, x_hat, x_c, pre, dead, k_aux, aux_rows) -> torch.Tensor:
+        """Reconstruct the residual error with the top k_aux dead latents (Gao et al. App. B.1)."""
+        r = min(aux_rows, x.shape[0])
+        dead_idx = dead.nonzero().squeeze(1)  # [n_dead]
+        kk = min(k_aux, len(dead_idx))
+        with torch.no_grad():
+            vals, idx = pre[:r, dead_idx].topk(kk, dim=-1, sorted=False)  # [r, kk]
+            keep = vals.flatten() > 0
+            rows = torch.arange(r).repeat_interleave(kk)[keep]
+            cols = dead_idx[idx.flatten()[keep]]
+        if len(cols) == 0:
+            return torch.zeros((), dtype=x.dtype)
+        sel = SparsePattern(rows, cols, r, self.d_sae)
+        err = (x[:r] - x_hat[:r]).detach()  # [r, d_in]
+        err_hat = self._decode(sel, self._values(x_c[:r], sel))  # [r, d_in]
+        var = (err - err.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-8)
+        scale = min(len(dead_idx) / k_aux, 1.0)
+        return scale * (err_hat - err).pow(2).sum(-1).mean() / var
+
+    @torch.no_grad()
+    def batch_topk_threshold(self, x: torch.Tensor, k: int, chunk: int = 2048) -> float:
+        """The activation level above which, on x [n, d_in] (scaled), k latents fire per token on
+        average: the JumpReLU threshold that reproduces BatchTopK at inference."""
+        candidates = []
+        for start in range(0, len(x), chunk):
+            pre = torch.relu((x[start : start + chunk] - self.b_dec) @ self.W_enc_t.T + self.b_enc)
+            candidates.append(
+                pre.topk(min(4 * k, self.d_sae), dim=-1, sorted=False).values.flatten()
+            )
+        flat = torch.cat(candidates)
+        return float(flat.topk(len(x) * k, sorted=True).values[-1])
+
+    @torch.no_grad()
+    def remove_parallel_decoder_grad(self) -> None:
+        """Drop the gradient component along each decoder row (rows stay unit norm)."""
+        if self.W_dec.grad is not None:
+            parallel = (self.W_dec.grad * self.W_dec).sum(-1, keepdim=True)
+            self.W_dec.grad -= parallel * self.W_dec
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+    @torch.no_grad()
+    def to_inference(
+        self,
+        *,
+        scale: float,
+        architecture: str,
+        k: int,
+        threshold: float,
+        metadata: SaeMetadata,
+    ) -> SparseAutoencoder:
+        """Fold the input scale into the weights and return the inference module.
+
+        Training computes f = relu((x*s - b_dec) W_enc + b_enc) and x*s ~ f W_dec + b_dec. With
+        f' = f / s the same map in original units is: W_enc unchanged, b_enc / s, b_dec / s,
+        threshold / s, and W_dec unchanged (unit rows), so a feature's activation is the norm of
+        what it writes into the residual stream.
+        """
+        d_sae, d_in = self.W_dec.shape
+        kind = "jumprelu" if architecture == "batchtopk" else "topk"
+        cfg = SaeConfig(
+            architecture=kind,
+            d_in=d_in,
+            d_sae=d_sae,
+            k=k if kind == "topk" else None,
+            apply_b_dec_to_input=True,
+            metadata=metadata,
+        )
+        sae: SparseAutoencoder = JumpReLUSAE(cfg) if kind == "jumprelu" else TopKSAE(cfg)
+        sae.W_enc.copy_(self.W_enc_t.T)
+        sae.b_enc.copy_(self.b_enc / scale)
+        sae.W_dec.copy_(self.W_dec)
+        sae.b_dec.copy_(self.b_dec / scale)
+        if isinstance(sae, JumpReLUSAE):
+            sae.threshold.fill_(threshold / scale)
+        return sae.eval().requires_grad_(False)
