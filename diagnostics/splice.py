@@ -26,7 +26,10 @@ class SpliceRecord:
     """What the last forward through the splice saw."""
 
     features: torch.Tensor | None = None  # [batch, seq, d_sae]; a grad-tracking leaf if track_grad
-    error: torch.Tensor | None = None  # [batch, seq, d_model], x - decode(features)
+    error: torch.Tensor | None = (
+        None  # [batch, seq, d_model], x - decode(features); a leaf if track_grad
+    )
+    included: torch.Tensor | None = None  # [batch, seq] bool, positions the SAE was applied to
 
 
 @contextmanager
@@ -38,27 +41,46 @@ def splice_sae(
     keep_error: bool = True,
     track_grad: bool = False,
     layer: int | None = None,
+    skip_special: bool = True,
 ) -> Iterator[SpliceRecord]:
     """Run `lm` with `sae` at its hook layer during the block; yields the latest features/error.
 
     keep_error=False replaces the residual by the SAE reconstruction alone (for CE-loss evals).
-    track_grad=True makes the features a leaf that receives gradients (for attribution); the error
-    term is detached so it does not absorb them.
+    track_grad=True makes the features and the error term leaves that receive gradients (for
+    attribution); the error is a separate node, so it does not pass gradient to the features.
+    skip_special=True leaves special-token positions (BOS, chat markers) out of the SAE: their
+    features are zero and the error term carries their residual. The SAE never trained on them.
     """
     record = SpliceRecord()
     at = sae.cfg.hook_layer if layer is None else layer
+    special = torch.tensor(sorted(set(lm.tokenizer.all_special_ids)), dtype=torch.long)
+
+    def see_ids(_module, args, kwargs) -> None:
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        record.included = (
+            ~torch.isin(ids, special.to(ids.device)) if skip_special and ids is not None else None
+        )
 
     def hook(x: torch.Tensor) -> torch.Tensor:  # x: [batch, seq, d_model]
-        f = sae.encode(x)  # [batch, seq, d_sae]
+        leaf = sae.encode(x)  # [batch, seq, d_sae]
         if track_grad:
-            f = f.detach().requires_grad_(True)
+            leaf = leaf.detach().requires_grad_(True)
+        f = leaf
+        if record.included is not None and record.included.shape == x.shape[:2]:
+            f = leaf * record.included[..., None].to(leaf.dtype)
         x_hat = sae.decode(f)  # [batch, seq, d_model]
-        error = (x.to(x_hat.dtype) - x_hat).detach() if track_grad else x.to(x_hat.dtype) - x_hat
-        record.features, record.error = f, error
+        error = x.to(x_hat.dtype) - x_hat
+        if track_grad:
+            error = error.detach().requires_grad_(True)
+        record.features, record.error = (leaf if track_grad else f), error
         out = sae.decode(edit(f)) if edit is not None else x_hat
         if keep_error:
             out = out + error
         return out.to(x.dtype)
 
-    with hook_resid_post(lm, at, hook):
-        yield record
+    pre = lm.model.register_forward_pre_hook(see_ids, with_kwargs=True)
+    try:
+        with hook_resid_post(lm, at, hook):
+            yield record
+    finally:
+        pre.remove()

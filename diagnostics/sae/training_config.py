@@ -31,7 +31,9 @@ class TrainConfig:
     max_tokens: int | None = None
     """Use only the first max_tokens rows of the cache (all when None)."""
     lr: float | None = None
-    """Adam learning rate; None means 2e-4 / sqrt(d_sae / 2**14) (Gao et al. 2024 scaling)."""
+    """Adam learning rate; None means 1.5e-3 / sqrt(d_sae / 2**14). That is 7.5x Gao et al.'s
+    2e-4 rule, which is tuned for 10^8+ tokens; at CPU-scale budgets (10^3 steps) the larger rate
+    reached held-out EV 0.84 vs 0.74 (see docs/sae.md)."""
     warmup_steps: int = 100
     """Linear learning-rate warm-up from 0."""
     decay_fraction: float = 0.2
@@ -70,7 +72,7 @@ class TrainConfig:
             raise ValueError("epochs must be positive")
 
     def learning_rate(self, d_sae: int) -> float:
-        return self.lr if self.lr is not None else 2e-4 / math.sqrt(d_sae / 2**14)
+        return self.lr if self.lr is not None else 1.5e-3 / math.sqrt(d_sae / 2**14)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

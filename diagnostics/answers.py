@@ -1,0 +1,132 @@
+"""Judge a model's output against the expected answer.
+
+GSM8K conventions follow lm-evaluation-harness (gsm8k v3): strict-match `#### (-?[0-9.,]+)`,
+flexible-extract = the last number in the text, with commas, `$` and a trailing `.` stripped.
+Other tasks use exact / contains / regex / numeric-with-tolerance.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+AnswerMode = Literal["gsm8k", "exact", "contains", "regex", "numeric"]
+ANSWER_MODES: tuple[str, ...] = ("gsm8k", "exact", "contains", "regex", "numeric")
+
+STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
+FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
+_NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """The verdict on one output."""
+
+    correct: bool
+    mode: str
+    extracted: str | None  # the answer taken from the output (strict if present, else flexible)
+    strict: str | None  # GSM8K strict-match extraction
+    flexible: str | None  # last number in the output
+    expected: str  # the expected answer, normalised
+    format_ok: bool  # the answer was where the format says (e.g. after ####)
+    expected_in_output: bool  # the expected value occurs in the output at all
+
+
+def normalize_number(text: str) -> str:
+    """'$1,234.50.' -> '1234.50'; leaves non-numbers stripped of spaces."""
+    out = text.strip().replace(",", "").replace("$", "").rstrip(".")
+    return out
+
+
+def to_float(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        value = float(normalize_number(text))
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def extract_strict(text: str) -> str | None:
+    match = STRICT.search(text)
+    return normalize_number(match.group(1)) if match else None
+
+
+def extract_flexible(text: str) -> str | None:
+    matches = [m.group(0) for m in FLEXIBLE.finditer(text)]
+    numeric = [m for m in matches if to_float(m) is not None]
+    return normalize_number(numeric[-1]) if numeric else None
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every number written in `text`, in order."""
+    return [v for m in _NUMBER.finditer(text) if (v := to_float(m.group(0))) is not None]
+
+
+def _same_number(a: str | None, b: str, tolerance: float = 1e-6) -> bool:
+    fa, fb = to_float(a), to_float(b)
+    return fa is not None and fb is not None and abs(fa - fb) <= tolerance * max(1.0, abs(fb))
+
+
+def judge(
+    output: str,
+    expected: str,
+    mode: AnswerMode = "gsm8k",
+    *,
+    tolerance: float = 1e-6,
+    pattern: str | None = None,
+) -> Judgment:
+    """Is `output` correct for `expected` under `mode`?"""
+    if mode not in ANSWER_MODES:
+        raise ValueError(f"unknown answer mode {mode!r}: use one of {', '.join(ANSWER_MODES)}")
+    strict, flexible = extract_strict(output), extract_flexible(output)
+    exp_norm = normalize_number(expected) if to_float(expected) is not None else expected.strip()
+    exp_value = to_float(expected)
+    expected_in_output = (
+        any(abs(v - exp_value) <= tolerance * max(1.0, abs(exp_value)) for v in numbers_in(output))
+        if exp_value is not None
+        else exp_norm.lower() in output.lower()
+    )
+    if mode == "gsm8k":
+        extracted = strict if strict is not None else flexible
+        correct = _same_number(extracted, exp_norm)
+        format_ok = strict is not None
+    elif mode == "numeric":
+        extracted = flexible
+        correct = _same_number(flexible, exp_norm, tolerance)
+        format_ok = flexible is not None
+    elif mode == "exact":
+        extracted = " ".join(output.split())
+        correct = extracted.lower() == " ".join(expected.split()).lower()
+        format_ok = True
+    elif mode == "contains":
+        extracted = exp_norm if expected_in_output else None
+        correct = expected.strip().lower() in output.lower()
+        format_ok = True
+    else:  # regex
+        if not pattern:
+            raise ValueError("answer mode 'regex' needs a pattern")
+        try:
+            match = re.search(pattern, output)
+        except re.error as err:
+            raise ValueError(f"invalid answer pattern {pattern!r}: {err}") from err
+        extracted = (
+            (match.group(1) if match and match.groups() else match.group(0)) if match else None
+        )
+        correct = extracted is not None and (
+            _same_number(extracted, exp_norm, tolerance) or extracted.strip() == expected.strip()
+        )
+        format_ok = match is not None
+    return Judgment(
+        correct=bool(correct),
+        mode=mode,
+        extracted=extracted,
+        strict=strict,
+        flexible=flexible,
+        expected=exp_norm,
+        format_ok=format_ok,
+        expected_in_output=expected_in_output,
+    )

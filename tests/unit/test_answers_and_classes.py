@@ -1,0 +1,87 @@
+import pytest
+
+from diagnostics.answers import extract_flexible, extract_strict, judge
+from diagnostics.failure_classes import FailureClass, classify_failure, equations_in, is_degenerate
+
+NATALIA_Q = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in "
+    "May. How many clips did Natalia sell altogether in April and May?"
+)
+NATALIA_REF = "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72"
+
+
+def test_gsm8k_extraction_follows_lm_eval():
+    assert extract_strict("so #### 1,234.") == "1234"
+    assert extract_strict("the answer is 5") is None
+    assert extract_flexible("I had $1,200 and then 35 more.") == "35"
+    assert extract_flexible("no numbers") is None
+
+
+@pytest.mark.parametrize(
+    ("output", "expected", "mode", "correct", "format_ok"),
+    [
+        ("... #### 72", "72", "gsm8k", True, True),
+        ("The answer is 72.", "72", "gsm8k", True, False),
+        ("#### 70 and later 72", "72", "gsm8k", False, True),  # strict wins
+        ("It is $1,000.", "1000", "gsm8k", True, False),
+        ("3.14159", "3.1416", "numeric", False, True),
+        ("Paris", " paris ", "exact", True, True),
+        ("It is Paris, France", "paris", "contains", True, True),
+        ("answer: 42!", "42", "regex", True, True),
+    ],
+)
+def test_judge_modes(output, expected, mode, correct, format_ok):
+    j = judge(output, expected, mode, pattern=r"answer: (\d+)" if mode == "regex" else None)
+    assert (j.correct, j.format_ok) == (correct, format_ok)
+
+
+def test_numeric_tolerance_and_bad_modes():
+    assert judge("3.14159", "3.1416", "numeric", tolerance=1e-3).correct
+    with pytest.raises(ValueError, match="unknown answer mode"):
+        judge("1", "1", "fuzzy")
+    with pytest.raises(ValueError, match="needs a pattern"):
+        judge("1", "1", "regex")
+    with pytest.raises(ValueError, match="invalid answer pattern"):
+        judge("1", "1", "regex", pattern="(")
+
+
+def test_equations_and_degenerate_text():
+    eqs = equations_in("48 / 2 = 24 and <<48+24=72>>72, then 3 x 4 = 13")
+    assert [(e.left, e.op, e.right, e.result) for e in eqs] == [
+        (48, "/", 2, 24),
+        (48, "+", 24, 72),
+        (3, "x", 4, 13),
+    ]
+    assert eqs[2].true_result == 12
+    assert is_degenerate("the the the the " * 10)
+    assert is_degenerate("   ")
+    assert not is_degenerate("Natalia sold 48 clips in April and 24 in May, 72 in total.")
+
+
+@pytest.mark.parametrize(
+    ("output", "klass"),
+    [
+        ("She sold 48 + 24 = 72 clips. #### 72", FailureClass.none),
+        ("She sold many clips.", FailureClass.format),
+        ("First 72 clips, but then I think 80. #### 80", FailureClass.format),
+        ("clips clips clips clips " * 12, FailureClass.degenerate),
+        ("48 / 2 = 24. 48 + 24 = 73. #### 73", FailureClass.calculation_slip),
+        ("48 / 2 = 24. 84 + 24 = 108. #### 108", FailureClass.misread_number),
+        ("48 / 2 = 24. 48 * 24 = 1152. #### 1152", FailureClass.wrong_operation),
+        ("48 / 2 = 24. #### 24", FailureClass.missing_step),
+        ("No clue, maybe 50. #### 50", FailureClass.other),
+    ],
+)
+def test_failure_classes_on_natalia(output, klass):
+    j = judge(output, "72")
+    assert classify_failure(NATALIA_Q, output, j, NATALIA_REF).failure_class == klass
+
+
+def test_distraction_uses_an_unused_question_number():
+    q = "Tom has 5 apples and 3 pears. He is 12 years old. He buys 4 more apples. How many apples?"
+    ref = "Tom has 5+4 = <<5+4=9>>9 apples.\n#### 9"
+    j = judge("5 + 12 = 17. #### 17", "9")
+    assert (
+        classify_failure(q, "5 + 12 = 17. #### 17", j, ref).failure_class
+        == FailureClass.distraction
+    )

@@ -1,0 +1,95 @@
+"""The diagnosis engine on a tiny random Llama with a random SAE: attribution against real
+ablations, a planted latent recovered, the report's contents and JSON round trip."""
+
+import pytest
+import torch
+
+from diagnostics.attribution import attribute, logit_difference
+from diagnostics.diagnose import DiagnosisOptions, diagnose
+from diagnostics.hooks import hook_resid_post
+from diagnostics.report import DriftReport
+from diagnostics.verification import matched_random_features, zero_ablation
+from tests.conftest import make_random_sae
+
+PROMPT = "what is 2 plus 3 ?"
+
+
+@pytest.fixture(scope="module")
+def sae(tiny_lm):
+    return make_random_sae(tiny_lm.d_model, 128, layer=2, seed=3)
+
+
+def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    ra, rb = a.argsort().argsort().float(), b.argsort().argsort().float()
+    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
+
+
+def test_attribution_predicts_single_latent_ablation(tiny_lm, sae):
+    ids = tiny_lm.prompt_ids(PROMPT, chat=False)
+    pos = len(ids) - 1
+    logits = tiny_lm.model(ids[None]).logits[0, pos]
+    target, other = int(logits.argsort()[-2]), int(logits.argmax())
+    res = attribute(tiny_lm, sae, ids, pos, target, other)
+    clean = logit_difference(tiny_lm, sae, ids, pos, target, other)
+    assert res.metric == pytest.approx(clean, abs=1e-4)
+    assert 0 <= res.error_share <= 1
+    top = res.per_feature.abs().topk(15).indices
+    effects = torch.tensor(
+        [
+            logit_difference(tiny_lm, sae, ids, pos, target, other, edit=zero_ablation([int(j)]))
+            - clean
+            for j in top
+        ]
+    )
+    # zero-ablating a latent removes its contribution: change ~ -attribution
+    assert _spearman(-res.per_feature[top], effects) > 0.8
+    assert (torch.sign(effects) == torch.sign(-res.per_feature[top])).float().mean() >= 0.8
+
+
+def test_matched_controls_avoid_flagged_and_match_activation():
+    activation = torch.tensor([0.0, 5.0, 4.9, 0.1, 5.1, 3.0, 0.0, 4.8])
+    draws = matched_random_features(
+        activation, [1], 20, generator=torch.Generator().manual_seed(0), pool=2
+    )
+    assert len(draws) == 20
+    assert {d[0] for d in draws} <= {2, 4}  # the two nearest in log-activation, never 1 itself
+
+
+def test_planted_latent_is_flagged_and_its_ablation_fixes_the_answer(tiny_lm, sae):
+    opts = DiagnosisOptions(mode="exact", chat=False, max_new_tokens=1, control_draws=3)
+    base = tiny_lm.generate(PROMPT, chat=False, max_new_tokens=1).text
+    planted = 17
+    direction = sae.W_dec[planted]
+    for alpha in (0.5, 1.0, 2.0, 4.0):
+        with hook_resid_post(tiny_lm, 0, lambda x, a=alpha: x + a * direction):
+            flipped = tiny_lm.generate(PROMPT, chat=False, max_new_tokens=1).text
+        if flipped != base:
+            break
+    assert flipped != base
+    with hook_resid_post(tiny_lm, 0, lambda x: x + alpha * direction):
+        report = diagnose(tiny_lm, sae, PROMPT, base, options=opts)
+    assert not report.correct and report.divergence is not None
+    assert report.divergence.metric < 0
+    assert report.flagged[0].feature == planted
+    assert report.verification.fixed and report.verification.metric_change > 0
+    assert report.control is not None and len(report.control.draws) == 3
+    assert report.verification.metric_change > 3 * abs(report.control.median_metric_change)
+    assert planted not in {f for d in report.control.draws for f in d.features}
+    # the flagged latents are marked on the tokens where they fire
+    assert any(t.flagged for t in report.model_path.tokens)
+    again = DriftReport.model_validate_json(report.model_dump_json())
+    assert again == report
+
+
+def test_correct_answer_gets_a_short_report(tiny_lm, sae):
+    base = tiny_lm.generate(PROMPT, chat=False, max_new_tokens=1).text
+    report = diagnose(
+        tiny_lm,
+        sae,
+        PROMPT,
+        base,
+        options=DiagnosisOptions(mode="exact", chat=False, max_new_tokens=1),
+    )
+    assert report.correct and report.failure_class == "none"
+    assert report.divergence is None and report.flagged == [] and report.expected_path is None
+    assert report.verdict.startswith("Correct") and report.timings.total_s > 0
