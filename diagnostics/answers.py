@@ -32,6 +32,7 @@ class Judgment:
     expected: str  # the expected answer, normalised
     format_ok: bool  # the answer was where the format says (e.g. after ####)
     expected_in_output: bool  # the expected value occurs in the output at all
+    span: tuple[int, int] | None = None  # characters of the output the answer was taken from
 
 
 def normalize_number(text: str) -> str:
@@ -50,15 +51,23 @@ def to_float(text: str | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _strict_match(text: str) -> re.Match | None:
+    return STRICT.search(text)
+
+
+def _flexible_match(text: str) -> re.Match | None:
+    numeric = [m for m in FLEXIBLE.finditer(text) if to_float(m.group(0)) is not None]
+    return numeric[-1] if numeric else None
+
+
 def extract_strict(text: str) -> str | None:
-    match = STRICT.search(text)
+    match = _strict_match(text)
     return normalize_number(match.group(1)) if match else None
 
 
 def extract_flexible(text: str) -> str | None:
-    matches = [m.group(0) for m in FLEXIBLE.finditer(text)]
-    numeric = [m for m in matches if to_float(m) is not None]
-    return normalize_number(numeric[-1]) if numeric else None
+    match = _flexible_match(text)
+    return normalize_number(match.group(0)) if match else None
 
 
 def numbers_in(text: str) -> list[float]:
@@ -82,7 +91,10 @@ def judge(
     """Is `output` correct for `expected` under `mode`?"""
     if mode not in ANSWER_MODES:
         raise ValueError(f"unknown answer mode {mode!r}: use one of {', '.join(ANSWER_MODES)}")
-    strict, flexible = extract_strict(output), extract_flexible(output)
+    strict_m, flexible_m = _strict_match(output), _flexible_match(output)
+    strict = normalize_number(strict_m.group(1)) if strict_m else None
+    flexible = normalize_number(flexible_m.group(0)) if flexible_m else None
+    span: tuple[int, int] | None = None
     exp_norm = normalize_number(expected) if to_float(expected) is not None else expected.strip()
     exp_value = to_float(expected)
     expected_in_output = (
@@ -94,14 +106,18 @@ def judge(
         extracted = strict if strict is not None else flexible
         correct = _same_number(extracted, exp_norm)
         format_ok = strict is not None
+        span = strict_m.span(1) if strict_m else (flexible_m.span(0) if flexible_m else None)
     elif mode == "numeric":
         extracted = flexible
         correct = _same_number(flexible, exp_norm, tolerance)
         format_ok = flexible is not None
+        span = flexible_m.span(0) if flexible_m else None
     elif mode == "exact":
         extracted = " ".join(output.split())
         correct = extracted.lower() == " ".join(expected.split()).lower()
         format_ok = True
+        stripped = output.strip()
+        span = (output.find(stripped), output.find(stripped) + len(stripped)) if stripped else None
     elif mode == "contains":
         extracted = exp_norm if expected_in_output else None
         correct = expected.strip().lower() in output.lower()
@@ -129,4 +145,5 @@ def judge(
         expected=exp_norm,
         format_ok=format_ok,
         expected_in_output=expected_in_output,
+        span=span,
     )

@@ -198,17 +198,17 @@ def _expected_continuation(lm, gen_ids, output: str, judgment: Judgment, expecte
     """Token ids of the expected continuation, and where it came from.
 
     With a reference solution: the reference (GSM8K calculator annotations removed). Otherwise the
-    model's own output up to its final answer, with the expected answer in its place (for a
-    format failure with no extractable answer: the expected answer alone).
+    model's own output up to where its answer was taken from, with the expected answer in its
+    place; with no answer to replace: the expected answer alone.
     """
     tok = lm.tokenizer
     if reference:
         text = _ANNOTATION.sub("", reference)
         return torch.tensor(tok(text, add_special_tokens=False)["input_ids"]), "reference"
-    if judgment.extracted is None or judgment.mode not in ("gsm8k", "numeric"):
+    if judgment.span is None:
         return torch.tensor(tok(expected.strip(), add_special_tokens=False)["input_ids"]), "answer"
-    start = _answer_span(output, judgment)
-    # keep the model's own tokens before the answer, re-tokenise only the tail
+    start = judgment.span[0]
+    # keep the model's own tokens that end before the answer, re-tokenise only the tail
     kept, text_so_far = 0, ""
     for i in range(len(gen_ids)):
         piece = tok.decode(gen_ids[: i + 1], skip_special_tokens=True)
@@ -218,20 +218,6 @@ def _expected_continuation(lm, gen_ids, output: str, judgment: Judgment, expecte
     tail = output[len(text_so_far) : start] + expected.strip()
     tail_ids = tok(tail, add_special_tokens=False)["input_ids"]
     return torch.cat([gen_ids[:kept], torch.tensor(tail_ids, dtype=torch.long)]), "model_format"
-
-
-def _answer_span(output: str, judgment: Judgment) -> int:
-    """Character offset where the extracted answer starts in the output."""
-    if judgment.strict is not None:
-        m = list(re.finditer(r"#### ", output))
-        if m:
-            return m[0].end()
-    raw = judgment.extracted or ""
-    for candidate in (raw, f"{float(raw):,.0f}" if raw.replace(".", "", 1).isdigit() else raw):
-        idx = output.rfind(candidate)
-        if idx >= 0:
-            return idx
-    return len(output)
 
 
 def _divergence(tok, seq: torch.Tensor, logits: torch.Tensor, prompt_len: int) -> Divergence | None:
@@ -343,6 +329,7 @@ def _token_path(
             PathToken(
                 index=pos,
                 token=tok.decode([int(seq[pos])]),
+                token_id=int(seq[pos]),
                 top_features=[
                     FeatureActivation(feature=int(i), activation=float(v))
                     for v, i in zip(top.values, top.indices, strict=True)

@@ -28,6 +28,7 @@ class PathToken(BaseModel):
 
     index: int  # position in the full sequence (prompt + continuation)
     token: str
+    token_id: int
     top_features: list[FeatureActivation] = Field(default_factory=list)
     flagged: list[FeatureActivation] = Field(default_factory=list)  # flagged latents active here
 

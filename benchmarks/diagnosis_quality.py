@@ -1,0 +1,311 @@
+"""Does the diagnosis find the right latents? Three checks on the bundled model and shipped SAE.
+
+a. Arithmetic probes: two-digit additions in a Q/A format calibrated so the model is right about a
+   third of the time; the failures are diagnosed.
+b. Planted failures: on probes the model gets right, a latent's decoder direction is added to the
+   residual stream at an earlier layer, growing until the answer flips; the diagnosis should rank
+   the planted latent first. Recall@1/@5 and MRR against ranking by raw activation and chance.
+c. Natural failures: the fix rate and logit-gap gain from zero-ablating the top-k flagged latents
+   vs k matched random latents, and the Spearman correlation between attribution and the measured
+   single-latent ablation effect.
+d. Latency of full GSM8K diagnoses (chat, reference solution), split by stage.
+
+    .venv/bin/python benchmarks/diagnosis_quality.py --failures 100 --planted 40 --gsm8k 3
+
+Writes benchmarks/results/diagnosis_quality.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from diagnostics.attribution import attribute, logit_difference
+from diagnostics.diagnose import DiagnosisOptions, diagnose
+from diagnostics.hooks import hook_resid_post, residuals_at
+from diagnostics.model_loading import load_model
+from diagnostics.report import DriftReport
+from diagnostics.sae import load_sae
+from diagnostics.verification import zero_ablation
+
+RESULTS = Path(__file__).parent / "results" / "diagnosis_quality.json"
+GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gsm8k" / "test.jsonl"
+FIRST_NUMBER = r"^\s*(-?\d+)"
+
+
+@dataclass(frozen=True)
+class ProbeFormat:
+    name: str
+    template: str  # with {a} and {b}
+    chat: bool
+
+
+FORMATS = [
+    ProbeFormat("qa-0shot", "Q: What is {a} + {b}?\nA:", chat=False),
+    ProbeFormat(
+        "qa-2shot",
+        "Q: What is 12 + 35?\nA: 47\nQ: What is 26 + 51?\nA: 77\nQ: What is {a} + {b}?\nA:",
+        False,
+    ),
+    ProbeFormat("eq-2shot", "12 + 35 = 47\n26 + 51 = 77\n{a} + {b} =", chat=False),
+    ProbeFormat("chat", "What is {a} + {b}? Reply with the number only.", chat=True),
+]
+
+
+def problems(n: int, seed: int) -> list[tuple[int, int]]:
+    rng = random.Random(seed)
+    return [(rng.randint(10, 99), rng.randint(10, 99)) for _ in range(n)]
+
+
+def probe_options(fmt: ProbeFormat, verify: bool = True) -> DiagnosisOptions:
+    return DiagnosisOptions(
+        mode="regex", pattern=FIRST_NUMBER, chat=fmt.chat, max_new_tokens=6, verify=verify
+    )
+
+
+def answer_of(lm, fmt: ProbeFormat, a: int, b: int) -> bool:
+    """Does the model answer a + b correctly (greedy, first number of the output)?"""
+    from diagnostics.answers import judge
+
+    text = lm.generate(fmt.template.format(a=a, b=b), chat=fmt.chat, max_new_tokens=6).text
+    return judge(text, str(a + b), "regex", pattern=FIRST_NUMBER).correct
+
+
+def calibrate(lm, n: int, seed: int) -> tuple[ProbeFormat, dict[str, float]]:
+    """The format whose accuracy is closest to 1/3."""
+    accuracy = {}
+    for fmt in FORMATS:
+        accuracy[fmt.name] = statistics.mean(answer_of(lm, fmt, a, b) for a, b in problems(n, seed))
+    best = min(FORMATS, key=lambda f: abs(accuracy[f.name] - 1 / 3))
+    return best, accuracy
+
+
+def expected_seq(lm, report: DriftReport, fmt: ProbeFormat) -> torch.Tensor:
+    prompt_ids = lm.prompt_ids(report.prompt, chat=fmt.chat)
+    return torch.cat([prompt_ids, torch.tensor([t.token_id for t in report.expected_path.tokens])])
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    ta, tb = torch.tensor(a), torch.tensor(b)
+    ra, rb = ta.argsort().argsort().float(), tb.argsort().argsort().float()
+    return float(torch.corrcoef(torch.stack([ra, rb]))[0, 1])
+
+
+def natural_failures(lm, sae, atlas, fmt, n_failures, seed, top_attr):
+    """Diagnose failing probes until n_failures; ablation evidence and attribution-vs-ablation."""
+    gains, control_gains, fixed, control_fixed, rhos = [], [], [], [], []
+    pooled_attr, pooled_effect = [], []
+    reports = []
+    bar = tqdm(total=n_failures, desc="natural failures")
+    for a, b in problems(50 * n_failures, seed + 1):
+        if len(reports) >= n_failures:
+            break
+        prompt = fmt.template.format(a=a, b=b)
+        report = diagnose(lm, sae, prompt, str(a + b), atlas=atlas, options=probe_options(fmt))
+        if report.correct or report.divergence is None:
+            continue
+        reports.append(report)
+        bar.update(1)
+        if report.verification is not None and report.control is not None:
+            gains.append(report.verification.metric_change)
+            control_gains.append(report.control.median_metric_change)
+            fixed.append(report.verification.fixed)
+            control_fixed.append(report.control.fix_rate)
+        # attribution vs the measured effect of ablating each of the top latents alone
+        d = report.divergence
+        seq = expected_seq(lm, report, fmt)
+        pos = d.position - 1
+        attr = attribute(lm, sae, seq, pos, d.expected_token_id, d.model_token_id)
+        per = attr.per_feature
+        top = per.abs().topk(top_attr).indices.tolist()
+        base = logit_difference(lm, sae, seq, pos, d.expected_token_id, d.model_token_id)
+        effects = [
+            logit_difference(
+                lm, sae, seq, pos, d.expected_token_id, d.model_token_id, edit=zero_ablation([j])
+            )
+            - base
+            for j in top
+        ]
+        predicted = [-float(per[j]) for j in top]  # ablating removes the contribution
+        rhos.append(spearman(predicted, effects))
+        pooled_attr += predicted
+        pooled_effect += effects
+    bar.close()
+    ratio = [g / max(abs(c), 1e-6) for g, c in zip(gains, control_gains, strict=True)]
+    return {
+        "failures": len(reports),
+        "with_verification": len(gains),
+        "flagged_median_gain": statistics.median(gains) if gains else None,
+        "control_median_gain": statistics.median(control_gains) if control_gains else None,
+        "gain_ratio_of_medians": (
+            statistics.median(gains) / max(abs(statistics.median(control_gains)), 1e-6)
+        )
+        if gains
+        else None,
+        "median_per_failure_ratio": statistics.median(ratio) if ratio else None,
+        "flagged_fix_rate": statistics.mean(fixed) if fixed else None,
+        "control_fix_rate": statistics.mean(control_fixed) if control_fixed else None,
+        "spearman_median_per_failure": statistics.median(rhos) if rhos else None,
+        "spearman_pooled": spearman(pooled_attr, pooled_effect) if pooled_attr else None,
+        "failure_classes": _counts([r.failure_class.value for r in reports]),
+        "error_share_median": statistics.median(
+            r.attribution.error_share for r in reports if r.attribution
+        ),
+    }, reports
+
+
+def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live):
+    """Plant a latent's decoder direction at an earlier layer until the answer flips; rank it."""
+    rng = random.Random(seed + 2)
+    ranks = {"flagged": [], "attribution": [], "activation": []}
+    chance_r5, attempts, no_flip = [], 0, 0
+    bar = tqdm(total=n_planted, desc="planted failures")
+    for a, b in problems(100 * n_planted, seed + 3):
+        if len(ranks["flagged"]) >= n_planted:
+            break
+        prompt = fmt.template.format(a=a, b=b)
+        if not answer_of(lm, fmt, a, b):
+            continue
+        attempts += 1
+        j = rng.choice(live)
+        ids = lm.prompt_ids(prompt, chat=fmt.chat)
+        scale = float(residuals_at(lm, ids[None], inject_layer)[0, 1:].norm(dim=-1).mean())
+        direction = sae.W_dec[j] / sae.W_dec[j].norm() * scale
+        flipped_at = None
+        for alpha in (0.25, 0.5, 1.0, 1.5, 2.0, 3.0):
+            with hook_resid_post(lm, inject_layer, lambda x, s=alpha, d=direction: x + s * d):
+                if not answer_of(lm, fmt, a, b):
+                    flipped_at = alpha
+                    break
+        if flipped_at is None:
+            no_flip += 1
+            continue
+        with hook_resid_post(lm, inject_layer, lambda x, s=flipped_at, d=direction: x + s * d):
+            report = diagnose(
+                lm, sae, prompt, str(a + b), atlas=atlas, options=probe_options(fmt, verify=False)
+            )
+            if report.divergence is None:
+                no_flip += 1
+                continue
+            d = report.divergence
+            seq = expected_seq(lm, report, fmt)
+            attr = attribute(lm, sae, seq, d.position - 1, d.expected_token_id, d.model_token_id)
+        per, act = attr.per_feature, attr.features.sum(0)
+        n_active = int((act > 0).sum())
+        flagged = report.flagged_ids
+        by_attr = torch.argsort(per).tolist()  # most negative first
+        ordering = flagged + [f for f in by_attr if f not in flagged]
+        ranks["flagged"].append(_rank(ordering, j))
+        ranks["attribution"].append(_rank(by_attr, j))
+        ranks["activation"].append(_rank(torch.argsort(act, descending=True).tolist(), j))
+        chance_r5.append(min(5 / max(n_active, 1), 1.0))
+        bar.update(1)
+    bar.close()
+    out = {
+        "planted": len(ranks["flagged"]),
+        "attempts": attempts,
+        "no_flip": no_flip,
+        "inject_layer": inject_layer,
+    }
+    for name, rs in ranks.items():
+        out[name] = {
+            "recall@1": statistics.mean(r == 1 for r in rs) if rs else None,
+            "recall@5": statistics.mean(r <= 5 for r in rs) if rs else None,
+            "mrr": statistics.mean(1 / r for r in rs) if rs else None,
+        }
+    out["chance"] = {"recall@5": statistics.mean(chance_r5) if chance_r5 else None}
+    return out
+
+
+def _rank(ordering: list[int], j: int) -> int:
+    return ordering.index(j) + 1 if j in ordering else len(ordering) + 1
+
+
+def _counts(values: list[str]) -> dict[str, int]:
+    return {v: values.count(v) for v in sorted(set(values))}
+
+
+def gsm8k_latency(lm, sae, atlas, n: int) -> dict:
+    rows = [json.loads(line) for line in GSM8K_TEST.read_text().splitlines()[:n]]
+    stages = {
+        "generate_s": [],
+        "paths_s": [],
+        "attribution_s": [],
+        "verification_s": [],
+        "total_s": [],
+    }
+    for row in rows:
+        expected = row["answer"].split("####")[-1].strip()
+        report = diagnose(lm, sae, row["question"], expected, reference=row["answer"], atlas=atlas)
+        for k in stages:
+            stages[k].append(getattr(report.timings, k))
+    return {k: statistics.median(v) for k, v in stages.items()} | {"problems": len(rows)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sae", default="default")
+    parser.add_argument("--failures", type=int, default=100)
+    parser.add_argument("--planted", type=int, default=40)
+    parser.add_argument("--calibration", type=int, default=60)
+    parser.add_argument("--top-attr", type=int, default=10, help="latents per failure for Spearman")
+    parser.add_argument("--inject-layer", type=int, default=10)
+    parser.add_argument("--gsm8k", type=int, default=3, help="GSM8K problems timed end to end")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    lm = load_model()
+    sae = load_sae(args.sae)
+    atlas = _atlas(args.sae)
+    start = time.perf_counter()
+    fmt, accuracy = calibrate(lm, args.calibration, args.seed)
+    print(f"calibration: {accuracy} -> {fmt.name}")
+    natural, _ = natural_failures(lm, sae, atlas, fmt, args.failures, args.seed, args.top_attr)
+    density = atlas.density if atlas is not None else None
+    live = (
+        torch.nonzero(torch.as_tensor(density) > 1e-4).squeeze(1).tolist()
+        if density is not None
+        else list(range(sae.cfg.d_sae))
+    )
+    planted = planted_failures(
+        lm, sae, atlas, fmt, args.planted, args.seed, args.inject_layer, live
+    )
+    latency = gsm8k_latency(lm, sae, atlas, args.gsm8k) if args.gsm8k else {}
+    result = {
+        "model": lm.model_id,
+        "sae": args.sae,
+        "atlas": atlas is not None,
+        "format": fmt.name,
+        "calibration_accuracy": accuracy,
+        "natural": natural,
+        "planted": planted,
+        "gsm8k_latency_s": latency,
+        "torch_threads": torch.get_num_threads(),
+        "seconds": time.perf_counter() - start,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+def _atlas(sae: str):
+    try:
+        from diagnostics.cli import _load_atlas
+
+        return _load_atlas(sae)
+    except Exception as err:  # noqa: BLE001 - the benchmark runs without an atlas too
+        print(f"no atlas: {err}")
+        return None
+
+
+if __name__ == "__main__":
+    main()
