@@ -38,10 +38,13 @@ class ActivationCache:
     def d_model(self) -> int:
         return int(self.acts.shape[1])
 
-    def load(self, limit: int | None = None) -> torch.Tensor:
-        """The first `limit` rows (all by default) in RAM, fp16 [n, d_model]."""
-        n = len(self) if limit is None else min(limit, len(self))
-        return torch.from_numpy(np.array(self.acts[:n]))  # a writable copy
+    def load(self, limit: int | None = None, seed: int = 0) -> torch.Tensor:
+        """All rows, or a seeded uniform sample of `limit` rows, in RAM: fp16 [n, d_model]."""
+        if limit is None or limit >= len(self):
+            return torch.from_numpy(np.array(self.acts))  # a writable copy
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(len(self), size=limit, replace=False))
+        return torch.from_numpy(self.acts[rows])
 
     def sample(self, n: int, seed: int = 0) -> torch.Tensor:
         """n random rows as fp32 [n, d_model] (for statistics such as the input scale)."""

@@ -10,6 +10,7 @@ special token are masked out and not stored. The cache holds fp16 activations [n
 from __future__ import annotations
 
 import json
+import random
 import shutil
 import time
 from collections.abc import Iterable
@@ -68,10 +69,12 @@ def harvest(
     max_tokens: int | None = None,
     sources: list[str] | None = None,
     split: str = "all",
+    seed: int = 0,
 ) -> CacheMeta:
     """Write the activations of `documents` at `blocks.{layer}.hook_resid_post` to `out_dir`."""
     out_dir = Path(out_dir)
     windows = list(token_windows(lm.tokenizer, documents, ctx_len))
+    random.Random(seed).shuffle(windows)  # rows of a window stay together; any prefix is a sample
     special_ids = set(lm.tokenizer.all_special_ids)
     special = torch.tensor(sorted(special_ids))
     counts = [sum(1 for t in w if t not in special_ids) for w in windows]

@@ -63,7 +63,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     """Run (or resume) the training described by `cfg`; returns the saved inference SAE."""
     torch.manual_seed(cfg.seed)
     cache = ActivationCache(cfg.activations)
-    data = cache.load(cfg.max_tokens)  # [n, d_in] fp16 in RAM
+    data = cache.load(cfg.max_tokens, seed=cfg.seed)  # [n, d_in] fp16 in RAM
     d_in, n_rows = cache.d_model, len(data)
     d_sae = cfg.expansion_factor * d_in
     steps_per_epoch = n_rows // cfg.batch_size

@@ -29,7 +29,7 @@ class TrainConfig:
     epochs: float = 1.0
     """Passes over the cache; fractional values stop part-way through the last pass."""
     max_tokens: int | None = None
-    """Use only the first max_tokens rows of the cache (all when None)."""
+    """Train on a seeded uniform sample of max_tokens rows of the cache (all when None)."""
     lr: float | None = None
     """Adam learning rate; None means 1.5e-3 / sqrt(d_sae / 2**14). That is 7.5x Gao et al.'s
     2e-4 rule, which is tuned for 10^8+ tokens; at CPU-scale budgets (10^3 steps) the larger rate

@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from diagnostics.hooks import residuals_at
-from diagnostics.sae.harvest import ACTS_FILE, META_FILE, TOKENS_FILE, harvest, token_windows
+from diagnostics.sae.harvest import (
+    ACTS_FILE,
+    META_FILE,
+    TOKENS_FILE,
+    WINDOWS_FILE,
+    harvest,
+    token_windows,
+)
 from diagnostics.texts import document_split, iter_documents
 
 
@@ -47,7 +54,12 @@ def test_harvest_writes_masked_activations(tiny_lm, tmp_path):
         json.loads((tmp_path / "cache" / META_FILE).read_text())["hook_name"]
         == "blocks.1.hook_resid_post"
     )
-    # the first stored row is the first text token of the first window
-    win = next(token_windows(tiny_lm.tokenizer, docs[:1], ctx_len=8))
+    # windows are stored whole, in shuffled order: the first stored window is one of ours, and its
+    # first row is the residual at its first text token
+    starts = np.load(tmp_path / "cache" / WINDOWS_FILE)
+    first = toks[starts[0] : starts[1]].tolist()
+    wins = list(token_windows(tiny_lm.tokenizer, docs, ctx_len=8))
+    assert len(starts) == len(wins)
+    win = next(w for w in wins if w[1:] == first)
     expected = residuals_at(tiny_lm, torch.tensor([win]), 1)[0, 1]
-    np.testing.assert_allclose(acts[0], expected.numpy(), rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(acts[starts[0]], expected.numpy(), rtol=2e-3, atol=2e-3)
