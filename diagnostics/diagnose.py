@@ -9,9 +9,12 @@ the correct path; zero-ablate them and k matched random latents; classify the fa
 
 from __future__ import annotations
 
+import math
 import re
 import time
+from typing import Protocol
 
+import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
@@ -60,15 +63,15 @@ class DiagnosisOptions(BaseModel):
     seed: int = Field(0, description="Seed of the random control.")
 
 
-class Atlas:
-    """What the diagnosis needs from a feature atlas (labels and baselines); see diagnostics.atlas."""
+class Atlas(Protocol):
+    """What the diagnosis needs from a feature atlas (diagnostics.atlas.FeatureAtlas)."""
 
     version: str
-    density: torch.Tensor  # [d_sae]
-    mean_activation: torch.Tensor  # [d_sae]
+    density: np.ndarray  # [d_sae] fraction of tokens each latent fires on
+    mean_activation: np.ndarray  # [d_sae] mean activation where it fires
+    detection_auroc: np.ndarray  # [d_sae] label score, NaN where unscored
 
-    def label(self, feature: int) -> str: ...
-    def label_score(self, feature: int) -> float | None: ...
+    def label(self, i: int) -> str: ...
 
 
 def diagnose(
@@ -114,7 +117,7 @@ def diagnose(
         hook_name=sae.cfg.metadata.hook_name,
         sae_id=sae_id or sae.cfg.metadata.extra.get("sae_id", ""),
         sae_d_sae=sae.cfg.d_sae,
-        atlas_version=getattr(atlas, "version", None),
+        atlas_version=str(getattr(atlas, "version", "")) or None if atlas is not None else None,
     )
     report = DriftReport(
         identity=identity,
@@ -300,7 +303,7 @@ def _flag(tok, seq, attr, model_feats, exp_feats, prompt_len, top_k, atlas) -> l
             FlaggedFeature(
                 feature=j,
                 label=atlas.label(j) if atlas is not None else "",
-                label_score=atlas.label_score(j) if atlas is not None else None,
+                label_score=_label_score(atlas, j),
                 attribution=float(per_feature[j]),
                 activation_failing=act_fail,
                 activation_expected=act_exp,
@@ -315,6 +318,13 @@ def _flag(tok, seq, attr, model_feats, exp_feats, prompt_len, top_k, atlas) -> l
             )
         )
     return flagged
+
+
+def _label_score(atlas: Atlas | None, j: int) -> float | None:
+    if atlas is None:
+        return None
+    score = float(atlas.detection_auroc[j])
+    return None if math.isnan(score) else score
 
 
 def _token_path(
