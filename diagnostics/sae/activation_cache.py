@@ -21,7 +21,7 @@ class ActivationCache:
     """A harvested cache: activations [n_tokens, d_model] fp16, token ids, window starts."""
 
     def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
+        self.directory = Path(directory).expanduser()
         meta_path = self.directory / META_FILE
         if not meta_path.is_file():
             raise FileNotFoundError(f"not an activation cache (no {META_FILE}): {self.directory}")

@@ -69,7 +69,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     steps_per_epoch = n_rows // cfg.batch_size
     total_steps = max(1, int(cfg.epochs * steps_per_epoch))
     k_aux = cfg.k_aux or d_in // 2
-    out_dir = Path(cfg.out_dir)
+    out_dir = Path(cfg.out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
 
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -171,6 +171,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             "input_scale": scale,
             "train_seconds": seconds,
             "harvest_model_dtype": cache.meta.model_dtype,
+            "dead_fraction_training": float((since_fired >= cfg.dead_after_tokens).float().mean()),
+            "dead_after_tokens": cfg.dead_after_tokens,
         },
     )
     threshold = 0.0
