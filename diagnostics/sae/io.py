@@ -43,12 +43,29 @@ def save_sae(sae: SparseAutoencoder, directory: str | Path, *, dtype: str | None
     return directory
 
 
+DEFAULT_SAE = "default"
+"""SAE name that selects the SAE shipped for the default model."""
+
+
+def default_sae_dir() -> Path:
+    """Directory of the shipped SAE for SmolLM2-135M-Instruct (layer 15 resid_post)."""
+    import diagnostics
+
+    return Path(diagnostics.__file__).parent / "assets/saes/smollm2-135m-instruct-l15"
+
+
+def resolve_sae_dir(name: str | Path) -> Path:
+    """The directory an SAE name refers to: 'default' is the shipped SAE, else a path."""
+    return default_sae_dir() if str(name) == DEFAULT_SAE else Path(name).expanduser()
+
+
 def load_sae(path: str | Path, *, dtype: str | None = "float32") -> SparseAutoencoder:
     """Load an SAE directory in the SAELens layout (or a Gemma Scope `params.npz`).
 
-    `dtype` is the dtype of the returned module; None keeps the stored one.
+    `path` "default" is the shipped SAE (`default_sae_dir()`). `dtype` is the dtype of the
+    returned module; None keeps the stored one.
     """
-    path = Path(path).expanduser()
+    path = resolve_sae_dir(path)
     if path.suffix in PICKLE_SUFFIXES or (path.is_dir() and _only_pickles(path)):
         raise SaeFormatError(
             f"refusing to load {path}: pickle files can run arbitrary code; "

@@ -1,0 +1,31 @@
+"""The feature atlas: per-latent statistics, max-activating contexts, logit effects, scored labels.
+
+Built once per SAE over held-out text (`build_atlas`), stored next to the SAE in `<sae_dir>/atlas/`
+and loaded in milliseconds (`FeatureAtlas.load`).
+"""
+
+from diagnostics.atlas.build import build_atlas
+from diagnostics.atlas.records import (
+    AtlasMeta,
+    ContextExample,
+    FeatureEntry,
+    LabelRule,
+    TokenValue,
+)
+from diagnostics.atlas.search import FeatureHit, search_label, search_text
+from diagnostics.atlas.store import ATLAS_VERSION, AtlasError, FeatureAtlas
+
+__all__ = [
+    "ATLAS_VERSION",
+    "AtlasError",
+    "AtlasMeta",
+    "ContextExample",
+    "FeatureAtlas",
+    "FeatureEntry",
+    "FeatureHit",
+    "LabelRule",
+    "TokenValue",
+    "build_atlas",
+    "search_label",
+    "search_text",
+]

@@ -1,0 +1,248 @@
+"""Build a feature atlas: stream held-out text through the model (up to the hook layer) and the SAE.
+
+Text windows (`token_windows`: a BOS-like first token, special tokens masked) are split by index:
+every `score_every`-th window goes to the scoring split (cut into short contexts and used only to
+score labels), the others to the explain split (labels, max-activating contexts). Firing density,
+activation sums, maxima and quantile histograms are over all text tokens of both splits.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from diagnostics.atlas.labels import derive_rule, render_label, vocab_strings
+from diagnostics.atlas.logit_effects import logit_effects
+from diagnostics.atlas.records import AtlasMeta, LabelRule
+from diagnostics.atlas.scoring import score_labels
+from diagnostics.atlas.stats import PAD_TOKEN, FeatureStatsAccumulator
+from diagnostics.atlas.store import ATLAS_VERSION, U16_PAD, FeatureAtlas, sae_fingerprint
+from diagnostics.hooks import residuals_at
+from diagnostics.language_model import LanguageModel
+from diagnostics.sae.harvest import token_windows
+from diagnostics.sae.modules import SparseAutoencoder
+
+QUANTILE_LEVELS = (0.1, 0.5, 0.9, 0.99)
+DENSE_THRESHOLD = 0.1
+
+
+def _batches(windows: Iterator[list[int]], size: int) -> Iterator[list[list[int]]]:
+    batch: list[list[int]] = []
+    for w in windows:
+        batch.append(w)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@torch.no_grad()
+def build_atlas(
+    lm: LanguageModel,
+    sae: SparseAutoencoder,
+    documents: Iterable[str],
+    *,
+    max_tokens: int = 1_000_000,
+    ctx_len: int = 256,
+    batch_size: int = 16,
+    n_contexts: int = 16,
+    progress: bool = True,
+    score_every: int = 5,
+    score_context_len: int = 32,
+    max_score_contexts: int = 8192,
+    n_logit_tokens: int = 10,
+    sources: list[str] | None = None,
+    split: str = "",
+    seed: int = 0,
+) -> FeatureAtlas:
+    """Compute statistics, contexts, logit effects and scored offline labels of every latent."""
+    start = time.perf_counter()
+    layer = sae.cfg.hook_layer
+    tok = lm.tokenizer
+    vocab_size = max(len(tok), int(lm.model.get_output_embeddings().weight.shape[0]))
+    special = torch.tensor(sorted(set(tok.all_special_ids)))
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    acc = FeatureStatsAccumulator(sae.cfg.d_sae, vocab_size, n_contexts=n_contexts)
+    chunk_ids: list[torch.Tensor] = []  # [n, L] each
+    chunk_acts: list[torch.Tensor] = []  # [n, d_sae] fp16 each
+    n_chunks, n_windows = 0, 0
+    bar = tqdm(total=max_tokens, unit="tok", unit_scale=True, desc="atlas", disable=not progress)
+    for batch in _batches(token_windows(tok, documents, ctx_len), batch_size):
+        width = max(len(w) for w in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)  # [b, s]
+        mask = torch.zeros_like(ids)
+        for r, w in enumerate(batch):
+            ids[r, : len(w)] = torch.tensor(w)
+            mask[r, : len(w)] = 1
+        keep = mask.bool() & ~torch.isin(ids, special)  # [b, s]
+        index = torch.arange(n_windows, n_windows + len(batch))
+        explain = (index % score_every) != (score_every - 1)  # [b]
+        if n_chunks >= max_score_contexts:
+            explain[:] = True
+        n_windows += len(batch)
+        resid = residuals_at(lm, ids.to(lm.device), layer, mask.to(lm.device))  # [b, s, d]
+        feats = sae.encode(resid.cpu()).float() * keep[..., None]  # [b, s, d_sae]
+        acc.update(feats, ids, keep, explain)
+        if (~explain).any():
+            ids_s, acts_s = _score_chunks(feats[~explain], ids, keep, ~explain, score_context_len)
+            chunk_ids.append(ids_s)
+            chunk_acts.append(acts_s)
+            n_chunks += len(ids_s)
+        bar.update(int(keep.sum()))
+        bar.set_postfix(tok_s=f"{acc.n_tokens / (time.perf_counter() - start):.0f}")
+        if acc.n_tokens >= max_tokens:
+            break
+    bar.close()
+    if acc.n_tokens == 0:
+        raise ValueError("no text tokens: the sources are empty for this split")
+
+    strings = vocab_strings(tok, vocab_size)
+    count = acc.count.numpy()
+    density = (count / acc.n_tokens).astype(np.float32)
+    mean = (acc.total.numpy() / np.maximum(count, 1)).astype(np.float32)
+    prom_ids, prom_vals, supp_ids, supp_vals = logit_effects(lm, sae, k=n_logit_tokens)
+
+    counts = acc.token_counts()
+    keys, fires = counts.keys.numpy(), counts.counts.numpy()
+    bounds = np.searchsorted(keys, np.arange(sae.cfg.d_sae + 1) * vocab_size)  # [d_sae + 1]
+    background = acc.background.numpy()
+    top_tokens, top_vals = acc.top_tokens.numpy(), acc.top_vals.numpy()
+    rules: list[LabelRule] = []
+    unigram = np.zeros(sae.cfg.d_sae, dtype=bool)
+    labels_iter = range(sae.cfg.d_sae)
+    if progress:
+        labels_iter = tqdm(labels_iter, desc="labels", unit="feat")
+    for i in labels_iter:
+        lo, hi = bounds[i], bounds[i + 1]
+        rule = LabelRule()
+        if count[i] > 0 and hi > lo:
+            rule, unigram[i] = derive_rule(
+                keys[lo:hi] % vocab_size,
+                fires[lo:hi],
+                background,
+                acc.n_explain_tokens,
+                top_tokens[i],
+                top_vals[i],
+                acc.before,
+                strings,
+            )
+        rule.ngrams = [tok.decode(g) for g in rule.ngram_ids]
+        rule.promoted = [strings[int(t)] for t in prom_ids[i, :5]]
+        rules.append(rule)
+    labels = [
+        render_label(r, r.promoted) if count[i] > 0 else "(dead)" for i, r in enumerate(rules)
+    ]
+
+    chunks = torch.cat(chunk_ids) if chunk_ids else torch.zeros(0, score_context_len).long()
+    cacts = torch.cat(chunk_acts) if chunk_acts else torch.zeros(0, sae.cfg.d_sae).half()
+    scores = score_labels(rules, chunks, cacts, seed=seed, progress=progress)
+
+    is_dense = density > DENSE_THRESHOLD
+    ctx_tokens = acc.top_tokens.numpy()
+    if vocab_size < U16_PAD:
+        ctx_tokens = np.where(ctx_tokens == PAD_TOKEN, U16_PAD, ctx_tokens).astype(np.uint16)
+    arrays = {
+        "count": count.astype(np.int64),
+        "density": density,
+        "mean_activation": mean,
+        "max_activation": acc.max.numpy().astype(np.float32),
+        "quantiles": acc.quantiles(list(QUANTILE_LEVELS)),
+        "histogram": acc.hist.view(sae.cfg.d_sae, -1).numpy().astype(np.uint32),
+        "detection_auroc": scores.detection_auroc,
+        "random_label_auroc": scores.random_label_auroc,
+        "easy_auroc": scores.easy_auroc,
+        "n_positive": scores.n_positive,
+        "n_negative": scores.n_negative,
+        "is_dense": is_dense.astype(np.uint8),
+        "is_unigram": unigram.astype(np.uint8),
+        "ctx_tokens": ctx_tokens,
+        "ctx_acts": acc.top_acts.numpy(),
+        "ctx_vals": acc.top_vals.numpy().astype(np.float32),
+        "promoted_ids": prom_ids.numpy().astype(np.int32),
+        "promoted_vals": prom_vals.numpy().astype(np.float32),
+        "suppressed_ids": supp_ids.numpy().astype(np.int32),
+        "suppressed_vals": supp_vals.numpy().astype(np.float32),
+    }
+    meta = AtlasMeta(
+        version=ATLAS_VERSION,
+        model_id=lm.model_id,
+        hook_name=sae.cfg.metadata.hook_name,
+        d_sae=sae.cfg.d_sae,
+        sae_fingerprint=sae_fingerprint(sae.W_dec),
+        n_tokens=acc.n_tokens,
+        n_windows=n_windows,
+        n_explain_tokens=acc.n_explain_tokens,
+        n_score_contexts=len(chunks),
+        score_context_len=score_context_len,
+        ctx_len=ctx_len,
+        sources=sources or [],
+        split=split,
+        quantile_levels=list(QUANTILE_LEVELS),
+        dense_threshold=DENSE_THRESHOLD,
+        build_seconds=round(time.perf_counter() - start, 1),
+    )
+    meta.summary = summarize(arrays, rules)
+    return FeatureAtlas(
+        meta=meta,
+        arrays=arrays,
+        labels=labels,
+        label_sources=["ngram+logit" if not r.empty else "none" for r in rules],
+        rules_or_path=[r.model_dump() for r in rules],
+        vocab=strings,
+        context_peak=acc.before,
+    )
+
+
+def _score_chunks(
+    feats: torch.Tensor, ids: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor, length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut scoring windows into contexts of `length` tokens after the BOS.
+
+    feats [n, s, d_sae] of the scoring windows, ids/keep [b, s] of the batch, rows [b] bool which.
+    Returns token ids [m, length] (PAD outside text) and max activations [m, d_sae] fp16.
+    """
+    n, s, d = feats.shape
+    n_c = (s - 1) // length
+    if n_c == 0:
+        return torch.zeros(0, length, dtype=torch.long), torch.zeros(0, d, dtype=torch.float16)
+    span = slice(1, 1 + n_c * length)
+    tok = torch.where(keep[rows], ids[rows], PAD_TOKEN)[:, span].reshape(n * n_c, length)
+    acts = feats[:, span].reshape(n, n_c, length, d).amax(2).reshape(n * n_c, d)
+    full = (tok != PAD_TOKEN).sum(1) >= length // 2  # drop mostly-empty tail contexts
+    return tok[full], acts[full].half()
+
+
+def summarize(arrays: dict[str, np.ndarray], rules: list[LabelRule]) -> dict:
+    """Headline numbers: live/dead/dense/unigram counts and median label scores."""
+    live = arrays["count"] > 0
+    labelled = live & np.array([not r.empty for r in rules])
+    det, rnd, easy = arrays["detection_auroc"], arrays["random_label_auroc"], arrays["easy_auroc"]
+    scored = labelled & ~np.isnan(det)
+    non_uni = scored & (arrays["is_unigram"] == 0)
+
+    def med(x: np.ndarray, m: np.ndarray) -> float | None:
+        v = x[m & ~np.isnan(x)]
+        return round(float(statistics.median(v.tolist())), 4) if len(v) else None
+
+    return {
+        "n_latents": int(len(live)),
+        "n_live": int(live.sum()),
+        "n_dead": int((~live).sum()),
+        "n_dense": int(arrays["is_dense"].sum()),
+        "n_unigram": int(arrays["is_unigram"].sum()),
+        "n_labelled": int(labelled.sum()),
+        "n_scored": int(scored.sum()),
+        "median_detection_auroc": med(det, scored),
+        "median_random_label_auroc": med(rnd, scored),
+        "median_easy_auroc": med(easy, scored),
+        "median_detection_auroc_non_unigram": med(det, non_uni),
+        "share_auroc_ge_0.75": round(float((det[scored] >= 0.75).mean()), 4)
+        if scored.any()
+        else None,
+    }

@@ -1,0 +1,239 @@
+"""The feature atlas on disk and in memory: `<sae_dir>/atlas/` = arrays.safetensors + atlas.json.
+
+Numbers live in one safetensors file of numpy arrays (read in milliseconds); strings (labels, label
+rules, the decoded vocabulary, build metadata) in one JSON file. `ATLAS_VERSION` is bumped whenever
+the layout changes; an atlas of another version is refused with a message to rebuild it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from diagnostics.atlas.records import (
+    AtlasMeta,
+    ContextExample,
+    FeatureEntry,
+    LabelRule,
+    TokenValue,
+)
+from diagnostics.errors import DriftscopeError
+
+ATLAS_VERSION = 1
+ATLAS_DIR = "atlas"
+ARRAYS_FILE = "arrays.safetensors"
+JSON_FILE = "atlas.json"
+RULES_FILE = "rules.json"  # read on first use: most callers need labels and arrays only
+U16_PAD = np.iinfo(np.uint16).max
+
+
+class AtlasError(DriftscopeError):
+    """A feature atlas is missing, of another version, or does not belong to this SAE."""
+
+    exit_code = 5
+
+
+def sae_fingerprint(W_dec) -> str:
+    """sha1 of the float32 decoder weights [d_sae, d_in] (identifies the SAE an atlas describes)."""
+    arr = np.ascontiguousarray(np.asarray(W_dec.detach().float().cpu().numpy(), dtype=np.float32))
+    return hashlib.sha1(arr.tobytes()).hexdigest()
+
+
+@dataclass
+class FeatureAtlas:
+    """Per-latent statistics, contexts, logit effects and scored labels of one SAE."""
+
+    meta: AtlasMeta
+    arrays: dict[str, np.ndarray]
+    labels: list[str]
+    label_sources: list[str]
+    rules_or_path: list[dict] | Path  # LabelRule dicts, or the rules.json to read them from
+    vocab: list[str]  # decoded text of every token id
+    context_peak: int  # index of the peak token inside every stored context window
+
+    @property
+    def rules(self) -> list[dict]:
+        """Label rules as dicts (validated into LabelRule in `entry`)."""
+        if isinstance(self.rules_or_path, Path):
+            self.rules_or_path = json.loads(self.rules_or_path.read_text())
+        return self.rules_or_path
+
+    # -- array views used by the diagnosis engine -------------------------------------------
+    @property
+    def d_sae(self) -> int:
+        return self.meta.d_sae
+
+    @property
+    def n_tokens(self) -> int:
+        return self.meta.n_tokens
+
+    @property
+    def density(self) -> np.ndarray:  # [d_sae]
+        return self.arrays["density"]
+
+    @property
+    def mean_activation(self) -> np.ndarray:  # [d_sae], mean over tokens where it fires
+        return self.arrays["mean_activation"]
+
+    @property
+    def max_activation(self) -> np.ndarray:  # [d_sae]
+        return self.arrays["max_activation"]
+
+    @property
+    def detection_auroc(self) -> np.ndarray:  # [d_sae], NaN where unscored
+        return self.arrays["detection_auroc"]
+
+    @property
+    def is_dense(self) -> np.ndarray:  # [d_sae] bool
+        return self.arrays["is_dense"].astype(bool)
+
+    @property
+    def is_unigram(self) -> np.ndarray:  # [d_sae] bool
+        return self.arrays["is_unigram"].astype(bool)
+
+    @property
+    def live(self) -> np.ndarray:  # [d_sae] bool, fired at least once
+        return self.arrays["count"] > 0
+
+    def label(self, i: int) -> str:
+        return self.labels[self._check(i)]
+
+    def _check(self, i: int) -> int:
+        if not 0 <= int(i) < self.d_sae:
+            raise AtlasError(f"feature {i} out of range: the SAE has {self.d_sae} latents")
+        return int(i)
+
+    def entry(self, i: int) -> FeatureEntry:
+        """The full record of latent i."""
+        i = self._check(i)
+        a = self.arrays
+        levels = self.meta.quantile_levels
+        return FeatureEntry(
+            id=i,
+            density=float(a["density"][i]),
+            mean_activation=float(a["mean_activation"][i]),
+            max_activation=float(a["max_activation"][i]),
+            quantiles={f"q{q:g}": float(v) for q, v in zip(levels, a["quantiles"][i], strict=True)},
+            label=self.labels[i],
+            label_source=self.label_sources[i],  # type: ignore[arg-type]
+            rule=LabelRule.model_validate(self.rules[i]),
+            detection_auroc=_opt(a["detection_auroc"][i]),
+            random_label_auroc=_opt(a["random_label_auroc"][i]),
+            n_positive_contexts=int(a["n_positive"][i]),
+            n_negative_contexts=int(a["n_negative"][i]),
+            is_dead=bool(a["count"][i] == 0),
+            is_dense=bool(a["is_dense"][i]),
+            is_unigram=bool(a["is_unigram"][i]),
+            top_contexts=self.contexts(i),
+            promoted_tokens=self._effects(i, "promoted"),
+            suppressed_tokens=self._effects(i, "suppressed"),
+        )
+
+    def contexts(self, i: int) -> list[ContextExample]:
+        """Max-activating contexts of latent i, strongest first."""
+        tokens, acts, vals = self.arrays["ctx_tokens"][i], self.arrays["ctx_acts"][i], None
+        vals = self.arrays["ctx_vals"][i]
+        pad = U16_PAD if tokens.dtype == np.uint16 else -1
+        out = []
+        for row, act_row, val in zip(tokens, acts, vals, strict=True):
+            if val <= 0:
+                continue
+            keep = np.nonzero(row != pad)[0]
+            out.append(
+                ContextExample(
+                    tokens=[self.vocab[int(t)] for t in row[keep]],
+                    peak_index=int(np.searchsorted(keep, self.context_peak)),
+                    activation=float(val),
+                    token_activations=[round(float(x), 4) for x in act_row[keep]],
+                )
+            )
+        return out
+
+    def _effects(self, i: int, kind: str) -> list[TokenValue]:
+        ids, vals = self.arrays[f"{kind}_ids"][i], self.arrays[f"{kind}_vals"][i]
+        return [
+            TokenValue(token=self.vocab[int(t)], token_id=int(t), value=round(float(v), 4))
+            for t, v in zip(ids, vals, strict=True)
+        ]
+
+    def search_label(self, keyword: str) -> list[int]:
+        """Latents whose label or rule tokens contain `keyword` (case-insensitive), best score first."""
+        kw = keyword.lower().strip()
+        if not kw:
+            return []
+        hits = [
+            i
+            for i, (label, rule) in enumerate(zip(self.labels, self.rules, strict=True))
+            if kw in label.lower()
+            or any(kw in t.lower() for t in rule.get("tokens", []) + rule.get("ngrams", []))
+        ]
+        score = np.nan_to_num(self.arrays["detection_auroc"], nan=-1.0)
+        return sorted(hits, key=lambda i: (-score[i], i))
+
+    def check_matches(self, sae) -> None:
+        """Raise AtlasError when this atlas was built for another SAE."""
+        if sae.cfg.d_sae != self.d_sae or sae_fingerprint(sae.W_dec) != self.meta.sae_fingerprint:
+            raise AtlasError("the atlas was built for another SAE: rebuild it (features build)")
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, sae_dir: str | Path) -> Path:
+        """Write to `<sae_dir>/atlas/` atomically (a temporary sibling, then a rename)."""
+        target = Path(sae_dir) / ATLAS_DIR
+        tmp = target.with_name(ATLAS_DIR + ".partial")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file({k: np.ascontiguousarray(v) for k, v in self.arrays.items()}, tmp / ARRAYS_FILE)
+        doc = {
+            "meta": self.meta.model_dump(),
+            "context_peak": self.context_peak,
+            "labels": self.labels,
+            "label_sources": self.label_sources,
+            "vocab": self.vocab,
+        }
+        (tmp / JSON_FILE).write_text(json.dumps(doc, ensure_ascii=False))
+        (tmp / RULES_FILE).write_text(json.dumps(self.rules, ensure_ascii=False))
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+        return target
+
+    @classmethod
+    def load(cls, sae_dir: str | Path) -> FeatureAtlas:
+        """Load `<sae_dir>/atlas/` (or an atlas directory itself); `sae_dir` may be 'default'."""
+        if str(sae_dir) == "default":
+            from diagnostics.sae.io import default_sae_dir
+
+            sae_dir = default_sae_dir()
+        path = Path(sae_dir).expanduser()
+        if not (path / JSON_FILE).is_file():
+            path = path / ATLAS_DIR
+        if not all((path / f).is_file() for f in (JSON_FILE, ARRAYS_FILE, RULES_FILE)):
+            raise AtlasError(
+                f"no feature atlas at {path}: build one with `driftscope features build`"
+            )
+        doc = json.loads((path / JSON_FILE).read_text())
+        version = doc.get("meta", {}).get("version")
+        if version != ATLAS_VERSION:
+            raise AtlasError(
+                f"the atlas at {path} has version {version}, this driftscope reads "
+                f"{ATLAS_VERSION}: rebuild it with `driftscope features build`"
+            )
+        return cls(
+            meta=AtlasMeta.model_validate(doc["meta"]),
+            arrays=load_file(str(path / ARRAYS_FILE)),
+            labels=doc["labels"],
+            label_sources=doc["label_sources"],
+            rules_or_path=path / RULES_FILE,
+            vocab=doc["vocab"],
+            context_peak=int(doc["context_peak"]),
+        )
+
+
+def _opt(x) -> float | None:
+    return None if math.isnan(float(x)) else round(float(x), 4)

@@ -1,0 +1,96 @@
+"""`driftscope features build|show|search|steer|explain` on the tiny model saved to disk."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from diagnostics.cli import app
+from diagnostics.sae import save_sae
+from tests.conftest import make_tiny_lm
+from tests.unit.test_atlas_build import GATE_LATENT, make_corpus, make_planted_sae
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("features_cli")
+    lm = make_tiny_lm()
+    lm.model.save_pretrained(root / "model")
+    lm.tokenizer.save_pretrained(root / "model")
+    docs = make_corpus()
+    save_sae(make_planted_sae(lm, docs), root / "sae")
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    common = ["--sae", str(root / "sae"), "--model", str(root / "model")]
+    result = runner.invoke(
+        app,
+        ["features", "build", "--source", f"{corpus}:all", *common, "--max-tokens", "6000",
+         "--ctx-len", "64", "--batch-size", "8", "--model-dtype", "float32"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "median_detection_auroc" in result.stdout
+    return root, common
+
+
+def test_build_writes_the_atlas_next_to_the_sae(built):
+    root, _ = built
+    assert (root / "sae" / "atlas" / "atlas.json").is_file()
+    assert (root / "sae" / "atlas" / "arrays.safetensors").is_file()
+
+
+def test_show_prints_label_contexts_and_json(built):
+    root, common = built
+    result = runner.invoke(app, ["features", "show", str(GATE_LATENT), "--sae", str(root / "sae")])
+    assert result.exit_code == 0, result.output
+    assert '"gate"' in result.stdout and "[[gate]]" in result.stdout
+    assert "promotes:" in result.stdout
+    result = runner.invoke(
+        app, ["features", "show", str(GATE_LATENT), "--sae", str(root / "sae"), "--json"]
+    )
+    entry = json.loads(result.stdout)
+    assert entry["id"] == GATE_LATENT and entry["is_unigram"] is True
+    result = runner.invoke(app, ["features", "show", "9999", "--sae", str(root / "sae")])
+    assert result.exit_code == 5 and "out of range" in result.stderr
+
+
+def test_search_by_text_versus_and_by_label(built):
+    root, common = built
+    result = runner.invoke(
+        app,
+        ["features", "search", "the golden gate bridge", "--versus", "the sydney harbour bridge",
+         *common, "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    assert GATE_LATENT in [h["id"] for h in hits[:3]]
+    result = runner.invoke(
+        app, ["features", "search", "--label", "gate", "--sae", str(root / "sae")]
+    )
+    assert result.exit_code == 0 and str(GATE_LATENT) in result.stdout
+
+
+def test_steer_shows_both_outputs_and_the_concept_shift(built):
+    root, common = built
+    result = runner.invoke(
+        app,
+        ["features", "steer", "how many apples", "--feature", f"{GATE_LATENT}=10", *common,
+         "--max-new-tokens", "4", "--concept", "gate"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "--- unsteered ---" in result.stdout and "--- steered ---" in result.stdout
+    assert "p(next token in" in result.stdout
+    bad = runner.invoke(app, ["features", "steer", "x", "--feature", "a=b", *common])
+    assert bad.exit_code == 2 and "ID=MULTIPLE" in bad.stderr
+
+
+def test_missing_atlas_and_unconfigured_llm_give_messages(tmp_path, built, monkeypatch):
+    root, _ = built
+    result = runner.invoke(app, ["features", "show", "1", "--sae", str(tmp_path)])
+    assert result.exit_code == 5 and "features build" in result.stderr
+    monkeypatch.delenv("DRIFTSCOPE_LLM_URL", raising=False)
+    result = runner.invoke(app, ["features", "explain", "--sae", str(root / "sae")])
+    assert result.exit_code == 2 and "DRIFTSCOPE_LLM_URL" in result.stderr
