@@ -1,0 +1,45 @@
+"""Progress of an audit from its job rows: done / failed / queued / running and an ETA."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlmodel import Session, func, select
+
+from api.models import Audit, Job, JobStatus
+from api.report_store import as_aware
+from api.schemas import AuditProgress
+
+
+def audit_progress(session: Session, audit: Audit, now: datetime | None = None) -> AuditProgress:
+    counts = dict(
+        session.exec(
+            select(Job.status, func.count()).where(Job.audit_id == audit.id).group_by(Job.status)
+        ).all()
+    )
+    done, failed = counts.get(JobStatus.done, 0), counts.get(JobStatus.failed, 0)
+    queued, running = counts.get(JobStatus.queued, 0), counts.get(JobStatus.running, 0)
+    finished, left = done + failed, queued + running
+    now = now or datetime.now(UTC)
+    created = as_aware(audit.created_at)
+    eta = None
+    if left == 0:
+        eta = 0.0
+    elif finished:
+        eta = (now - created).total_seconds() / finished * left
+    status = "done" if left == 0 else ("running" if finished or running else "queued")
+    return AuditProgress(
+        id=audit.id,
+        name=audit.name,
+        source=audit.source,
+        status=status,
+        total=audit.total,
+        done=done,
+        failed=failed,
+        queued=queued,
+        running=running,
+        eta_s=eta,
+        created_at=created,
+        finished_at=as_aware(audit.finished_at),
+        options=audit.options,
+    )

@@ -1,0 +1,81 @@
+"""`Idempotency-Key` on POSTs (draft-ietf-httpapi-idempotency-key-header).
+
+The key is recorded (as in flight) before the work, in its own committed row, so a concurrent
+retry sees it: same key + same request -> the stored response is replayed; while the first is in
+flight -> 409; same key + a different request -> 422. Keys are scoped by API key and route.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from api.models import IdempotentRequest
+from api.problems import Problem
+
+IN_FLIGHT = 0
+
+
+class Idempotency:
+    """Use: `replay = idem.begin()`; return it if not None; after the work, `idem.store(resp)`."""
+
+    def __init__(self, session: Session, key: str | None, scope: str, fingerprint: bytes) -> None:
+        if key is not None and not 1 <= len(key) <= 255:
+            raise Problem(400, "Bad Idempotency-Key", "the key must be 1 to 255 characters")
+        self.session, self.key, self.scope = session, key, scope
+        self.fingerprint = hashlib.sha256(fingerprint).hexdigest()
+
+    def begin(self) -> JSONResponse | None:
+        """Reserve the key; the stored response when this request was already answered."""
+        if self.key is None:
+            return None
+        row = IdempotentRequest(
+            key=self.key, scope=self.scope, fingerprint=self.fingerprint, status_code=IN_FLIGHT
+        )
+        self.session.add(row)
+        try:
+            self.session.commit()
+            return None
+        except IntegrityError:
+            self.session.rollback()
+        stored = self.session.get(IdempotentRequest, (self.key, self.scope))
+        if stored is None:  # deleted meanwhile (the first attempt failed): try once more
+            return self.begin()
+        if stored.fingerprint != self.fingerprint:
+            raise Problem(
+                422, "Idempotency-Key reused", "this key was used with a different request",
+                "idempotency-mismatch",
+            )  # fmt: skip
+        if stored.status_code == IN_FLIGHT:
+            raise Problem(
+                409,
+                "Request in progress",
+                "a request with this key is still running",
+                "idempotency-in-flight",
+            )
+        headers = {"Location": stored.location} if stored.location else None
+        response = JSONResponse(stored.response, status_code=stored.status_code, headers=headers)
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+
+    def store(self, body: dict, status_code: int, location: str | None) -> None:
+        if self.key is None:
+            return
+        row = self.session.get(IdempotentRequest, (self.key, self.scope))
+        if row is not None:
+            row.status_code, row.response, row.location = status_code, body, location
+            self.session.add(row)
+            self.session.commit()
+
+    def abandon(self) -> None:
+        """Forget the key (the work failed), so the client may retry with it."""
+        if self.key is None:
+            return
+        self.session.rollback()
+        row = self.session.get(IdempotentRequest, (self.key, self.scope))
+        if row is not None and row.status_code == IN_FLIGHT:
+            self.session.delete(row)
+            self.session.commit()

@@ -1,0 +1,136 @@
+"""List and filter stored reports (used by GET /v1/reports, feature pages and the benchmark)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, func, select
+
+from api.models import Report, ReportFeature
+from api.schemas import FlaggedBrief, ReportSummary
+
+
+@dataclass
+class ReportFilters:
+    """Every filter is optional; given ones are combined with AND."""
+
+    correct: bool | None = None
+    failure_class: str | None = None
+    feature: int | None = None  # flagged feature id
+    label: str | None = None  # text inside a flagged feature's label (case-insensitive)
+    audit_id: str | None = None
+    model_id: str | None = None
+    sae_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+    def clauses(self) -> list:
+        out: list = []
+        if self.correct is not None:
+            out.append(Report.correct == self.correct)
+        if self.failure_class:
+            out.append(Report.failure_class == self.failure_class)
+        if self.audit_id:
+            out.append(Report.audit_id == self.audit_id)
+        if self.model_id:
+            out.append(Report.model_id == self.model_id)
+        if self.sae_id:
+            out.append(Report.sae_id == self.sae_id)
+        if self.created_after:
+            out.append(Report.created_at >= self.created_after)
+        if self.created_before:
+            out.append(Report.created_at < self.created_before)
+        if self.feature is not None or self.label:
+            rf = ReportFeature.__table__.c
+            sub = sa.select(rf.report_id).where(rf.report_id == Report.id)
+            if self.feature is not None:
+                sub = sub.where(rf.feature_id == self.feature)
+            if self.label:
+                pattern = "%" + _escape_like(self.label.lower()) + "%"
+                sub = sub.where(func.lower(rf.label).like(pattern, escape="\\"))
+            out.append(sa.exists(sub))
+        return out
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+SUMMARY_COLUMNS = [c for c in Report.__table__.c if c.name != "body"]
+
+
+def list_reports(
+    session: Session, filters: ReportFilters, *, limit: int = 50, offset: int = 0
+) -> tuple[list[ReportSummary], int]:
+    """One page of matching reports, newest first, and the number of matches."""
+    clauses = filters.clauses()
+    count = session.execute(
+        sa.select(func.count()).select_from(Report.__table__).where(*clauses)
+    ).scalar_one()
+    rows = session.execute(
+        sa.select(*SUMMARY_COLUMNS)
+        .where(*clauses)
+        .order_by(Report.created_at.desc(), Report.id.desc())  # type: ignore[union-attr]
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    flagged = _flagged_of(session, [r.id for r in rows])
+    return [_summary(r, flagged.get(r.id, [])) for r in rows], int(count)
+
+
+def _flagged_of(session: Session, report_ids: list[str]) -> dict[str, list[FlaggedBrief]]:
+    out: dict[str, list[FlaggedBrief]] = defaultdict(list)
+    if not report_ids:
+        return out
+    rows = session.exec(
+        select(ReportFeature)
+        .where(ReportFeature.report_id.in_(report_ids))  # type: ignore[attr-defined]
+        .order_by(ReportFeature.report_id, ReportFeature.rank)  # type: ignore[arg-type]
+    ).all()
+    for f in rows:
+        out[f.report_id].append(
+            FlaggedBrief(feature=f.feature_id, label=f.label, attribution=f.attribution)
+        )
+    return out
+
+
+def _summary(row, flagged: list[FlaggedBrief]) -> ReportSummary:
+    return ReportSummary(
+        id=row.id,
+        job_id=row.job_id,
+        audit_id=row.audit_id,
+        created_at=row.created_at,
+        correct=row.correct,
+        failure_class=row.failure_class,
+        model_id=row.model_id,
+        sae_id=row.sae_id,
+        n_flagged=row.n_flagged,
+        ablation_fixed=row.ablation_fixed,
+        control_fix_rate=row.control_fix_rate,
+        prompt=row.prompt_preview,
+        expected=row.expected,
+        extracted=row.extracted,
+        verdict=row.verdict,
+        flagged=flagged,
+    )
+
+
+def feature_stats(session: Session, feature: int) -> tuple[int, int, float | None]:
+    """(reports flagging `feature`, of which wrong answers, share where the ablation fixed it)."""
+    rf = ReportFeature.__table__.c
+    r = Report.__table__.c
+    row = session.execute(
+        sa.select(
+            func.count(),
+            func.sum(sa.case((r.correct.is_(False), 1), else_=0)),
+            func.avg(
+                sa.case((r.ablation_fixed.is_(True), 1.0), (r.ablation_fixed.is_(False), 0.0))
+            ),
+        )
+        .select_from(Report.__table__.join(ReportFeature.__table__, rf.report_id == r.id))
+        .where(rf.feature_id == feature)
+    ).one()
+    return int(row[0] or 0), int(row[1] or 0), None if row[2] is None else float(row[2])

@@ -1,0 +1,201 @@
+"""Bulk audits: POST /v1/audits (upload or named dataset), progress, summary and exports."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from sqlmodel import func, select
+
+from api.audit_progress import audit_progress
+from api.audit_summary import audit_frames, export_frame, summarize, to_csv_bytes, to_parquet_bytes
+from api.auth import CallerKey
+from api.datasets import DatasetError, parse_dataset, read_named_dataset, sample_items
+from api.deps import IdempotencyKey, SessionDep, SettingsDep
+from api.idempotency import Idempotency
+from api.models import Audit
+from api.problems import Problem, not_found
+from api.routes.jobs_common import RETRY_AFTER_S
+from api.schemas import AuditProgress, Page
+from api.submissions import create_audit
+from diagnostics.answers import ANSWER_MODES
+from diagnostics.diagnose import DiagnosisOptions
+from workers.queue import enqueue
+
+router = APIRouter(prefix="/v1/audits", tags=["audits"])
+
+
+@router.post("", status_code=202, response_model=AuditProgress)
+def create_audit_route(
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: CallerKey,
+    file: Annotated[
+        UploadFile | None, File(description="JSONL or CSV: GSM8K or prompt/expected.")
+    ] = None,
+    dataset: Annotated[
+        str | None, Form(description="A dataset name the server is configured with.")
+    ] = None,
+    limit: Annotated[int | None, Form(ge=1)] = None,
+    sample: Annotated[Literal["first", "random"], Form()] = "first",
+    seed: Annotated[int, Form()] = 0,
+    name: Annotated[str, Form(max_length=200)] = "",
+    mode: Annotated[str | None, Form(description="Answer mode.")] = None,
+    options: Annotated[str | None, Form(description="DiagnosisOptions as JSON.")] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Queue one diagnosis per problem; poll the Location for progress."""
+    if (file is None) == (dataset is None):
+        raise Problem(422, "Invalid request", "send either a file or a dataset name", "validation")
+    opts = _options(options, mode)
+    if file is not None:
+        data = file.file.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            raise Problem(
+                413,
+                "Too large",
+                f"uploads are limited to {settings.max_upload_bytes} bytes",
+                "too-large",
+            )
+        source = file.filename or "upload"
+        try:
+            items = parse_dataset(data, source, max_prompt_chars=settings.max_prompt_chars)
+        except DatasetError as err:
+            raise Problem(422, "Invalid dataset", str(err), "invalid-dataset") from None
+        content_hash = hashlib.sha256(data).hexdigest()
+    else:
+        path = settings.datasets.get(dataset or "")
+        if path is None or not path.is_file():
+            raise Problem(
+                422,
+                "Unknown dataset",
+                f"known datasets: {', '.join(sorted(settings.datasets))}",
+                "unknown-dataset",
+            )
+        source = f"dataset:{dataset}"
+        try:
+            items = read_named_dataset(path, max_prompt_chars=settings.max_prompt_chars)
+        except DatasetError as err:
+            raise Problem(422, "Invalid dataset", f"{dataset}: {err}", "invalid-dataset") from None
+        content_hash = source
+    chosen = sample_items(items, limit, sample, seed)
+    if len(chosen) > settings.max_audit_items:
+        raise Problem(
+            413, "Too large",
+            f"{len(chosen)} problems; audits are limited to {settings.max_audit_items} (use limit)",
+            "too-large",
+        )  # fmt: skip
+    fingerprint = json.dumps(
+        [content_hash, limit, sample, seed, name, opts.model_dump(mode="json")]
+    ).encode()
+    idem = Idempotency(session, idempotency_key, f"{caller}:POST:/v1/audits", fingerprint)
+    if (replay := idem.begin()) is not None:
+        return replay
+    try:
+        audit, job_ids = create_audit(
+            session, chosen, opts, name=name, source=source,
+            extra={"limit": limit, "sample": sample, "seed": seed, "n_in_file": len(items)},
+        )  # fmt: skip
+    except Exception:
+        idem.abandon()
+        raise
+    enqueue(job_ids)
+    body = audit_progress(session, audit).model_dump(mode="json")
+    location = f"/v1/audits/{audit.id}"
+    idem.store(body, 202, location)
+    return JSONResponse(
+        body, status_code=202, headers={"Location": location, "Retry-After": RETRY_AFTER_S}
+    )
+
+
+def _options(raw: str | None, mode: str | None) -> DiagnosisOptions:
+    try:
+        opts = DiagnosisOptions.model_validate_json(raw) if raw else DiagnosisOptions()
+    except ValidationError as err:
+        raise Problem(
+            422,
+            "Invalid options",
+            str(err).splitlines()[0],
+            "validation",
+            errors=json.loads(err.json(include_url=False)),
+        ) from None
+    if mode is not None:
+        if mode not in ANSWER_MODES:
+            raise Problem(
+                422,
+                "Invalid options",
+                f"mode must be one of {', '.join(ANSWER_MODES)}",
+                "validation",
+            )
+        opts = opts.model_copy(update={"mode": mode})
+    return opts
+
+
+@router.get("", response_model=Page[AuditProgress])
+def list_audits(
+    session: SessionDep,
+    _: CallerKey,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[AuditProgress]:
+    """Audits, newest first, with their progress."""
+    count = session.exec(select(func.count()).select_from(Audit)).one()
+    audits = session.exec(
+        select(Audit).order_by(Audit.created_at.desc()).limit(limit).offset(offset)  # type: ignore[attr-defined]
+    ).all()
+    return Page[AuditProgress](
+        data=[audit_progress(session, a) for a in audits], count=count, limit=limit, offset=offset
+    )
+
+
+def _audit(session, audit_id: str) -> Audit:
+    audit = session.get(Audit, audit_id)
+    if audit is None:
+        raise not_found("audit", audit_id)
+    return audit
+
+
+@router.get("/{audit_id}", response_model=AuditProgress)
+def get_audit(audit_id: str, session: SessionDep, _: CallerKey) -> AuditProgress:
+    """Progress: done / failed / queued / running of total, and an ETA."""
+    return audit_progress(session, _audit(session, audit_id))
+
+
+@router.get("/{audit_id}/summary")
+def get_audit_summary(audit_id: str, session: SessionDep, _: CallerKey) -> dict:
+    """Accuracy, failure classes, recurring flagged features with labels and fix rates."""
+    audit = _audit(session, audit_id)
+    items, features = audit_frames(session, audit_id)
+    return {"progress": audit_progress(session, audit).model_dump(mode="json")} | summarize(
+        items, features
+    )
+
+
+@router.get(
+    "/{audit_id}/export",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
+)
+def export_audit(
+    audit_id: str,
+    session: SessionDep,
+    _: CallerKey,
+    format: Literal["csv", "parquet"] = "csv",
+) -> Response:
+    """One row per problem (status, answer, failure class, flagged features) as CSV or Parquet."""
+    _audit(session, audit_id)
+    frame = export_frame(*audit_frames(session, audit_id))
+    if format == "parquet":
+        body, media = to_parquet_bytes(frame), "application/vnd.apache.parquet"
+    else:
+        body, media = to_csv_bytes(frame), "text/csv; charset=utf-8"
+    filename = f"audit-{audit_id}.{format}"
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

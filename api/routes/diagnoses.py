@@ -1,0 +1,61 @@
+"""POST /v1/diagnoses (202 + Location) and GET /v1/diagnoses/{id} (status and report)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlmodel import select
+
+from api.auth import CallerKey
+from api.deps import IdempotencyKey, SessionDep, SettingsDep
+from api.idempotency import Idempotency
+from api.models import Job, JobKind, Report
+from api.problems import Problem, not_found
+from api.report_store import load_report
+from api.routes.jobs_common import job_state, submit
+from api.schemas import Diagnosis, DiagnosisRequest
+from api.submissions import diagnosis_payload
+
+router = APIRouter(prefix="/v1/diagnoses", tags=["diagnoses"])
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=Diagnosis,
+    responses={202: {"headers": {"Location": {"description": "The diagnosis resource."}}}},
+)
+def create_diagnosis(
+    body: DiagnosisRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: CallerKey,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Queue a diagnosis of a (failing) prompt; poll the Location for status and report."""
+    for name, text in (("prompt", body.prompt), ("reference", body.reference or "")):
+        if len(text) > settings.max_prompt_chars:
+            raise Problem(
+                413, "Too large", f"{name} is longer than {settings.max_prompt_chars} characters",
+                "too-large",
+            )  # fmt: skip
+    options = body.resolved_options()
+    payload = diagnosis_payload(body.prompt, body.expected, body.reference, options)
+    idem = Idempotency(
+        session, idempotency_key, f"{caller}:POST:/v1/diagnoses", body.model_dump_json().encode()
+    )
+    return submit(idem, JobKind.diagnosis, payload, "/v1/diagnoses", Diagnosis)
+
+
+@router.get("/{diagnosis_id}", response_model=Diagnosis)
+def get_diagnosis(diagnosis_id: str, session: SessionDep, _: CallerKey) -> Diagnosis:
+    """The diagnosis job's status and, once done, its drift report."""
+    job = session.get(Job, diagnosis_id)
+    if job is None or job.kind != JobKind.diagnosis:
+        raise not_found("diagnosis", diagnosis_id)
+    report = session.exec(select(Report).where(Report.job_id == job.id)).first()
+    return Diagnosis(
+        **job_state(job),
+        report_id=report.id if report else None,
+        report=load_report(report.body) if report else None,
+    )

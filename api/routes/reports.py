@@ -1,0 +1,68 @@
+"""GET /v1/reports (paginated, filtered) and GET /v1/reports/{id}."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.auth import CallerKey
+from api.deps import SessionDep
+from api.models import Report
+from api.problems import not_found
+from api.report_queries import ReportFilters, list_reports
+from api.report_store import as_aware, load_report
+from api.schemas import Page, ReportSummary, StoredReport
+from diagnostics.failure_classes import FailureClass
+
+router = APIRouter(prefix="/v1/reports", tags=["reports"])
+
+
+@router.get("", response_model=Page[ReportSummary])
+def get_reports(
+    session: SessionDep,
+    _: CallerKey,
+    correct: bool | None = None,
+    failure_class: FailureClass | None = None,
+    feature: Annotated[int | None, Query(ge=0, description="Flagged feature id.")] = None,
+    label: Annotated[
+        str | None, Query(max_length=200, description="Text in a flagged feature's label.")
+    ] = None,
+    audit_id: str | None = None,
+    model_id: str | None = None,
+    sae_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> Page[ReportSummary]:
+    """Stored drift reports, newest first."""
+    filters = ReportFilters(
+        correct=correct,
+        failure_class=failure_class.value if failure_class else None,
+        feature=feature,
+        label=label,
+        audit_id=audit_id,
+        model_id=model_id,
+        sae_id=sae_id,
+        created_after=created_after,
+        created_before=created_before,
+    )
+    rows, count = list_reports(session, filters, limit=limit, offset=offset)
+    return Page[ReportSummary](data=rows, count=count, limit=limit, offset=offset)
+
+
+@router.get("/{report_id}", response_model=StoredReport)
+def get_report(report_id: str, session: SessionDep, _: CallerKey) -> StoredReport:
+    """One drift report in full."""
+    row = session.get(Report, report_id)
+    if row is None:
+        raise not_found("report", report_id)
+    return StoredReport(
+        id=row.id,
+        job_id=row.job_id,
+        audit_id=row.audit_id,
+        created_at=as_aware(row.created_at),
+        report=load_report(row.body),
+    )

@@ -1,0 +1,49 @@
+"""POST /v1/steer (202 + Location) and GET /v1/steer/{id}: generation with features clamped."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.auth import CallerKey
+from api.deps import IdempotencyKey, SessionDep, SettingsDep
+from api.idempotency import Idempotency
+from api.models import Job, JobKind
+from api.problems import Problem, not_found
+from api.routes.jobs_common import job_state, submit
+from api.schemas import Steering, SteerRequest
+
+router = APIRouter(prefix="/v1/steer", tags=["steering"])
+
+
+@router.post("", status_code=202, response_model=Steering)
+def create_steering(
+    body: SteerRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: CallerKey,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Queue a steered + unsteered greedy generation (clamps are multiples of max activation)."""
+    if len(body.prompt) > settings.max_prompt_chars:
+        raise Problem(
+            413,
+            "Too large",
+            f"prompt is longer than {settings.max_prompt_chars} characters",
+            "too-large",
+        )
+    if any(f < 0 for f in body.clamps):
+        raise Problem(422, "Invalid request", "feature ids must be non-negative", "validation")
+    payload = body.model_dump(mode="json")
+    idem = Idempotency(
+        session, idempotency_key, f"{caller}:POST:/v1/steer", body.model_dump_json().encode()
+    )
+    return submit(idem, JobKind.steer, payload, "/v1/steer", Steering)
+
+
+@router.get("/{steer_id}", response_model=Steering)
+def get_steering(steer_id: str, session: SessionDep, _: CallerKey) -> Steering:
+    job = session.get(Job, steer_id)
+    if job is None or job.kind != JobKind.steer:
+        raise not_found("steering run", steer_id)
+    return Steering(**job_state(job), result=job.result)

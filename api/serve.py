@@ -1,0 +1,80 @@
+"""`driftscope serve`: the API, a worker and the reconciler on one machine (a trial setup).
+
+With Redis reachable, the worker is a real `celery worker --pool=prefork -c 1` subprocess; with
+no Redis (or `--queue local`), a thread polling the database runs the jobs instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+from api.db import migrate
+from api.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def redis_reachable(url: str) -> bool:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except redis.RedisError:
+        return False
+
+
+def _exit_on_signal(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
+def serve(
+    host: str = "127.0.0.1", port: int = 8000, queue: str = "auto", reconcile_s: float = 60.0
+) -> None:
+    """Migrate the database, start the worker and the reconciler, then serve HTTP until stopped."""
+    import uvicorn
+
+    settings = get_settings()
+    if queue == "auto":
+        queue = "celery" if redis_reachable(settings.redis_url) else "local"
+    os.environ["DRIFTSCOPE_QUEUE_BACKEND"] = queue
+    get_settings.cache_clear()
+    migrate()
+    log.warning("driftscope: database %s, queue %s", settings.database_url, queue)
+    stop = threading.Event()
+    worker: subprocess.Popen | None = None
+    if queue == "celery":
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+             "--pool=prefork", "-c", "1", "--loglevel=INFO", "-Q", settings.queue_name],
+        )  # fmt: skip
+    else:
+        from workers.local_worker import run_local_worker
+
+        threading.Thread(target=run_local_worker, args=(stop,), daemon=True, name="worker").start()
+    from workers.reconciler import run_forever
+
+    threading.Thread(
+        target=run_forever, args=(reconcile_s, stop), daemon=True, name="reconciler"
+    ).start()
+    # uvicorn re-raises SIGTERM after its graceful shutdown: make it a SystemExit, so the
+    # worker subprocess is stopped below
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    try:
+        uvicorn.run("api.main:create_app", factory=True, host=host, port=port)
+    finally:
+        stop.set()
+        if worker is not None:
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()

@@ -1,0 +1,82 @@
+"""`driftscope audit` (in process, no broker) and `driftscope apikey create`."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from sqlmodel import func, select
+from typer.testing import CliRunner
+
+from api.db import migrate, session_scope
+from api.models import Report
+from diagnostics.cli import app
+from tests.service.conftest import gsm8k_jsonl
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def cli_env(tmp_path, runtime_dirs, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("DRIFTSCOPE_MODEL", runtime_dirs["model"])
+    monkeypatch.setenv("DRIFTSCOPE_SAE", runtime_dirs["sae"])
+    from api.settings import get_settings
+
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()
+
+
+def test_audit_in_process_prints_summary_and_stores_reports(tmp_path, cli_env):
+    data = tmp_path / "gsm8k.jsonl"
+    data.write_bytes(gsm8k_jsonl(4))
+    export = tmp_path / "items.parquet"
+    args = [
+        "audit",
+        str(data),
+        "--limit",
+        "3",
+        "--max-new-tokens",
+        "4",
+        "--json",
+        "--export",
+        str(export),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["n_items"] == 3 and summary["n_reports"] + summary["n_failed_jobs"] == 3
+    with session_scope(cli_env) as session:
+        stored = session.exec(
+            select(func.count()).select_from(Report).where(Report.audit_id == summary["audit_id"])
+        ).one()
+    assert stored == summary["n_reports"]
+    assert len(pd.read_parquet(export)) == 3
+    text = runner.invoke(
+        app, ["audit", "examples", "--limit", "1", "--max-new-tokens", "2", "--no-verify"]
+    )
+    assert text.exit_code == 0, text.output
+    assert "accuracy" in text.stdout and "[1/1]" in text.stderr
+
+
+def test_audit_of_a_bad_file_is_a_one_line_error(tmp_path, cli_env):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q"}\n')
+    result = runner.invoke(app, ["audit", str(bad)])
+    assert result.exit_code == 2 and "line 1" in result.stderr and "Traceback" not in result.output
+    assert runner.invoke(app, ["audit", "no-such-thing"]).exit_code == 2
+
+
+def test_apikey_create_prints_a_working_key(cli_env):
+    result = runner.invoke(app, ["apikey", "create", "--name", "me"])
+    assert result.exit_code == 0, result.output
+    key = result.stdout.strip()
+    assert key.startswith("ds_")
+    from api.auth import verify_api_key
+
+    migrate(cli_env)
+    with session_scope(cli_env) as session:
+        assert verify_api_key(session, key).name == "me"

@@ -1,0 +1,201 @@
+"""Idempotent report writes, redelivery, the delivery cap, the reconciler and the queries, on
+SQLite and PostgreSQL (and the real Redis for the reconciler's re-send)."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlmodel import func, select
+
+from api.audit_summary import export_frame, summarize
+from api.db import session_scope
+from api.models import Job, JobKind, JobStatus, Report, ReportFeature
+from api.report_queries import ReportFilters, list_reports
+from api.report_store import store_report
+from api.submissions import create_job, diagnosis_payload
+from diagnostics.diagnose import DiagnosisOptions
+from tests.service.conftest import FAST_OPTIONS
+from tests.service.factories import synthetic_report
+from workers.jobs import run_job
+from workers.reconciler import reconcile_once
+
+
+def _job(session, **fields) -> Job:
+    opts = DiagnosisOptions.model_validate(FAST_OPTIONS)
+    job = create_job(
+        session, JobKind.diagnosis, diagnosis_payload("what is 2 plus 3 ?", "5", None, opts)
+    )
+    for key, value in fields.items():
+        setattr(job, key, value)
+    session.add(job)
+    session.commit()
+    return job
+
+
+def _count(session, model) -> int:
+    return session.exec(select(func.count()).select_from(model)).one()
+
+
+def test_store_report_twice_keeps_one(service_env):
+    report = synthetic_report(random.Random(0), correct=False, flagged=[3, 4, 5])
+    with session_scope() as session:
+        job = _job(session)
+        first, new1 = store_report(session, report, job.id)
+        second, new2 = store_report(session, report, job.id)
+        assert (new1, new2) == (True, False) and first == second
+        assert _count(session, Report) == 1 and _count(session, ReportFeature) == 3
+
+
+def test_redelivered_task_does_not_duplicate_the_report(service_env):
+    with session_scope() as session:
+        job_id = _job(session).id
+    assert run_job(job_id, settings=service_env) == "done"
+    assert run_job(job_id, settings=service_env) is None  # a redelivered message: nothing to do
+    # the worker died after storing the report but before marking the job done
+    with session_scope() as session:
+        session.execute(
+            sa.update(Job.__table__).where(Job.__table__.c.id == job_id).values(status="running")
+        )
+        session.commit()
+        n_features = _count(session, ReportFeature)
+    assert run_job(job_id, settings=service_env) == "done"
+    with session_scope() as session:
+        assert _count(session, Report) == 1 and _count(session, ReportFeature) == n_features
+        assert session.get(Job, job_id).deliveries == 2
+
+
+def test_delivery_cap_fails_a_job_whose_worker_keeps_dying(service_env):
+    with session_scope() as session:
+        job_id = _job(session, status=JobStatus.running, deliveries=service_env.max_deliveries).id
+    assert run_job(job_id, settings=service_env) == "failed"
+    with session_scope() as session:
+        job = session.get(Job, job_id)
+        assert job.status == "failed" and "gave up after" in job.error
+        assert _count(session, Report) == 0
+
+
+def test_reconciler_resends_stuck_jobs_and_fails_capped_ones(service_env, monkeypatch):
+    from api.settings import get_settings
+
+    monkeypatch.setenv("DRIFTSCOPE_QUEUE_BACKEND", "celery")
+    get_settings.cache_clear()
+    settings = get_settings()
+    client = redis.Redis.from_url(settings.redis_url)
+    client.delete(settings.queue_name)
+    long_ago = datetime.now(UTC) - timedelta(hours=3)
+    with session_scope() as session:
+        lost_running = _job(session, status=JobStatus.running, started_at=long_ago, deliveries=1).id
+        capped = _job(
+            session,
+            status=JobStatus.running,
+            started_at=long_ago,
+            deliveries=settings.max_deliveries,
+        ).id
+        lost_queued = _job(session, enqueued_at=long_ago).id
+        fresh_running = _job(
+            session, status=JobStatus.running, started_at=datetime.now(UTC), deliveries=1
+        ).id
+        fresh_queued = _job(session).id
+    try:
+        result = reconcile_once(settings)
+        assert sorted(result.requeued) == sorted([lost_running, lost_queued])
+        assert result.failed == [capped]
+        with session_scope() as session:
+            status = {j.id: j.status for j in session.exec(select(Job)).all()}
+        assert status[lost_running] == status[lost_queued] == "queued"
+        assert status[capped] == "failed"
+        assert status[fresh_running] == "running" and status[fresh_queued] == "queued"
+        assert client.llen(settings.queue_name) == 2  # the two re-sent messages are in Redis
+        # a second pass right away changes nothing (the queue is not empty, deadlines are fresh)
+        assert reconcile_once(settings).requeued == []
+    finally:
+        client.delete(settings.queue_name)
+        client.close()
+
+
+def test_report_queries_filter_by_feature_label_class_and_date(service_env):
+    rng = random.Random(1)
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        specs = [
+            (
+                False,
+                [1, 2],
+                now - timedelta(days=3),
+            ),  # labels: "the word 'total'", "currency amounts"
+            (False, [2, 9], now - timedelta(days=1)),  # "currency amounts", "the word 'total'"
+            (False, [4], now - timedelta(hours=1)),  # "months of the year"
+            (True, None, now),
+        ]
+        for correct, flagged, created in specs:
+            store_report(
+                session,
+                synthetic_report(rng, correct=correct, flagged=flagged, created_at=created),
+                _job(session).id,
+            )
+
+        def ids(**kw):
+            rows, count = list_reports(session, ReportFilters(**kw), limit=10)
+            assert count == len(rows)
+            return rows
+
+        assert len(ids()) == 4
+        assert [r.created_at >= ids()[1].created_at for r in ids()][:2] == [
+            True,
+            True,
+        ]  # newest first
+        assert len(ids(feature=2)) == 2 and len(ids(feature=4)) == 1 and ids(feature=77) == []
+        assert len(ids(label="CURRENCY")) == 2 and len(ids(label="month")) == 1
+        assert ids(label="50%_") == []  # LIKE wildcards in the text are literal
+        assert len(ids(correct=True)) == 1 and len(ids(correct=False)) == 3
+        assert len(ids(created_after=now - timedelta(days=2))) == 3
+        assert len(ids(created_before=now - timedelta(days=2))) == 1
+        wrong_class = ids(correct=False)[0].failure_class
+        assert all(r.failure_class == wrong_class for r in ids(failure_class=wrong_class))
+
+
+def test_summary_counts_and_fix_rates():
+    import pandas as pd
+
+    items = pd.DataFrame(
+        {
+            "item_index": [0, 1, 2, 3, 4],
+            "job_id": list("abcde"),
+            "status": ["done", "done", "done", "done", "failed"],
+            "error": [None, None, None, None, "boom"],
+            "report_id": ["r0", "r1", "r2", "r3", None],
+            "correct": [False, False, False, True, None],
+            "failure_class": ["wrong_operation", "wrong_operation", "misread_number", "none", None],
+            "format_ok": [True, True, False, True, None],
+            "ablation_fixed": [True, False, True, None, None],
+            "control_fix_rate": [0.0, 0.5, 0.0, None, None],
+            "n_flagged": [2, 1, 1, 0, None],
+            "prompt": ["p"] * 5, "expected": ["1"] * 5, "extracted": ["2"] * 5, "verdict": ["v"] * 5,
+        }
+    )  # fmt: skip
+    features = pd.DataFrame(
+        {
+            "report_id": ["r0", "r0", "r1", "r2"],
+            "feature_id": [7, 8, 7, 7],
+            "rank": [0, 1, 0, 0],
+            "label": ["carry", "x", "carry", "carry"],
+            "attribution": [-1.0, -0.5, -2.0, -3.0],
+            "ablation_effect": [0.5, 0.1, 0.2, 0.3],
+        }
+    )
+    s = summarize(items, features)
+    assert (s["n_items"], s["n_reports"], s["n_failed_jobs"], s["n_wrong"]) == (5, 4, 1, 3)
+    assert s["accuracy"] == 0.25 and s["strict_accuracy"] == 0.25
+    assert s["failure_classes"] == {"misread_number": 1, "wrong_operation": 2}
+    [top] = s["recurring_features"]  # feature 8 appears once: not recurring
+    assert top["feature"] == 7 and top["label"] == "carry" and top["n_failures"] == 3
+    assert top["fix_rate"] == pytest.approx(2 / 3) and top["control_fix_rate"] == pytest.approx(
+        1 / 6
+    )
+    assert top["share_of_failures"] == 1.0 and top["mean_attribution"] == pytest.approx(-2.0)
+    exported = export_frame(items, features)
+    assert list(exported["flagged_features"]) == ["7;8", "7", "7", "", ""]

@@ -1,0 +1,107 @@
+"""Run an audit in this process, with no broker: `driftscope audit PATH --limit N`.
+
+Same rows and the same `run_job` as the service (so the stored reports can be served later by
+`driftscope serve` from the same database), just executed one by one here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from api.audit_progress import audit_progress
+from api.audit_summary import audit_frames, export_frame, summarize, to_csv_bytes, to_parquet_bytes
+from api.datasets import DatasetError, parse_dataset, sample_items
+from api.db import migrate, session_scope
+from api.schemas import AuditProgress
+from api.settings import Settings
+from api.submissions import create_audit
+from diagnostics.diagnose import DiagnosisOptions
+from workers.jobs import run_job
+from workers.runtime import get_runtime
+
+
+@dataclass
+class AuditRun:
+    audit_id: str
+    summary: dict
+
+
+def resolve_source(source: str, settings: Settings) -> Path:
+    """A file path, or the name of a configured dataset (e.g. 'examples')."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return path
+    if source in settings.datasets:
+        return settings.datasets[source]
+    raise DatasetError(
+        f"{source} is neither a file nor a dataset name ({', '.join(sorted(settings.datasets))})"
+    )
+
+
+def run_audit_in_process(
+    source: str,
+    options: DiagnosisOptions,
+    settings: Settings,
+    *,
+    limit: int | None = None,
+    sample: str = "first",
+    seed: int = 0,
+    name: str = "",
+    on_progress: Callable[[AuditProgress], None] | None = None,
+) -> AuditRun:
+    """Create the audit, run every job here, return its summary."""
+    path = resolve_source(source, settings)
+    items = parse_dataset(path.read_bytes(), path.name, max_prompt_chars=settings.max_prompt_chars)
+    chosen = sample_items(items, limit, sample, seed)
+    migrate(settings.database_url)
+    with session_scope(settings.database_url) as session:
+        audit, job_ids = create_audit(
+            session, chosen, options, name=name or path.stem, source=str(path),
+            extra={"limit": limit, "sample": sample, "seed": seed, "n_in_file": len(items)},
+        )  # fmt: skip
+    runtime = get_runtime(settings)
+    for job_id in job_ids:
+        run_job(job_id, settings=settings, runtime=lambda: runtime)
+        if on_progress is not None:
+            with session_scope(settings.database_url) as session:
+                on_progress(audit_progress(session, audit))
+    with session_scope(settings.database_url) as session:
+        summary = summarize(*audit_frames(session, audit.id))
+    return AuditRun(audit_id=audit.id, summary=summary)
+
+
+def export_audit(settings: Settings, audit_id: str, path: Path) -> None:
+    """Write the per-item table as CSV or Parquet (by the file suffix)."""
+    with session_scope(settings.database_url) as session:
+        frame = export_frame(*audit_frames(session, audit_id))
+    data = to_parquet_bytes(frame) if path.suffix == ".parquet" else to_csv_bytes(frame)
+    path.write_bytes(data)
+
+
+def format_summary(summary: dict) -> str:
+    """The summary as a few lines of text."""
+
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.1%}"
+
+    lines = [
+        f"problems {summary['n_items']}  reports {summary['n_reports']}  "
+        f"failed jobs {summary['n_failed_jobs']}",
+        f"accuracy {pct(summary['accuracy'])}  strict {pct(summary['strict_accuracy'])}  "
+        f"wrong {summary['n_wrong']}",
+        f"ablation fixed {pct(summary['ablation_fix_rate'])} of failures "
+        f"(random control {pct(summary['control_fix_rate'])})",
+    ]
+    if summary["failure_classes"]:
+        lines.append("failure classes:")
+        lines += [f"  {k:<18} {v}" for k, v in summary["failure_classes"].items()]
+    if summary["recurring_features"]:
+        lines.append("features recurring across failures:")
+        for f in summary["recurring_features"]:
+            lines.append(
+                f"  #{f['feature']:<6} in {f['n_failures']} failures  fix {pct(f['fix_rate'])} "
+                f"(control {pct(f['control_fix_rate'])})  {f['label'] or '(no label)'}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""The model, SAE and feature atlas of this process, loaded on first use and kept.
+
+Loaded lazily inside the worker child (never in the Celery parent before fork, never in
+`worker_process_init`, which is killed after 4 s), once per process id.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from api.settings import Settings, get_settings
+from diagnostics.atlas.store import FeatureAtlas
+from diagnostics.language_model import LanguageModel
+from diagnostics.sae.modules import SparseAutoencoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    lm: LanguageModel
+    sae: SparseAutoencoder
+    atlas: FeatureAtlas | None  # passed to diagnose as is
+    sae_id: str
+
+
+_lock = threading.Lock()
+_cached: tuple[int, Runtime] | None = None
+
+
+def sae_identity(settings: Settings, sae: SparseAutoencoder) -> str:
+    """settings.sae_id, else the SAE's own id, else its directory name (or 'default')."""
+    if settings.sae_id:
+        return settings.sae_id
+    own = sae.cfg.metadata.extra.get("sae_id") if sae.cfg.metadata.extra else None
+    return own or ("default" if settings.sae == "default" else Path(settings.sae).name)
+
+
+def load_runtime(settings: Settings) -> Runtime:
+    """Load the model, the SAE and (if there is one for this SAE) the atlas."""
+    import torch
+
+    from diagnostics.atlas.store import AtlasError
+    from diagnostics.model_loading import load_model
+    from diagnostics.sae.io import load_sae
+
+    if threads := os.environ.get("DRIFTSCOPE_TORCH_THREADS"):
+        torch.set_num_threads(int(threads))
+    lm = load_model(settings.model)
+    sae = load_sae(settings.sae)
+    atlas = None
+    try:
+        loaded = FeatureAtlas.load(settings.atlas_dir)
+        loaded.check_matches(sae)
+        atlas = loaded
+    except AtlasError as err:
+        if settings.atlas:
+            raise
+        log.info("no feature atlas for %s (%s): reports will have no labels", settings.sae, err)
+    return Runtime(lm=lm, sae=sae, atlas=atlas, sae_id=sae_identity(settings, sae))
+
+
+def get_runtime(settings: Settings | None = None) -> Runtime:
+    """This process's runtime, loading it on the first call."""
+    global _cached
+    pid = os.getpid()
+    with _lock:
+        if _cached is None or _cached[0] != pid:
+            _cached = (pid, load_runtime(settings or get_settings()))
+        return _cached[1]
