@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint unit integration clean
+.PHONY: install demo test lint unit integration default-sae clean
 
 install: $(STAMP)
 
@@ -35,6 +35,17 @@ unit: install
 
 integration: install
 	$(BIN)/pytest -q -m integration
+
+# Rebuild the shipped default SAE from its recipe (hours on 2 CPU cores; see docs/sae.md).
+DATA ?= ../shared/datasets
+ACTS ?= $(HOME)/.cache/driftscope/acts/l15-train
+SAE_DIR := diagnostics/assets/saes/smollm2-135m-instruct-l15
+default-sae: install
+	$(BIN)/driftscope sae harvest $(DATA)/corpus/*.jsonl $(DATA)/gsm8k/train.jsonl --split train --out $(ACTS)
+	$(BIN)/driftscope sae train $(SAE_DIR)/train_config.toml --activations $(ACTS) --out-dir /tmp/driftscope-default-sae
+	cp /tmp/driftscope-default-sae/sae/cfg.json /tmp/driftscope-default-sae/sae/sae_weights.safetensors $(SAE_DIR)/
+	$(BIN)/driftscope sae eval default $(DATA)/corpus/*.jsonl $(DATA)/gsm8k/train.jsonl --split heldout \
+		--max-tokens 50000 --record --histogram docs/img/default_sae_density.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

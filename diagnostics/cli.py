@@ -254,6 +254,7 @@ def sae_eval(
     """Evaluate an SAE on held-out text: L0, explained variance, CE recovered, KL, dead latents."""
     from diagnostics.sae import load_sae, save_sae
     from diagnostics.sae.evaluate import evaluate_sae, plot_log_density
+    from diagnostics.sae.io import resolve_sae_dir
 
     sae = load_sae(sae_path)
     lm = _load(model)
@@ -268,7 +269,7 @@ def sae_eval(
             "sources": [str(s) for s in sources],
             "split": split,
         }
-        save_sae(stored, sae_path)
+        save_sae(stored, resolve_sae_dir(sae_path))
     numbers = {k: v for k, v in result.to_dict().items() if k != "log10_density_histogram"}
     if as_json:
         typer.echo(json.dumps(numbers, indent=2))
