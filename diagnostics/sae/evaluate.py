@@ -102,15 +102,16 @@ def evaluate_sae(
         zeroed = _replaced_run(lm, layer, ids, attn, text, torch.zeros_like)
 
         # next-token predictions whose target is a text token
-        target = ids[:, 1:]
-        pred_mask = text[:, 1:].to(target.device)
-        for name, logits in (("ce_clean", clean), ("ce_sae", spliced), ("ce_zero", zeroed)):
-            ce = F.cross_entropy(logits[:, :-1].transpose(1, 2), target, reduction="none")
-            sums[name] += float(ce[pred_mask].sum())
-        logp_clean = clean[:, :-1].log_softmax(-1)
-        logp_sae = spliced[:, :-1].log_softmax(-1)
-        kl = (logp_clean.exp() * (logp_clean - logp_sae)).sum(-1)  # [b, s-1]
-        sums["kl"] += float(kl[pred_mask].sum())
+        pred_mask = text[:, 1:].to(ids.device)  # [b, s-1]
+        target = ids[:, 1:][pred_mask]  # [n]
+        logp = {
+            name: logits[:, :-1][pred_mask].log_softmax(-1)  # [n, V]
+            for name, logits in (("ce_clean", clean), ("ce_sae", spliced), ("ce_zero", zeroed))
+        }
+        for name, lp in logp.items():
+            sums[name] -= float(lp.gather(1, target[:, None]).sum())
+        lp_clean, lp_sae = logp["ce_clean"], logp["ce_sae"]
+        sums["kl"] += float((lp_clean.exp() * (lp_clean - lp_sae)).sum())
         sums["n_pred"] += float(pred_mask.sum())
 
         sq_err += float((x - x_hat).pow(2).sum())
