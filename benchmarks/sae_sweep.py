@@ -19,7 +19,7 @@ from diagnostics.model_loading import load_model
 from diagnostics.sae.evaluate import evaluate_sae
 from diagnostics.sae.trainer import train
 from diagnostics.sae.training_config import TrainConfig
-from diagnostics.texts import iter_documents
+from diagnostics.texts import interleave_documents
 
 RESULTS = Path(__file__).parent / "results" / "sae_sweep.json"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -38,13 +38,7 @@ COLUMNS = (
 
 def heldout_documents():
     """Held-out documents of the training sources, interleaved across sources."""
-    iters = [iter_documents(src, "heldout") for src in HELDOUT_SOURCES]
-    while iters:
-        for it in list(iters):
-            try:
-                yield next(it)
-            except StopIteration:
-                iters.remove(it)
+    return interleave_documents(HELDOUT_SOURCES, "heldout")
 
 
 def main() -> None:

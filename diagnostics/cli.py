@@ -173,11 +173,14 @@ SplitOpt = Annotated[
 
 
 def _documents(sources: list[Path], split: str, heldout_fraction: float):
-    from diagnostics.texts import iter_documents
+    from diagnostics.texts import interleave_documents
 
     if split not in ("train", "heldout", "all"):
         raise ValueError(f"--split must be train, heldout or all, not {split!r}")
-    return (doc for src in sources for doc in iter_documents(src, split, heldout_fraction))
+    for src in sources:
+        if not src.is_file():
+            raise FileNotFoundError(f"text source not found: {src}")
+    return interleave_documents(sources, split, heldout_fraction)
 
 
 @sae_app.command("harvest")
@@ -252,9 +255,9 @@ def sae_eval(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Evaluate an SAE on held-out text: L0, explained variance, CE recovered, KL, dead latents."""
-    from diagnostics.sae import load_sae, save_sae
+    from diagnostics.sae import load_sae
     from diagnostics.sae.evaluate import evaluate_sae, plot_log_density
-    from diagnostics.sae.io import resolve_sae_dir
+    from diagnostics.sae.io import record_in_cfg
 
     sae = load_sae(sae_path)
     lm = _load(model)
@@ -264,12 +267,11 @@ def sae_eval(
     if histogram:
         plot_log_density(density, histogram)
     if record:
-        stored = load_sae(sae_path, dtype=None)
-        stored.cfg.metadata.extra["eval"] = result.to_dict() | {
-            "sources": [str(s) for s in sources],
-            "split": split,
-        }
-        save_sae(stored, resolve_sae_dir(sae_path))
+        record_in_cfg(
+            sae_path,
+            "eval",
+            result.to_dict() | {"sources": [str(s) for s in sources], "split": split},
+        )
     numbers = {k: v for k, v in result.to_dict().items() if k != "log10_density_histogram"}
     if as_json:
         typer.echo(json.dumps(numbers, indent=2))

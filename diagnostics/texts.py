@@ -36,6 +36,20 @@ def iter_documents(
             yield text
 
 
+def interleave_documents(
+    paths: list[str | Path], split: Split = "all", heldout_fraction: float = HELDOUT_FRACTION
+) -> Iterator[str]:
+    """Documents of several files, round-robin, so any prefix draws on every source."""
+    iters = [iter_documents(p, split, heldout_fraction) for p in paths]
+    while iters:
+        for it in list(iters):
+            doc = next(it, None)
+            if doc is None:
+                iters.remove(it)
+            else:
+                yield doc
+
+
 def _raw_documents(path: Path) -> Iterator[str]:
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as fh:

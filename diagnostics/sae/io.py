@@ -59,6 +59,16 @@ def resolve_sae_dir(name: str | Path) -> Path:
     return default_sae_dir() if str(name) == DEFAULT_SAE else Path(name).expanduser()
 
 
+def record_in_cfg(directory: str | Path, key: str, value) -> None:
+    """Store `value` under `metadata.extra[key]` of an SAE's cfg.json; the weights are untouched."""
+    path = resolve_sae_dir(directory) / CFG_FILE
+    cfg = json.loads(path.read_text())
+    cfg.setdefault("metadata", {}).setdefault("extra", {})[key] = value
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
 def load_sae(path: str | Path, *, dtype: str | None = "float32") -> SparseAutoencoder:
     """Load an SAE directory in the SAELens layout (or a Gemma Scope `params.npz`).
 

@@ -63,3 +63,14 @@ def test_harvest_writes_masked_activations(tiny_lm, tmp_path):
     win = next(w for w in wins if w[1:] == first)
     expected = residuals_at(tiny_lm, torch.tensor([win]), 1)[0, 1]
     np.testing.assert_allclose(acts[starts[0]], expected.numpy(), rtol=2e-3, atol=2e-3)
+
+
+def test_interleave_draws_on_every_source(tmp_path):
+    from diagnostics.texts import interleave_documents
+
+    (tmp_path / "a.jsonl").write_text(
+        "".join(json.dumps({"text": f"a{i}"}) + "\n" for i in range(3))
+    )
+    (tmp_path / "b.jsonl").write_text(json.dumps({"text": "b0"}) + "\n")
+    docs = list(interleave_documents([tmp_path / "a.jsonl", tmp_path / "b.jsonl"]))
+    assert docs == ["a0", "b0", "a1", "a2"]
