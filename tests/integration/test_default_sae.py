@@ -1,0 +1,63 @@
+"""The shipped default SAE on the real model: identity, size, splice, quality smoke check, and a
+full diagnosis of a failing addition."""
+
+from __future__ import annotations
+
+import torch
+
+from diagnostics.diagnose import DiagnosisOptions, diagnose
+from diagnostics.hooks import residuals_at
+from diagnostics.sae import load_sae
+from diagnostics.sae.io import WEIGHTS_FILE, default_sae_dir
+from diagnostics.splice import splice_sae
+
+PROMPT = "Natalia sold 48 clips in April and 41 clips in May. How many clips did she sell in total?"
+
+
+def test_shipped_files_and_identity(bundled_lm):
+    directory = default_sae_dir()
+    assert (directory / WEIGHTS_FILE).stat().st_size <= 30 * 2**20
+    sae = load_sae("default")
+    meta = sae.cfg.metadata
+    assert sae.cfg.d_in == 576 and sae.cfg.d_sae >= 16 * 576
+    assert meta.hook_name == "blocks.15.hook_resid_post"
+    assert meta.model_name == bundled_lm.model_id
+    assert meta.extra["distinct_training_tokens"] >= 5_000_000
+    for key in ("l0", "explained_variance", "ce_loss_recovered", "ce_increase", "dead_fraction"):
+        assert key in meta.extra["eval"]
+
+
+def test_default_sae_splice_is_identity_and_reconstructs(bundled_lm):
+    sae = load_sae("default")
+    ids = bundled_lm.prompt_ids(PROMPT)[None]
+    with torch.no_grad():
+        clean = bundled_lm.model(ids).logits
+        with splice_sae(bundled_lm, sae) as rec:
+            spliced = bundled_lm.model(ids).logits
+        x = residuals_at(bundled_lm, ids, 15)[0]
+    assert (spliced - clean).abs().max().item() < 1e-4
+    text = rec.included[0]
+    f = rec.features[0][text]
+    x, x_hat = x[text], sae.decode(f)
+    ev = 1 - (x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()
+    assert float(ev) > 0.6  # a short-prompt smoke check; the held-out floors are in docs/sae.md
+    assert 5 < float((f > 0).sum(-1).float().mean()) < 100
+
+
+def test_diagnose_a_failing_addition(bundled_lm):
+    sae = load_sae("default")
+    options = DiagnosisOptions(
+        mode="regex", pattern=r"^\s*(-?\d+)", chat=False, max_new_tokens=6, control_draws=2
+    )
+    for a, b in ((57, 68), (38, 47), (29, 86), (64, 79), (45, 96)):
+        prompt = f"Q: What is {a} + {b}?\nA:"
+        report = diagnose(bundled_lm, sae, prompt, str(a + b), options=options)
+        if not report.correct:
+            break
+    assert not report.correct, "the model solved every probe; pick harder ones"
+    d = report.divergence
+    assert d is not None and d.numeric and d.metric < 0
+    assert report.attribution is not None and 0 <= report.attribution.error_share <= 1
+    assert report.flagged and all(f.attribution < 0 for f in report.flagged)
+    assert report.verification is not None and report.control is not None
+    assert report.verdict.startswith("Wrong")
