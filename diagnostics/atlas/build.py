@@ -24,7 +24,7 @@ from diagnostics.atlas.stats import PAD_TOKEN, FeatureStatsAccumulator
 from diagnostics.atlas.store import ATLAS_VERSION, U16_PAD, FeatureAtlas, sae_fingerprint
 from diagnostics.hooks import residuals_at
 from diagnostics.language_model import LanguageModel
-from diagnostics.sae.harvest import token_windows
+from diagnostics.sae.harvest import pad_windows, token_windows
 from diagnostics.sae.modules import SparseAutoencoder
 
 QUANTILE_LEVELS = (0.1, 0.5, 0.9, 0.99)
@@ -74,13 +74,7 @@ def build_atlas(
     n_chunks, n_windows = 0, 0
     bar = tqdm(total=max_tokens, unit="tok", unit_scale=True, desc="atlas", disable=not progress)
     for batch in _batches(token_windows(tok, documents, ctx_len), batch_size):
-        width = max(len(w) for w in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)  # [b, s]
-        mask = torch.zeros_like(ids)
-        for r, w in enumerate(batch):
-            ids[r, : len(w)] = torch.tensor(w)
-            mask[r, : len(w)] = 1
-        keep = mask.bool() & ~torch.isin(ids, special)  # [b, s]
+        ids, mask, keep = pad_windows(batch, pad, special)  # [b, s] each
         index = torch.arange(n_windows, n_windows + len(batch))
         explain = (index % score_every) != (score_every - 1)  # [b]
         if n_chunks >= max_score_contexts:

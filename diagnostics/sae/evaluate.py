@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from diagnostics.hooks import hook_resid_post
 from diagnostics.language_model import LanguageModel
-from diagnostics.sae.harvest import token_windows
+from diagnostics.sae.harvest import pad_windows, token_windows
 from diagnostics.sae.modules import SparseAutoencoder
 
 
@@ -86,12 +86,7 @@ def evaluate_sae(
     bar = tqdm(total=total, unit="tok", unit_scale=True, desc="eval sae", disable=not progress)
     for b in range(0, len(windows), batch_size):
         batch = windows[b : b + batch_size]
-        width = max(len(w) for w in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)  # [b, s]
-        attn = torch.zeros_like(ids)
-        for i, w in enumerate(batch):
-            ids[i, : len(w)], attn[i, : len(w)] = torch.tensor(w), 1
-        text = attn.bool() & ~torch.isin(ids, special)  # [b, s] positions the SAE is judged on
+        ids, attn, text = pad_windows(batch, pad, special)  # [b, s]; text: judged positions
         ids, attn = ids.to(lm.device), attn.to(lm.device)
 
         clean, x = _clean_run(lm, layer, ids, attn)  # [b, s, V], [b, s, d]

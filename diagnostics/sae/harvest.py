@@ -58,6 +58,19 @@ def token_windows(tokenizer, documents: Iterable[str], ctx_len: int, min_tokens:
                 yield [bos, *chunk]
 
 
+def pad_windows(
+    batch: list[list[int]], pad: int, special: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad windows: ids [b, s], attention mask [b, s], and text [b, s] (real, non-special)."""
+    width = max(len(w) for w in batch)
+    ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, w in enumerate(batch):
+        ids[i, : len(w)] = torch.tensor(w)
+        mask[i, : len(w)] = 1
+    return ids, mask, mask.bool() & ~torch.isin(ids, special)
+
+
 def harvest(
     lm: LanguageModel,
     documents: Iterable[str],
@@ -102,14 +115,8 @@ def harvest(
     )
     for b in range(0, len(windows), batch_size):
         batch = windows[b : b + batch_size]
-        width = max(len(w) for w in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)  # [batch, width]
-        mask = torch.zeros_like(ids)
-        for i, w in enumerate(batch):
-            ids[i, : len(w)] = torch.tensor(w)
-            mask[i, : len(w)] = 1
+        ids, mask, keep = pad_windows(batch, pad, special)  # [batch, width] each
         resid = residuals_at(lm, ids.to(lm.device), layer, mask.to(lm.device))  # [batch, width, d]
-        keep = mask.bool() & ~torch.isin(ids, special)  # [batch, width]
         flat = resid.float().cpu()[keep]  # [n_keep, d]
         acts[row : row + len(flat)] = flat.numpy().astype(np.float16)
         tok_ids[row : row + len(flat)] = ids[keep].numpy()
