@@ -92,3 +92,12 @@ def _title(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Error"
+
+
+def check_text_length(limit: int, **texts: str | None) -> None:
+    """413 problem for the first text longer than `limit` characters (None counts as empty)."""
+    for name, text in texts.items():
+        if len(text or "") > limit:
+            raise Problem(
+                413, "Too large", f"{name} is longer than {limit} characters", "too-large"
+            )

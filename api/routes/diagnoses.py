@@ -10,7 +10,7 @@ from api.auth import CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
 from api.idempotency import Idempotency
 from api.models import Job, JobKind, Report
-from api.problems import Problem, not_found
+from api.problems import check_text_length, not_found
 from api.report_store import load_report
 from api.routes.jobs_common import job_state, submit
 from api.schemas import Diagnosis, DiagnosisRequest
@@ -33,12 +33,7 @@ def create_diagnosis(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Queue a diagnosis of a (failing) prompt; poll the Location for status and report."""
-    for name, text in (("prompt", body.prompt), ("reference", body.reference or "")):
-        if len(text) > settings.max_prompt_chars:
-            raise Problem(
-                413, "Too large", f"{name} is longer than {settings.max_prompt_chars} characters",
-                "too-large",
-            )  # fmt: skip
+    check_text_length(settings.max_prompt_chars, prompt=body.prompt, reference=body.reference)
     options = body.resolved_options()
     payload = diagnosis_payload(body.prompt, body.expected, body.reference, options)
     idem = Idempotency(

@@ -9,7 +9,7 @@ from api.auth import CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
 from api.idempotency import Idempotency
 from api.models import Job, JobKind
-from api.problems import Problem, not_found
+from api.problems import Problem, check_text_length, not_found
 from api.routes.jobs_common import job_state, submit
 from api.schemas import Steering, SteerRequest
 
@@ -25,13 +25,7 @@ def create_steering(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Queue a steered + unsteered greedy generation (clamps are multiples of max activation)."""
-    if len(body.prompt) > settings.max_prompt_chars:
-        raise Problem(
-            413,
-            "Too large",
-            f"prompt is longer than {settings.max_prompt_chars} characters",
-            "too-large",
-        )
+    check_text_length(settings.max_prompt_chars, prompt=body.prompt)
     if any(f < 0 for f in body.clamps):
         raise Problem(422, "Invalid request", "feature ids must be non-negative", "validation")
     payload = body.model_dump(mode="json")
