@@ -1,4 +1,5 @@
-"""Progress of an audit from its job rows: done / failed / queued / running and an ETA."""
+"""Progress of an audit from its job rows: done / failed / queued / running and an ETA; the list
+of audits newest first."""
 
 from __future__ import annotations
 
@@ -43,3 +44,14 @@ def audit_progress(session: Session, audit: Audit, now: datetime | None = None) 
         finished_at=as_aware(audit.finished_at),
         options=audit.options,
     )
+
+
+def recent_audits(
+    session: Session, *, limit: int = 50, offset: int = 0
+) -> tuple[list[AuditProgress], int]:
+    """One page of audits, newest first, with their progress, and the number of audits."""
+    count = session.exec(select(func.count()).select_from(Audit)).one()
+    audits = session.exec(
+        select(Audit).order_by(Audit.created_at.desc()).limit(limit).offset(offset)  # type: ignore[attr-defined]
+    ).all()
+    return [audit_progress(session, a) for a in audits], int(count)

@@ -1,4 +1,4 @@
-"""List and filter stored reports (used by GET /v1/reports, feature pages and the benchmark)."""
+"""List, filter and fetch stored reports (used by /v1/reports, the web pages and the benchmark)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from api.models import Report, ReportFeature
-from api.schemas import FlaggedBrief, ReportSummary
+from api.report_store import as_aware, load_report
+from api.schemas import FlaggedBrief, ReportSummary, StoredReport
 
 
 @dataclass
@@ -134,3 +135,17 @@ def feature_stats(session: Session, feature: int) -> tuple[int, int, float | Non
         .where(rf.feature_id == feature)
     ).one()
     return int(row[0] or 0), int(row[1] or 0), None if row[2] is None else float(row[2])
+
+
+def stored_report(session: Session, report_id: str) -> StoredReport | None:
+    """One stored report in full, or None when there is no report with that id."""
+    row = session.get(Report, report_id)
+    if row is None:
+        return None
+    return StoredReport(
+        id=row.id,
+        job_id=row.job_id,
+        audit_id=row.audit_id,
+        created_at=as_aware(row.created_at),
+        report=load_report(row.body),
+    )

@@ -9,9 +9,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
-from sqlmodel import func, select
 
-from api.audit_progress import audit_progress
+from api.audit_progress import audit_progress, recent_audits
 from api.audit_summary import audit_frames, export_frame, summarize, to_csv_bytes, to_parquet_bytes
 from api.auth import CallerKey
 from api.datasets import DatasetError, parse_dataset, read_named_dataset, sample_items
@@ -143,13 +142,8 @@ def list_audits(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Page[AuditProgress]:
     """Audits, newest first, with their progress."""
-    count = session.exec(select(func.count()).select_from(Audit)).one()
-    audits = session.exec(
-        select(Audit).order_by(Audit.created_at.desc()).limit(limit).offset(offset)  # type: ignore[attr-defined]
-    ).all()
-    return Page[AuditProgress](
-        data=[audit_progress(session, a) for a in audits], count=count, limit=limit, offset=offset
-    )
+    audits, count = recent_audits(session, limit=limit, offset=offset)
+    return Page[AuditProgress](data=audits, count=count, limit=limit, offset=offset)
 
 
 def _audit(session, audit_id: str) -> Audit:

@@ -9,10 +9,8 @@ from fastapi import APIRouter, Query
 
 from api.auth import CallerKey
 from api.deps import SessionDep
-from api.models import Report
 from api.problems import not_found
-from api.report_queries import ReportFilters, list_reports
-from api.report_store import as_aware, load_report
+from api.report_queries import ReportFilters, list_reports, stored_report
 from api.schemas import Page, ReportSummary, StoredReport
 from diagnostics.failure_classes import FailureClass
 
@@ -56,13 +54,7 @@ def get_reports(
 @router.get("/{report_id}", response_model=StoredReport)
 def get_report(report_id: str, session: SessionDep, _: CallerKey) -> StoredReport:
     """One drift report in full."""
-    row = session.get(Report, report_id)
-    if row is None:
+    stored = stored_report(session, report_id)
+    if stored is None:
         raise not_found("report", report_id)
-    return StoredReport(
-        id=row.id,
-        job_id=row.job_id,
-        audit_id=row.audit_id,
-        created_at=as_aware(row.created_at),
-        report=load_report(row.body),
-    )
+    return stored
