@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
 
+from api.pages.errors import install_page_handlers
+from api.pages.templating import STATIC_DIR
 from api.problems import install_problem_handlers, problem_response
-from api.routes import audits, diagnoses, features, health, reports, steer
+from api.routes import audits, diagnoses, features, health, pages, reports, steer
 from api.settings import get_settings
 
 API_VERSION = "1.0.0"
@@ -24,6 +27,7 @@ def create_app() -> FastAPI:
         redoc_url=None,
     )
     install_problem_handlers(app)
+    install_page_handlers(app)  # HTML errors for the web pages, problem+json for the API
 
     @app.middleware("http")
     async def limit_body_size(request: Request, call_next) -> Response:
@@ -37,6 +41,7 @@ def create_app() -> FastAPI:
             )  # fmt: skip
         return await call_next(request)
 
-    for module in (health, diagnoses, reports, features, steer, audits):
+    for module in (health, diagnoses, reports, features, steer, audits, pages):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -1,0 +1,71 @@
+"""Errors on page requests as HTML pages (401 as the login form); API requests keep their
+`application/problem+json` answers from api.problems."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from api.pages.templating import render
+from api.problems import Problem
+
+PAGE_PREFIXES = ("/reports", "/features", "/audits", "/login", "/logout")
+API_PREFIXES = ("/v1", "/docs", "/healthz", "/readyz", "/static")
+
+
+def is_page_request(request: Request) -> bool:
+    """A page path, or any non-API path a browser asked for as HTML (an unknown URL)."""
+    path = request.url.path
+    if path.startswith(API_PREFIXES):
+        return False
+    if path == "/" or path.startswith(PAGE_PREFIXES):
+        return True
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _describe(exc: Exception) -> tuple[int, str, str]:
+    """(status, title, detail) of an exception, as the problem handlers would give them."""
+    if isinstance(exc, Problem):
+        return exc.status, exc.title, exc.detail
+    if isinstance(exc, StarletteHTTPException):
+        return exc.status_code, _phrase(exc.status_code), str(exc.detail or "")
+    if isinstance(exc, RequestValidationError):
+        first = next(iter(exc.errors()), {})
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return 422, "Invalid request", f"{where}: {first.get('msg', '')}".strip(": ")
+    return 500, "Internal server error", ""
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def error_page(request: Request, exc: Exception) -> Response:
+    """The HTML answer to `exc` (the login form for a 401)."""
+    status, title, detail = _describe(exc)
+    if status == 401:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return render(request, "login.html", {"next": target, "error": ""}, status_code=401)
+    return render(
+        request, "error.html", {"status": status, "title": title, "detail": detail}, status
+    )
+
+
+def install_page_handlers(app: FastAPI) -> None:
+    """Wrap the problem handlers: HTML for page requests, the problem document otherwise."""
+    for exc_type in (Problem, StarletteHTTPException, RequestValidationError, Exception):
+        previous = app.exception_handlers[exc_type]
+
+        async def handler(request: Request, exc: Exception, previous=previous) -> Response:
+            if is_page_request(request):
+                return error_page(request, exc)
+            return await previous(request, exc)
+
+        app.add_exception_handler(exc_type, handler)

@@ -1,0 +1,106 @@
+"""Token heatmaps: a path's tokens (or an atlas context's) as cells coloured by activation.
+
+Colours are discrete levels (CSS classes `h0`..`h8`), so the pages need no inline styles and the
+CSP can forbid them. Level 0 means "nothing flagged fires here".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from diagnostics.atlas.records import ContextExample
+from diagnostics.report import DriftReport, PathToken, TokenPath
+
+HEAT_LEVELS = 9  # h0 .. h8
+
+
+@dataclass(frozen=True)
+class TokenCell:
+    """One token as the page shows it."""
+
+    text: str  # visible text: newlines and tabs as symbols, an empty token as '∅'
+    level: int  # colour level, 0 .. HEAT_LEVELS - 1
+    title: str  # tooltip
+    marked: bool = False  # the divergence token, or the peak of a context
+    prompt: bool = False  # a prompt token (the model path starts with the prompt)
+
+
+def display_text(token: str) -> str:
+    """Whitespace a reader can see: newline '↵', tab '→', a token of spaces '␣', nothing '∅'."""
+    if token == "":
+        return "∅"
+    if token.strip(" ") == "":
+        return "␣" * len(token)
+    return token.replace("\n", "↵").replace("\t", "→")
+
+
+def heat_level(value: float, scale: float) -> int:
+    """Bucket `value` in (0, scale] into 1 .. HEAT_LEVELS - 1; 0 for nothing or no scale."""
+    if value <= 0 or scale <= 0:
+        return 0
+    return max(1, min(HEAT_LEVELS - 1, math.ceil(value / scale * (HEAT_LEVELS - 1))))
+
+
+def flagged_activation(token: PathToken, feature: int | None) -> float:
+    """The strongest flagged latent at `token` (only `feature` when one is given)."""
+    acts = [f.activation for f in token.flagged if feature is None or f.feature == feature]
+    return max(acts, default=0.0)
+
+
+def report_scale(report: DriftReport, feature: int | None) -> float:
+    """The largest flagged activation on either path: the top of the colour scale."""
+    paths = [report.model_path] + ([report.expected_path] if report.expected_path else [])
+    return max(
+        (flagged_activation(t, feature) for p in paths for t in p.tokens),
+        default=0.0,
+    )
+
+
+def prompt_length(report: DriftReport) -> int | None:
+    """Tokens of the prompt at the start of the model path (known from the expected path)."""
+    if report.expected_path and report.expected_path.tokens:
+        return report.expected_path.tokens[0].index
+    if report.divergence is not None:
+        return report.divergence.position - report.divergence.path_index
+    return None
+
+
+def path_cells(
+    path: TokenPath,
+    *,
+    scale: float,
+    feature: int | None = None,
+    divergence_at: int | None = None,
+    prompt_len: int | None = None,
+) -> list[TokenCell]:
+    """The cells of a report path; the token at sequence index `divergence_at` is marked."""
+    cells = []
+    for tok in path.tokens:
+        value = flagged_activation(tok, feature)
+        notes = ", ".join(f"#{f.feature} {f.activation:.3g}" for f in tok.flagged) or "none"
+        cells.append(
+            TokenCell(
+                text=display_text(tok.token),
+                level=heat_level(value, scale),
+                title=f"position {tok.index} · token {tok.token!r} · flagged: {notes}",
+                marked=tok.index == divergence_at,
+                prompt=prompt_len is not None and tok.index < prompt_len,
+            )
+        )
+    return cells
+
+
+def context_cells(ctx: ContextExample, scale: float) -> list[TokenCell]:
+    """The cells of an atlas context window, its peak token marked."""
+    acts: Iterable[float] = ctx.token_activations or [0.0] * len(ctx.tokens)
+    return [
+        TokenCell(
+            text=display_text(tok),
+            level=heat_level(act, scale),
+            title=f"{tok!r}: {act:.3g}",
+            marked=i == ctx.peak_index,
+        )
+        for i, (tok, act) in enumerate(zip(ctx.tokens, acts, strict=False))
+    ]

@@ -1,0 +1,212 @@
+"""The web pages: report list, report, feature, audit list and audit, and the page login."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from api.atlas_cache import load_atlas
+from api.audit_progress import audit_progress, recent_audits
+from api.audit_summary import audit_frames, summarize
+from api.auth import verify_api_key
+from api.deps import SessionDep, SettingsDep
+from api.models import Audit
+from api.pages.auth import KEY_COOKIE, PageCaller, safe_next, same_origin
+from api.pages.filters import parse_list_query
+from api.pages.heatmap import context_cells, path_cells, prompt_length, report_scale
+from api.pages.templating import render
+from api.problems import Problem, not_found
+from api.report_queries import ReportFilters, feature_stats, list_reports, stored_report
+from diagnostics.failure_classes import FailureClass
+
+router = APIRouter(include_in_schema=False)
+AUDIT_ITEMS_SHOWN = 200
+
+
+def _page_urls(request: Request, offset: int, limit: int, count: int) -> dict[str, str | None]:
+    """Links to the previous and next page, keeping the other query parameters."""
+    prev_url = next_url = None
+    if offset > 0:
+        prev_url = str(request.url.include_query_params(offset=max(0, offset - limit)))
+    if offset + limit < count:
+        next_url = str(request.url.include_query_params(offset=offset + limit))
+    return {"prev_url": prev_url, "next_url": next_url}
+
+
+@router.get("/")
+def index() -> RedirectResponse:
+    return RedirectResponse("/reports", status_code=307)
+
+
+@router.get("/reports")
+def reports_page(request: Request, session: SessionDep, _: PageCaller) -> Response:
+    """Stored reports, newest first, filtered like GET /v1/reports."""
+    query = parse_list_query(request.query_params)
+    rows, count = list_reports(session, query.filters, limit=query.limit, offset=query.offset)
+    return render(
+        request,
+        "reports.html",
+        {
+            "rows": rows,
+            "count": count,
+            "offset": query.offset,
+            "form": query.form,
+            "failure_classes": [c.value for c in FailureClass],
+        }
+        | _page_urls(request, query.offset, query.limit, count),
+    )
+
+
+@router.get("/reports/{report_id}")
+def report_page(report_id: str, request: Request, session: SessionDep, _: PageCaller) -> Response:
+    """One report: both paths as token heatmaps, flagged features, evidence and verdict."""
+    stored = stored_report(session, report_id)
+    if stored is None:
+        raise not_found("report", report_id)
+    report = stored.report
+    raw = request.query_params.get("feature", "")
+    feature = int(raw) if raw.isdigit() and int(raw) in report.flagged_ids else None
+    scale = report_scale(report, feature)
+    at = report.divergence.position if report.divergence else None
+    model_cells = path_cells(
+        report.model_path,
+        scale=scale,
+        feature=feature,
+        divergence_at=at,
+        prompt_len=prompt_length(report),
+    )
+    expected_cells = (
+        path_cells(report.expected_path, scale=scale, feature=feature, divergence_at=at)
+        if report.expected_path
+        else None
+    )
+    return render(
+        request,
+        "report.html",
+        {
+            "stored": stored,
+            "report": report,
+            "feature": feature,
+            "scale": scale,
+            "model_cells": model_cells,
+            "expected_cells": expected_cells,
+        },
+    )
+
+
+@router.get("/features/{feature_id}")
+def feature_page(
+    feature_id: str, request: Request, session: SessionDep, settings: SettingsDep, _: PageCaller
+) -> Response:
+    """A latent: its atlas entry (when there is an atlas) and the reports that flag it."""
+    if not feature_id.isdigit():
+        raise not_found("feature", feature_id)
+    fid = int(feature_id)
+    atlas = load_atlas(settings.atlas_dir)
+    entry = None
+    if atlas is not None:
+        if fid >= atlas.d_sae:
+            raise not_found("feature", fid)
+        entry = atlas.entry(fid)
+    query = parse_list_query(request.query_params)
+    filters = ReportFilters(feature=fid)
+    rows, count = list_reports(session, filters, limit=query.limit, offset=query.offset)
+    if entry is None and count == 0:
+        raise not_found("feature", fid)
+    n_reports, n_failures, fix_rate = feature_stats(session, fid)
+    contexts = []
+    if entry is not None:
+        contexts = [(c, context_cells(c, entry.max_activation)) for c in entry.top_contexts]
+    return render(
+        request,
+        "feature.html",
+        {
+            "fid": fid,
+            "entry": entry,
+            "atlas_dir": settings.atlas_dir,
+            "contexts": contexts,
+            "rows": rows,
+            "count": count,
+            "offset": query.offset,
+            "n_reports": n_reports,
+            "n_failures": n_failures,
+            "fix_rate": fix_rate,
+        }
+        | _page_urls(request, query.offset, query.limit, count),
+    )
+
+
+@router.get("/audits")
+def audits_page(request: Request, session: SessionDep, _: PageCaller) -> Response:
+    """Audits, newest first, with their progress."""
+    query = parse_list_query(request.query_params)
+    audits, count = recent_audits(session, limit=query.limit, offset=query.offset)
+    return render(
+        request,
+        "audits.html",
+        {"audits": audits, "count": count, "offset": query.offset}
+        | _page_urls(request, query.offset, query.limit, count),
+    )
+
+
+@router.get("/audits/{audit_id}")
+def audit_page(audit_id: str, request: Request, session: SessionDep, _: PageCaller) -> Response:
+    """An audit: progress, accuracy, failure classes and the features recurring in failures."""
+    audit = session.get(Audit, audit_id)
+    if audit is None:
+        raise not_found("audit", audit_id)
+    items, features = audit_frames(session, audit_id)
+    summary = summarize(items, features)
+    shown = items.head(AUDIT_ITEMS_SHOWN).astype(object)
+    shown = shown.where(shown.notna(), None)
+    return render(
+        request,
+        "audit.html",
+        {
+            "progress": audit_progress(session, audit),
+            "summary": summary,
+            "items": shown.to_dict("records"),
+            "n_items": len(items),
+        },
+    )
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/reports") -> Response:
+    return render(request, "login.html", {"next": safe_next(next), "error": ""})
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    session: SessionDep,
+    key: Annotated[str, Form(max_length=200)],
+    next: Annotated[str, Form(max_length=2000)] = "/reports",
+) -> Response:
+    """Check the key; keep it in an HttpOnly cookie and go back to the page asked for."""
+    if not same_origin(request):
+        raise Problem(403, "Forbidden", "the login form was posted from another site")
+    if verify_api_key(session, key.strip()) is None:
+        context = {"next": safe_next(next), "error": "That API key is unknown or revoked."}
+        return render(request, "login.html", context, status_code=401)
+    response = RedirectResponse(safe_next(next), status_code=303)
+    response.set_cookie(
+        KEY_COOKIE,
+        key.strip(),
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    if not same_origin(request):
+        raise Problem(403, "Forbidden", "the logout form was posted from another site")
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(KEY_COOKIE, path="/")
+    return response
