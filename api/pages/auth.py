@@ -43,7 +43,9 @@ def safe_next(target: str | None) -> str:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return "/reports"
-    return "/reports" if "\\" in target else target
+    if "\\" in target or any(ch.isspace() or not ch.isprintable() for ch in target):
+        return "/reports"  # browsers drop tabs and newlines and read '\\' as '/'
+    return target
 
 
 def same_origin(request: Request) -> bool:

@@ -26,13 +26,16 @@ AUDIT_ITEMS_SHOWN = 200
 
 
 def _page_urls(request: Request, offset: int, limit: int, count: int) -> dict[str, str | None]:
-    """Links to the previous and next page, keeping the other query parameters."""
-    prev_url = next_url = None
-    if offset > 0:
-        prev_url = str(request.url.include_query_params(offset=max(0, offset - limit)))
-    if offset + limit < count:
-        next_url = str(request.url.include_query_params(offset=offset + limit))
-    return {"prev_url": prev_url, "next_url": next_url}
+    """Relative links to the previous and next page, keeping the other query parameters."""
+
+    def at(start: int) -> str:
+        url = request.url.include_query_params(offset=start)
+        return f"{url.path}?{url.query}"
+
+    return {
+        "prev_url": at(max(0, offset - limit)) if offset > 0 else None,
+        "next_url": at(offset + limit) if offset + limit < count else None,
+    }
 
 
 @router.get("/")

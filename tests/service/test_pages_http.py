@@ -85,5 +85,23 @@ def test_list_filters_ignore_malformed_values(client):
 
 def test_safe_next_keeps_only_local_paths():
     assert safe_next("/reports/1?feature=2") == "/reports/1?feature=2"
-    for bad in ("//evil.example", "https://evil.example/", "javascript:alert(1)", "/\\evil", ""):
+    bad_targets = (
+        "//evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/\\evil",
+        "/\t/evil.example",
+        "",
+    )
+    for bad in bad_targets:
         assert safe_next(bad) == "/reports"
+
+
+def test_list_pages_link_to_each_other(client):
+    _store(3)
+    first = client.get("/reports?limit=2&correct=false")
+    assert 'href="/reports?limit=2&amp;correct=false&amp;offset=2" rel="next"' in first.text
+    assert 'rel="prev"' not in first.text and "1–2 of 3" in first.text
+    second = client.get("/reports?limit=2&correct=false&offset=2")
+    assert 'rel="next"' not in second.text and "3–3 of 3" in second.text
+    assert 'href="/reports?limit=2&amp;correct=false&amp;offset=0" rel="prev"' in second.text
