@@ -100,9 +100,12 @@ def _fill_database(runtime: Runtime, url: str) -> tuple[str, list[str], str]:
     return audit.id, report_ids, xss_id
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def site(tmp_path_factory) -> Iterator[Site]:
-    """Build the data, then serve the real app (auth on) from a thread on a free port."""
+    """Build the data, then serve the real app (auth on) from a thread on a free port.
+
+    Package-scoped: the environment and the server are gone before other test folders run.
+    """
     root = tmp_path_factory.mktemp("browser")
     lm = make_tiny_lm()
     docs = make_corpus()
@@ -159,7 +162,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
             get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     """Debian's Chromium; a missing browser fails the tests (it must not skip them silently)."""
     if not Path(CHROMIUM).is_file():
