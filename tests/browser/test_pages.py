@@ -167,7 +167,10 @@ def test_pages_need_the_api_key_and_the_login_form_keeps_it(anonymous: BrowserCo
     target = f"/reports/{site.report_ids[0]}"
     response = page.goto(site.url(target))
     assert response is not None and response.status == 401
-    expect(page.locator("main")).not_to_contain_text(site.report_ids[0].split("-")[0] + "-")
+    report = _report(site, site.report_ids[0])
+    expect(page.locator("#key")).to_be_visible()
+    expect(page.locator("body")).not_to_contain_text(report.prompt)  # nothing leaks
+    expect(page.locator("body")).not_to_contain_text(report.verdict)
     page.fill("#key", "ds_000000000000_wrong")
     page.click("form button[type=submit]")
     expect(page.locator(".alert")).to_contain_text("unknown or revoked")
