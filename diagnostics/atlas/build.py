@@ -106,7 +106,7 @@ def build_atlas(
     keys, fires = counts.keys.numpy(), counts.counts.numpy()
     bounds = np.searchsorted(keys, np.arange(sae.cfg.d_sae + 1) * vocab_size)  # [d_sae + 1]
     background = acc.background.numpy()
-    top_tokens, top_vals = acc.top_tokens.numpy(), acc.top_vals.numpy()
+    bigrams = acc.bigram_counts()
     rules: list[LabelRule] = []
     unigram = np.zeros(sae.cfg.d_sae, dtype=bool)
     labels_iter = range(sae.cfg.d_sae)
@@ -116,15 +116,15 @@ def build_atlas(
         lo, hi = bounds[i], bounds[i + 1]
         rule = LabelRule()
         if count[i] > 0 and hi > lo:
+            tok_ids = keys[lo:hi] % vocab_size
             rule, unigram[i] = derive_rule(
-                keys[lo:hi] % vocab_size,
+                tok_ids,
                 fires[lo:hi],
-                background,
+                background[tok_ids],
+                *bigrams.of_latent(i),
                 acc.n_explain_tokens,
-                top_tokens[i],
-                top_vals[i],
-                acc.before,
                 strings,
+                context_len=score_context_len,
             )
         rule.ngrams = [tok.decode(g) for g in rule.ngram_ids]
         rule.promoted = [strings[int(t)] for t in prom_ids[i, :5]]

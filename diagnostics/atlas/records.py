@@ -38,8 +38,9 @@ class LabelRule(BaseModel):
     tokens: list[str] = Field(default_factory=list)  # decoded `token_ids`
     ngram_ids: list[list[int]] = Field(default_factory=list)
     ngrams: list[str] = Field(default_factory=list)  # decoded `ngram_ids`
-    coverage: float = 0.0  # share of the latent's firings on a rule token (explain split)
-    log_odds: list[float] = Field(default_factory=list)  # z-scored log-odds of each rule token
+    coverage: float = 0.0  # share of the latent's firings on a rule match (explain split)
+    precision: float = 0.0  # share of rule matches on which the latent fires (explain split)
+    log_odds: list[float] = Field(default_factory=list)  # z-scored log-odds of each element
     promoted: list[str] = Field(default_factory=list)  # top output tokens shown in the label
 
     @property

@@ -3,8 +3,8 @@
 Per batch of text windows the caller hands the dense features [batch, seq, d_sae] (zero at masked
 positions) and token ids; the accumulator keeps, per latent: firing count, activation sum and max,
 a fixed log-spaced histogram of non-zero activations (for quantiles), the top-k windows by peak
-activation with the token window around the peak, and sparse (latent, token) firing counts plus
-background token counts for the log-odds labels. Everything is vectorised torch; no per-token loops.
+activation with the token window around the peak, and sparse (latent, token) and (latent, bigram)
+firing counts plus background token and bigram counts for the labels. Everything is vectorised torch; no per-token loops.
 """
 
 from __future__ import annotations
@@ -36,6 +36,36 @@ class TokenCounts:
         return self.keys[lo:hi] % self.vocab_size, self.counts[lo:hi]
 
 
+@dataclass
+class BigramCounts:
+    """Sparse (latent, previous token, token) firing counts and background bigram counts.
+
+    Firing keys are (latent * vocab + previous) * vocab + token, sorted; background keys are
+    previous * vocab + token, sorted. A bigram fires when the latent fires on its second token.
+    """
+
+    keys: torch.Tensor  # [n_triples] int64
+    counts: torch.Tensor  # [n_triples] int64
+    background_keys: torch.Tensor  # [n_bigrams] int64
+    background_counts: torch.Tensor  # [n_bigrams] int64
+    vocab_size: int
+
+    def of_latent(self, latent: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Bigrams [n, 2], firing counts [n] and background occurrences [n] of one latent."""
+        v2 = self.vocab_size**2
+        lo = int(torch.searchsorted(self.keys, latent * v2))
+        hi = int(torch.searchsorted(self.keys, (latent + 1) * v2))
+        pair = self.keys[lo:hi] % v2
+        if len(self.background_keys) == 0:  # no bigram seen at all
+            return torch.zeros(0, 2, dtype=torch.long), self.counts[lo:hi], torch.ones_like(pair)
+        at = torch.searchsorted(self.background_keys, pair).clamp(max=len(self.background_keys) - 1)
+        occurrences = torch.where(
+            self.background_keys[at] == pair, self.background_counts[at], torch.ones(())
+        ).long()
+        grams = torch.stack([pair // self.vocab_size, pair % self.vocab_size], 1)
+        return grams, self.counts[lo:hi], occurrences
+
+
 class FeatureStatsAccumulator:
     """Running statistics of every latent; see the module docstring."""
 
@@ -55,12 +85,12 @@ class FeatureStatsAccumulator:
         self.top_vals = torch.zeros(d_sae, n_contexts)  # [d_sae, k], 0 = empty slot
         self.top_tokens = torch.full((d_sae, n_contexts, width), PAD_TOKEN, dtype=torch.int32)
         self.top_acts = torch.zeros(d_sae, n_contexts, width, dtype=torch.float16)
-        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
         # int32 keys sort about 5x faster; they fit while d_sae * vocab < 2**31
         self._key_dtype = torch.int32 if d_sae * vocab_size < 2**31 else torch.int64
-        self._keys = torch.zeros(0, dtype=self._key_dtype)
-        self._counts = torch.zeros(0, dtype=torch.int64)
+        self._tokens = _SparseCounter(self._key_dtype)  # (latent, token) firings, explain split
         self._offsets = torch.arange(-before, after + 1)  # [width]
+        self._bigrams = _SparseCounter()  # (latent, previous, token) firings, explain split
+        self._background_bigrams = _SparseCounter()  # (previous, token), explain split
 
     @torch.no_grad()
     def update(
@@ -89,12 +119,21 @@ class FeatureStatsAccumulator:
         keys = lat[ex].to(self._key_dtype) * self.vocab_size + ids[win[ex], pos[ex]].to(
             self._key_dtype
         )
-        self._pending.append(_run_lengths(keys, None))
-        if len(self._pending) >= 16:
-            self._merge()
+        self._tokens.add(keys)
         ex_keep = keep & explain[:, None]  # [b, s]
         self.n_explain_tokens += int(ex_keep.sum())
         self.background += torch.bincount(ids[ex_keep], minlength=self.vocab_size)
+        # bigrams: the previous position must be a text token of the same window
+        prev_keep = torch.zeros_like(keep)
+        prev_keep[:, 1:] = keep[:, :-1]
+        prev_ids = torch.zeros_like(ids)
+        prev_ids[:, 1:] = ids[:, :-1]
+        v = self.vocab_size
+        fb = ex & prev_keep[win, pos]
+        wb, pb = win[fb], pos[fb]
+        self._bigrams.add((lat[fb] * v + prev_ids[wb, pb]) * v + ids[wb, pb])
+        bg = ex_keep & prev_keep
+        self._background_bigrams.add(prev_ids[bg] * v + ids[bg])
 
         # peak activation and its position per (window, latent), from the non-zero entries
         wkey = win * d + lat  # [nnz]
@@ -132,15 +171,14 @@ class FeatureStatsAccumulator:
         self.top_tokens[rows] = torch.cat([self.top_tokens[rows], cand_tok], 1).gather(1, gather)
         self.top_acts[rows] = torch.cat([self.top_acts[rows], cand_act], 1).gather(1, gather)
 
-    def _merge(self) -> None:
-        keys = torch.cat([self._keys, *(k for k, _ in self._pending)])
-        counts = torch.cat([self._counts, *(c for _, c in self._pending)])
-        self._keys, self._counts = _run_lengths(keys, counts)
-        self._pending = []
-
     def token_counts(self) -> TokenCounts:
-        self._merge()
-        return TokenCounts(self._keys.long(), self._counts, self.vocab_size)
+        keys, counts = self._tokens.result()
+        return TokenCounts(keys.long(), counts, self.vocab_size)
+
+    def bigram_counts(self) -> BigramCounts:
+        keys, counts = self._bigrams.result()
+        bkeys, bcounts = self._background_bigrams.result()
+        return BigramCounts(keys, counts, bkeys, bcounts, self.vocab_size)
 
     def quantiles(self, levels: list[float]) -> np.ndarray:
         """Approximate activation quantiles given firing [d_sae, n_levels] (histogram bin centres)."""
@@ -155,6 +193,34 @@ class FeatureStatsAccumulator:
             value = torch.where(self.count > 0, 10**centre, torch.zeros(()))
             out[:, j] = torch.minimum(value, self.max.double()).numpy()
         return out
+
+
+class _SparseCounter:
+    """Counts of integer keys, merged in sorted runs so memory stays near the distinct keys."""
+
+    def __init__(self, dtype: torch.dtype = torch.int64, merge_every: int = 16) -> None:
+        self.dtype = dtype
+        self.keys = torch.zeros(0, dtype=dtype)
+        self.counts = torch.zeros(0, dtype=torch.int64)
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._merge_every = merge_every
+
+    def add(self, keys: torch.Tensor) -> None:
+        self._pending.append(_run_lengths(keys.to(self.dtype), None))
+        if len(self._pending) >= self._merge_every:
+            self._merge()
+
+    def _merge(self) -> None:
+        if self._pending:
+            keys = torch.cat([self.keys, *(k for k, _ in self._pending)])
+            counts = torch.cat([self.counts, *(c for _, c in self._pending)])
+            self.keys, self.counts = _run_lengths(keys, counts)
+            self._pending = []
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sorted distinct keys [u] and their counts [u]."""
+        self._merge()
+        return self.keys, self.counts
 
 
 def _run_lengths(

@@ -26,7 +26,7 @@ from diagnostics.atlas.records import (
 )
 from diagnostics.errors import DriftscopeError
 
-ATLAS_VERSION = 1
+ATLAS_VERSION = 2
 ATLAS_DIR = "atlas"
 ARRAYS_FILE = "arrays.safetensors"
 JSON_FILE = "atlas.json"

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from diagnostics.atlas.labels import derive_rule, log_odds, render_label
+from diagnostics.atlas.labels import derive_rule, log_odds, render_label, wilson_lower_bound
 from diagnostics.atlas.records import LabelRule
 from diagnostics.atlas.scoring import auroc, rule_matches, score_labels, tfidf_bags
 from diagnostics.atlas.stats import PAD_TOKEN
@@ -40,34 +40,49 @@ def test_log_odds_ranks_over_represented_tokens():
     assert delta[0] > delta[1] > 0 and z[0] > z[1]
 
 
-def test_rule_prefers_an_ngram_when_the_token_alone_is_not_selective():
-    # fires on 40 of 100 "bridge" tokens, always right after "golden gate"
-    contexts = torch.full((8, 5), 1)
-    contexts[:, 2:5] = torch.tensor([GOLDEN, GATE, BRIDGE])
-    background = torch.full((100,), 1000)
-    background[BRIDGE] = 100
-    rule, unigram = derive_rule(
-        torch.tensor([BRIDGE, 5]),
-        torch.tensor([40, 1]),
-        background,
-        100_000,
-        contexts,
-        torch.ones(8),
-        peak=4,
-        strings=STRINGS,
-    )
-    assert rule.ngram_ids == [[GOLDEN, GATE, BRIDGE]] and rule.token_ids == []
-    assert rule.ngrams == ["w10w11w12"] and not unigram
-    assert render_label(rule, [" san", " francisco"]) == '"w10w11w12" → "san" "francisco"'
+def _rule(tokens, bigrams=(), n_background=100_000):
+    """derive_rule from {token: (fires, occurrences)} and {(prev, token): (fires, occurrences)}."""
+    t = torch.tensor([k for k in tokens])
+    b = torch.tensor([list(k) for k in bigrams]).reshape(-1, 2)
+    return derive_rule(
+        t, torch.tensor([v[0] for v in tokens.values()]),
+        torch.tensor([v[1] for v in tokens.values()]),
+        b, torch.tensor([v[0] for v in dict(bigrams).values()], dtype=torch.long),
+        torch.tensor([v[1] for v in dict(bigrams).values()], dtype=torch.long),
+        n_background, STRINGS,
+    )  # fmt: skip
+
+
+def test_rule_prefers_a_bigram_when_the_token_alone_is_not_selective():
+    # fires on 40 of 100 "bridge" tokens: the 40 right after "gate"
+    rule, unigram = _rule({BRIDGE: (40, 100)}, {(GATE, BRIDGE): (40, 40)})
+    assert rule.ngram_ids == [[GATE, BRIDGE]] and rule.token_ids == []
+    assert rule.ngrams == ["w11w12"] and not unigram
+    assert rule.precision == 1.0 and rule.coverage == 1.0
+    assert render_label(rule, [" san", " francisco"]) == '"w11w12" → "san" "francisco"'
+
+
+def test_rule_widens_while_precise_and_stops_at_frequent_tokens():
+    # two precise tokens, and a frequent one it fires on only 1% of the time
+    rule, _ = _rule({GATE: (30, 32), BRIDGE: (20, 25), 5: (50, 5000)})
+    assert sorted(rule.token_ids) == [GATE, BRIDGE]
+    assert rule.coverage == 0.5 and rule.precision == round(50 / 57, 4)
+
+
+def test_rule_ignores_tokens_that_are_not_over_represented():
+    # the latent fires on every token it sees about equally often: no label
+    rule, _ = _rule({5: (10, 1000), 6: (10, 1000)}, n_background=10_000)
+    assert rule.empty
+
+
+def test_wilson_bound_prefers_well_supported_precision():
+    lb = wilson_lower_bound([40, 3, 0], [50, 3, 10])
+    assert lb[0] > lb[1] > lb[2] and lb[2] == pytest.approx(0.0)
+    assert lb[0] < 40 / 50
 
 
 def test_token_identity_feature_is_flagged_unigram():
-    background = torch.full((100,), 1000)
-    background[GATE] = 50
-    rule, unigram = derive_rule(
-        torch.tensor([GATE]), torch.tensor([45]), background, 100_000,
-        torch.full((8, 5), GATE), torch.ones(8), peak=4, strings=STRINGS,
-    )  # fmt: skip
+    rule, unigram = _rule({GATE: (45, 50), 5: (3, 1000)})
     assert rule.token_ids == [GATE] and unigram
 
 
