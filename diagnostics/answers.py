@@ -136,6 +136,8 @@ def judge(
             _same_number(extracted, exp_norm, tolerance) or extracted.strip() == expected.strip()
         )
         format_ok = match is not None
+        if match:
+            span = match.span(1) if match.groups() else match.span(0)
     return Judgment(
         correct=bool(correct),
         mode=mode,

@@ -35,6 +35,13 @@ def test_judge_modes(output, expected, mode, correct, format_ok):
     assert (j.correct, j.format_ok) == (correct, format_ok)
 
 
+def test_answer_span_points_at_the_answer_in_every_locating_mode():
+    # the span is what the expected path splices the expected answer into
+    assert judge(" 196\nA", "106", "regex", pattern=r"^\s*(-?\d+)").span == (1, 4)
+    assert judge("so x = 5\n#### 5", "5", "gsm8k").span == (14, 15)
+    assert judge("about 5.1 apples", "5", "numeric").span == (6, 9)
+
+
 def test_numeric_tolerance_and_bad_modes():
     assert judge("3.14159", "3.1416", "numeric", tolerance=1e-3).correct
     with pytest.raises(ValueError, match="unknown answer mode"):
