@@ -3,8 +3,9 @@ and whether ablating them (against a matched random control) changes the outcome
 
 Steps (see DESIGN.md): generate and judge; teacher-force the expected path and find the
 divergence token; attribute logit(expected) - logit(model's token) there to every latent at
-every position (+ the SAE error term); flag latents that push toward the wrong token and are off
-the correct path; zero-ablate them and k matched random latents; classify the failure.
+every position (+ the SAE error term); flag latents that push toward the wrong token (screened by
+attribution and activation, confirmed by ablating each alone) and are off the correct path;
+zero-ablate them together and k matched random latents; classify the failure.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from diagnostics.verification import (
     continue_with_edit,
     matched_random_features,
     run_ablation,
-    zero_ablation,
+    single_ablation_effects,
 )
 
 _ANNOTATION = re.compile(r"<<[^<>]*>>")
@@ -169,7 +170,10 @@ def diagnose(
         top_positive=_top(per_feature, 10, largest=True),
         top_negative=_top(per_feature, 10, largest=False),
     )
-    flagged = _flag(tok, exp_seq, attr, model_feats, exp_feats, len(prompt_ids), opts.top_k, atlas)
+    flagged = _flag(
+        lm, sae, exp_seq, pos, target, other, attr, model_feats, exp_feats, len(prompt_ids),
+        opts.top_k, atlas,
+    )  # fmt: skip
     report.flagged = flagged
     _mark_flagged(report, model_feats, exp_feats, [f.feature for f in flagged])
     timings.attribution_s = time.perf_counter() - t2
@@ -268,18 +272,35 @@ def _top(values: torch.Tensor, n: int, *, largest: bool) -> list[FeatureActivati
     ]
 
 
-def _flag(tok, seq, attr, model_feats, exp_feats, prompt_len, top_k, atlas) -> list[FlaggedFeature]:
-    """Latents with negative attribution that are off the correct path, most negative first.
+SCREEN = 16
+"""Candidates per screen: the most negative attributions, and the most active latents."""
 
-    A latent is on the correct path, and never flagged, when it is more active on the expected
-    path than on the model's own. Otherwise it is off the path when it is more active on the
-    model's path, or (with an atlas) fires here above its usual activation or is rare (density
+
+def _flag(lm, sae, seq, pos, target, other, attr, model_feats, exp_feats, prompt_len, top_k, atlas):
+    """Latents whose ablation moves the logit gap toward the expected token, off the correct path.
+
+    Candidates are screened by attribution (the SCREEN most negative) and by activation (the
+    SCREEN most active: a huge activation can saturate its own gradient); each candidate is then
+    zero-ablated alone (batched), and those whose ablation helps are ranked by that measured
+    effect. A latent is on the correct path, and never flagged, when it is more active on the
+    expected path than on the model's own. Otherwise it is off the path when it is more active on
+    the model's path, or (with an atlas) fires here above its usual activation or is rare (density
     < 1%); without an atlas there is no baseline, and every latent not on the correct path counts.
     """
-    per_feature = attr.per_feature
+    per_feature = attr.per_feature  # [d_sae]
+    activation = attr.features.sum(0)  # [d_sae]
+    negative = torch.argsort(per_feature)[:SCREEN]
+    active = torch.argsort(activation, descending=True)[:SCREEN]
+    screen = [
+        j
+        for j in dict.fromkeys([*negative.tolist(), *active.tolist()])
+        if per_feature[j] < 0 or activation[j] > 0
+    ]
+    effects = single_ablation_effects(lm, sae, seq, pos, target, other, screen)  # [m]
     flagged: list[FlaggedFeature] = []
-    for j in torch.argsort(per_feature).tolist():  # most negative first
-        if per_feature[j] >= 0 or len(flagged) >= top_k:
+    for r in torch.argsort(effects, descending=True).tolist():
+        j, effect = screen[r], float(effects[r])
+        if effect <= 0 or len(flagged) >= top_k:
             break
         act_fail, act_exp = float(model_feats[:, j].max()), float(exp_feats[:, j].max())
         here = attr.features[:, j]  # [seq] activation at the attributed positions
@@ -305,6 +326,7 @@ def _flag(tok, seq, attr, model_feats, exp_feats, prompt_len, top_k, atlas) -> l
                 label=atlas.label(j) if atlas is not None else "",
                 label_score=_label_score(atlas, j),
                 attribution=float(per_feature[j]),
+                ablation_effect=effect,
                 activation_failing=act_fail,
                 activation_expected=act_exp,
                 atlas_mean_activation=usual,
@@ -313,7 +335,7 @@ def _flag(tok, seq, attr, model_feats, exp_feats, prompt_len, top_k, atlas) -> l
                 fires_at=[
                     FeatureActivation(feature=int(p), activation=float(here[p])) for p in strongest
                 ],
-                fires_at_tokens=[tok.decode([int(seq[p])]) for p in strongest],
+                fires_at_tokens=[lm.tokenizer.decode([int(seq[p])]) for p in strongest],
                 in_prompt=bool((fires < prompt_len).any()),
             )
         )
@@ -366,7 +388,7 @@ def _mark_flagged(report: DriftReport, model_feats, exp_feats, flagged: list[int
 
 
 def _verify(lm, sae, report, exp_seq, pos, target, other, attr, expected, opts) -> None:
-    """Ablate the flagged latents, each alone and together, and matched random sets (control)."""
+    """Ablate the flagged latents together, and matched random sets of latents (the control)."""
     flagged = [f.feature for f in report.flagged]
     before = logit_difference(lm, sae, exp_seq, pos, target, other)
     prefix = exp_seq[: pos + 1]  # everything before the divergence token
@@ -384,8 +406,6 @@ def _verify(lm, sae, report, exp_seq, pos, target, other, attr, expected, opts) 
         )
         return text, verdict.correct
 
-    for feature in report.flagged:
-        feature.ablation_effect = metric_fn(zero_ablation([feature.feature])) - before
     report.verification = run_ablation(flagged, before, metric_fn, continuation_fn)
     activation = attr.features.sum(0)  # [d_sae]
     gen = torch.Generator().manual_seed(opts.seed)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import torch
 
+from diagnostics.attribution import logit_difference
 from diagnostics.language_model import LanguageModel
 from diagnostics.report import AblationResult
 from diagnostics.sae.modules import SparseAutoencoder
@@ -21,6 +22,38 @@ def zero_ablation(features: list[int]) -> FeatureEdit:
         return f.index_fill(-1, index.to(f.device), 0.0)
 
     return edit
+
+
+@torch.no_grad()
+def single_ablation_effects(
+    lm: LanguageModel,
+    sae: SparseAutoencoder,
+    input_ids: torch.Tensor,
+    position: int,
+    target: int,
+    other: int,
+    features: list[int],
+    *,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """Change [m] of logit(target) - logit(other) at `position` when each of `features` alone is
+    zero-ablated at every position (error term kept); one batched forward per `batch_size`."""
+    before = logit_difference(lm, sae, input_ids, position, target, other)
+    ids = input_ids[None, : position + 1].to(lm.device)  # [1, seq]
+    changes = []
+    for start in range(0, len(features), batch_size):
+        index = torch.tensor(features[start : start + batch_size], dtype=torch.long)
+        rows = torch.arange(len(index))
+
+        def edit(f: torch.Tensor, index=index, rows=rows) -> torch.Tensor:  # [b, seq, d_sae]
+            f = f.clone()
+            f[rows, :, index.to(f.device)] = 0.0  # row r loses latent index[r]
+            return f
+
+        with splice_sae(lm, sae, edit=edit):
+            logits = lm.model(ids.expand(len(index), -1)).logits[:, position]  # [b, vocab]
+        changes.append((logits[:, target] - logits[:, other]).float().cpu() - before)
+    return torch.cat(changes) if changes else torch.zeros(0)
 
 
 def continue_with_edit(

@@ -58,6 +58,9 @@ def test_diagnose_a_failing_addition(bundled_lm):
     d = report.divergence
     assert d is not None and d.numeric and d.metric < 0
     assert report.attribution is not None and 0 <= report.attribution.error_share <= 1
-    assert report.flagged and all(f.attribution < 0 for f in report.flagged)
+    # every flagged latent was ablated alone and moved the gap toward the expected token
+    assert report.flagged and all(f.ablation_effect > 0 for f in report.flagged)
+    effects = [f.ablation_effect for f in report.flagged]
+    assert effects == sorted(effects, reverse=True)
     assert report.verification is not None and report.control is not None
     assert report.verdict.startswith("Wrong")

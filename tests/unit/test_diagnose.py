@@ -8,7 +8,11 @@ from diagnostics.attribution import attribute, logit_difference
 from diagnostics.diagnose import DiagnosisOptions, diagnose
 from diagnostics.hooks import hook_resid_post
 from diagnostics.report import DriftReport
-from diagnostics.verification import matched_random_features, zero_ablation
+from diagnostics.verification import (
+    matched_random_features,
+    single_ablation_effects,
+    zero_ablation,
+)
 from tests.conftest import make_random_sae
 
 PROMPT = "what is 2 plus 3 ?"
@@ -44,6 +48,19 @@ def test_attribution_predicts_single_latent_ablation(tiny_lm, sae):
     # zero-ablating a latent removes its contribution: change ~ -attribution
     assert _spearman(-res.per_feature[top], effects) > 0.8
     assert (torch.sign(effects) == torch.sign(-res.per_feature[top])).float().mean() >= 0.8
+
+
+def test_batched_single_ablations_equal_one_at_a_time(tiny_lm, sae):
+    ids = tiny_lm.prompt_ids(PROMPT, chat=False)
+    pos = len(ids) - 1
+    features = [3, 17, 40, 99, 127]
+    batched = single_ablation_effects(tiny_lm, sae, ids, pos, 5, 9, features, batch_size=2)
+    clean = logit_difference(tiny_lm, sae, ids, pos, 5, 9)
+    one_by_one = [
+        logit_difference(tiny_lm, sae, ids, pos, 5, 9, edit=zero_ablation([j])) - clean
+        for j in features
+    ]
+    assert batched.tolist() == pytest.approx(one_by_one, abs=1e-4)
 
 
 def test_matched_controls_avoid_flagged_and_match_activation():
