@@ -556,7 +556,8 @@ def features_steer(
     if result.concept is not None:
         c = result.concept
         typer.echo(
-            f"p(next token in {c.tokens}): {c.p_baseline:.4g} -> {c.p_steered:.4g} (x{c.ratio:.3g})"
+            f"p(next token in {c.tokens}), mean over {c.positions} positions of the unsteered "
+            f"output: {c.p_baseline:.4g} -> {c.p_steered:.4g} (x{c.ratio:.3g})"
         )
 
 

@@ -28,8 +28,9 @@ class ConceptShift:
 
     tokens: list[str]
     token_ids: list[int]
-    p_baseline: float  # sum of next-token probabilities of `token_ids`, unsteered
+    p_baseline: float  # mean over positions of p(next token in `token_ids`), unsteered
     p_steered: float
+    positions: int = 1  # next-token predictions averaged
 
     @property
     def ratio(self) -> float:
@@ -104,16 +105,16 @@ def concept_token_ids(tokenizer, concept: Sequence[str | int]) -> tuple[list[str
 
 @torch.no_grad()
 def next_token_probs(
-    lm: LanguageModel, prompt_ids: torch.Tensor, edit: FeatureEdit | None, sae: SparseAutoencoder
+    lm: LanguageModel, ids: torch.Tensor, edit: FeatureEdit | None, sae: SparseAutoencoder
 ) -> torch.Tensor:
-    """Next-token distribution [vocab] after `prompt_ids` [seq], with the edit spliced in if given."""
-    ids = prompt_ids.to(lm.device).unsqueeze(0)  # [1, seq]
+    """Next-token distributions [seq, vocab] along ids [seq], with the edit spliced in if given."""
+    batch = ids.to(lm.device).unsqueeze(0)  # [1, seq]
     if edit is None:
-        logits = lm.model(input_ids=ids).logits
+        logits = lm.model(input_ids=batch).logits
     else:
         with splice_sae(lm, sae, edit=edit):
-            logits = lm.model(input_ids=ids).logits  # [1, seq, vocab]
-    return logits[0, -1].float().softmax(-1).cpu()
+            logits = lm.model(input_ids=batch).logits  # [1, seq, vocab]
+    return logits[0].float().softmax(-1).cpu()
 
 
 def concept_probability(
@@ -125,20 +126,30 @@ def concept_probability(
     *,
     atlas: FeatureAtlas | None = None,
     chat: bool = True,
+    continuation: torch.Tensor | None = None,
 ) -> ConceptShift:
-    """The measured effect of a clamp: p(concept tokens next) with vs without it."""
+    """The measured effect of a clamp: p(next token is a concept token) with vs without it.
+
+    Averaged over the next-token predictions after the prompt and along `continuation` [n] (the
+    unsteered output, teacher-forced, so both runs are read at the same positions); with no
+    continuation, only the token right after the prompt.
+    """
     prompt_ids = lm.prompt_ids(prompt, chat=chat)
     tokens, ids = concept_token_ids(lm.tokenizer, concept)
     if not ids:
         raise ValueError("no concept tokens")
+    tail = continuation[:-1] if continuation is not None else torch.zeros(0, dtype=torch.long)
+    seq = torch.cat([prompt_ids, tail.to(prompt_ids.dtype)])  # [P + n - 1]
+    read = slice(len(prompt_ids) - 1, len(seq))  # predictions of the continuation's tokens
     edit = clamp_edit(clamp_values(clamps, atlas, sae.cfg.d_sae))
-    base = next_token_probs(lm, prompt_ids, None, sae)
-    steered = next_token_probs(lm, prompt_ids, edit, sae)
+    base = next_token_probs(lm, seq, None, sae)[read][:, ids].sum(-1)  # [n]
+    steered = next_token_probs(lm, seq, edit, sae)[read][:, ids].sum(-1)  # [n]
     return ConceptShift(
         tokens=tokens,
         token_ids=ids,
-        p_baseline=float(base[ids].sum()),
-        p_steered=float(steered[ids].sum()),
+        p_baseline=float(base.mean()),
+        p_steered=float(steered.mean()),
+        positions=len(base),
     )
 
 
@@ -168,7 +179,9 @@ def steer(
         baseline_text=decode(baseline, skip_special_tokens=True),
         steered_ids=steered.tolist(),
         baseline_ids=baseline.tolist(),
-        concept=concept_probability(lm, sae, prompt, clamps, concept, atlas=atlas, chat=chat)
+        concept=concept_probability(
+            lm, sae, prompt, clamps, concept, atlas=atlas, chat=chat, continuation=baseline
+        )
         if concept
         else None,
         labels={i: atlas.label(i) for i in values} if atlas is not None else {},

@@ -42,6 +42,12 @@ def test_steer_returns_both_generations_and_keeps_the_model_without_edit(lm_and_
     assert result.steered_ids != result.baseline_ids
     assert "apples" in result.steered_text
     assert result.values == {LATENT: 8.0}
+    # the concept shift is read along the whole unsteered output, teacher-forced
+    with_concept = steer(
+        lm, sae, "how many apples", {LATENT: 8.0}, None, max_new_tokens=6, concept=["apples"]
+    )
+    assert with_concept.concept.positions == len(with_concept.baseline_ids)
+    assert with_concept.concept.p_steered > with_concept.concept.p_baseline
     # clamping to the value the feature already has (0 where it is silent) changes nothing
     silent = steer(lm, sae, "how many apples", {0: 0.0}, None, max_new_tokens=6)
     if not (sae.encode(torch.zeros(1, lm.d_model))[:, 0] > 0).any():
