@@ -45,13 +45,45 @@ def test_amplifying_a_token_direction_raises_its_probability(bundled_lm):
     assert shift.p_steered > 10 * shift.p_baseline
 
 
-def test_shipped_atlas_covers_all_live_latents():
-    sae_dir = default_sae_dir()
-    if not (sae_dir / "atlas").is_dir():
-        pytest.skip("the default SAE has no shipped atlas yet")
-    atlas = FeatureAtlas.load(sae_dir)
+@pytest.fixture(scope="module")
+def shipped():
+    return FeatureAtlas.load(default_sae_dir())
+
+
+def test_shipped_atlas_covers_all_live_latents(shipped):
+    atlas = shipped
     assert atlas.n_tokens >= 1_000_000
     assert all(atlas.labels[i] != "(dead)" for i in range(atlas.d_sae) if atlas.live[i])
     s = atlas.meta.summary
     assert s["median_detection_auroc"] >= 0.75
     assert abs(s["median_random_label_auroc"] - 0.5) < 0.1
+
+
+@pytest.mark.parametrize(
+    "text, versus, word",
+    [
+        ("It started to snow heavily", "It started to rain heavily", "snow"),
+        ("The cat chased the mouse", "The dog chased the ball", "cat"),
+        ("She multiplied 7 by 8", "She added 7 and 8", "*"),
+    ],
+)
+def test_contrastive_search_finds_the_concept_and_its_label(
+    bundled_lm, shipped, text, versus, word
+):
+    from diagnostics.sae import load_sae
+
+    hits = search_text(bundled_lm, load_sae("default"), text, versus=versus, atlas=shipped, top=3)
+    assert any(word in (h.label or "") for h in hits), [h.label for h in hits]
+    assert all(h.versus_activation is not None and h.activation > h.versus_activation for h in hits)
+
+
+def test_amplifying_the_shipped_cat_latent_makes_cats_likelier(bundled_lm, shipped):
+    from diagnostics.sae import load_sae
+    from diagnostics.steering import steer
+
+    result = steer(
+        bundled_lm, load_sae("default"), "Tell me a short story about an animal.", {510: 2.0},
+        shipped, max_new_tokens=20, concept=["cat", "cats", "kitten"],
+    )  # fmt: skip
+    assert "cat" in shipped.label(510)
+    assert result.concept.ratio > 2 and "cat" in result.steered_text.lower()
