@@ -2,9 +2,10 @@
 
 a. Arithmetic probes: two-digit additions in a Q/A format calibrated so the model is right about a
    third of the time; the failures are diagnosed.
-b. Planted failures: on probes the model gets right, a latent's decoder direction is added to the
-   residual stream at an earlier layer, growing until the answer flips; the diagnosis should rank
-   the planted latent first. Recall@1/@5 and MRR against ranking by raw activation and chance.
+b. Planted failures: on probes the model gets right, a random live latent's decoder direction is
+   added to the residual stream at an earlier layer (default 14, one block before the SAE; on the
+   last prompt token by default), growing until the answer flips; the diagnosis should rank the
+   planted latent first. Recall@1/@5 and MRR against ranking by raw activation and chance.
 c. Natural failures: the fix rate and logit-gap gain from zero-ablating the top-k flagged latents
    vs k matched random latents, and the Spearman correlation between attribution and the measured
    single-latent ablation effect.
@@ -12,7 +13,7 @@ d. Latency of full GSM8K diagnoses (chat, reference solution), split by stage.
 
     .venv/bin/python benchmarks/diagnosis_quality.py --failures 100 --planted 40 --gsm8k 3
 
-Writes benchmarks/results/diagnosis_quality.json and prints a table.
+Writes benchmarks/results/diagnosis_quality.json and prints it.
 """
 
 from __future__ import annotations
@@ -162,11 +163,11 @@ def natural_failures(lm, sae, atlas, fmt, n_failures, seed, top_attr):
     }, reports
 
 
-def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live):
+def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, plant_at):
     """Plant a latent's decoder direction at an earlier layer until the answer flips; rank it."""
     rng = random.Random(seed + 2)
     ranks = {"flagged": [], "attribution": [], "activation": []}
-    chance_r5, attempts, no_flip = [], 0, 0
+    chance_r5, alphas, attempts, no_flip = [], [], 0, 0
     bar = tqdm(total=n_planted, desc="planted failures")
     for a, b in problems(100 * n_planted, seed + 3):
         if len(ranks["flagged"]) >= n_planted:
@@ -180,15 +181,16 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live):
         scale = float(residuals_at(lm, ids[None], inject_layer)[0, 1:].norm(dim=-1).mean())
         direction = sae.W_dec[j] / sae.W_dec[j].norm() * scale
         flipped_at = None
-        for alpha in (0.25, 0.5, 1.0, 1.5, 2.0, 3.0):
-            with hook_resid_post(lm, inject_layer, lambda x, s=alpha, d=direction: x + s * d):
+        for alpha in ALPHAS:
+            with plant(lm, inject_layer, alpha * direction, ids, plant_at):
                 if not answer_of(lm, fmt, a, b):
                     flipped_at = alpha
                     break
         if flipped_at is None:
             no_flip += 1
             continue
-        with hook_resid_post(lm, inject_layer, lambda x, s=flipped_at, d=direction: x + s * d):
+        alphas.append(flipped_at)
+        with plant(lm, inject_layer, flipped_at * direction, ids, plant_at):
             report = diagnose(
                 lm, sae, prompt, str(a + b), atlas=atlas, options=probe_options(fmt, verify=False)
             )
@@ -214,6 +216,8 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live):
         "attempts": attempts,
         "no_flip": no_flip,
         "inject_layer": inject_layer,
+        "plant_at": plant_at,
+        "flip_alpha_median": statistics.median(alphas) if alphas else None,
     }
     for name, rs in ranks.items():
         out[name] = {
@@ -223,6 +227,33 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live):
         }
     out["chance"] = {"recall@5": statistics.mean(chance_r5) if chance_r5 else None}
     return out
+
+
+ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+"""Planting strengths, in units of the mean residual norm at the injection layer."""
+
+
+def plant(lm, layer: int, vector: torch.Tensor, prompt_ids: torch.Tensor, at: str):
+    """Add `vector` [d_model] to the residual after `layer` on the prompt.
+
+    at="last": only at the last prompt token (where the answer is read out: a spurious feature
+    firing there); at="text": at every text token of the prompt. Special tokens (BOS, chat
+    markers: attention sinks the SAE never sees) are never touched, nor are generated tokens.
+    """
+    special = torch.tensor(sorted(set(lm.tokenizer.all_special_ids)))
+    where = (~torch.isin(prompt_ids, special)).float()  # [P]
+    if at == "last":
+        where = torch.zeros(len(prompt_ids))
+        where[-1] = 1.0
+
+    def add(x: torch.Tensor) -> torch.Tensor:  # [batch, seq, d_model]
+        if x.shape[1] < len(prompt_ids):  # a generated token (KV cache): untouched
+            return x
+        mask = torch.zeros(x.shape[1], 1)
+        mask[: len(prompt_ids), 0] = where
+        return x + mask.to(x.dtype) * vector.to(x.dtype)
+
+    return hook_resid_post(lm, layer, add)
 
 
 def _rank(ordering: list[int], j: int) -> int:
@@ -257,7 +288,8 @@ def main() -> None:
     parser.add_argument("--planted", type=int, default=40)
     parser.add_argument("--calibration", type=int, default=60)
     parser.add_argument("--top-attr", type=int, default=10, help="latents per failure for Spearman")
-    parser.add_argument("--inject-layer", type=int, default=10)
+    parser.add_argument("--inject-layer", type=int, default=14, help="the SAE reads layer 15")
+    parser.add_argument("--plant-at", choices=["last", "text"], default="last")
     parser.add_argument("--gsm8k", type=int, default=3, help="GSM8K problems timed end to end")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -277,7 +309,7 @@ def main() -> None:
         else list(range(sae.cfg.d_sae))
     )
     planted = planted_failures(
-        lm, sae, atlas, fmt, args.planted, args.seed, args.inject_layer, live
+        lm, sae, atlas, fmt, args.planted, args.seed, args.inject_layer, live, args.plant_at
     )
     latency = gsm8k_latency(lm, sae, atlas, args.gsm8k) if args.gsm8k else {}
     result = {
