@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install chromium demo test lint unit integration browser default-sae clean
+.PHONY: install chromium demo natalia test lint unit integration browser default-sae clean
 
 install: $(STAMP) chromium
 
@@ -24,9 +24,14 @@ chromium:
 	@test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
-# The main job on the embedded default (bundled model and SAE, no server, no database):
-# diagnose a GSM8K problem the model gets wrong.
+# The main job on the embedded default (bundled model, shipped SAE and atlas, SQLite, no server):
+# audit the project's own example problems and print the summary; the reports land in
+# ./driftscope.db, where `driftscope serve` shows them as web pages.
 demo: install
+	$(BIN)/driftscope audit examples --limit 3
+
+# One drift report, printed: the Natalia problem the model gets wrong.
+natalia: install
 	$(BIN)/driftscope diagnose "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?" --expected 72
 
 lint: install
