@@ -118,7 +118,7 @@ def diagnose(
         hook_name=sae.cfg.metadata.hook_name,
         sae_id=sae_id or sae.cfg.metadata.extra.get("sae_id", ""),
         sae_d_sae=sae.cfg.d_sae,
-        atlas_version=str(getattr(atlas, "version", "")) or None if atlas is not None else None,
+        atlas_version=atlas.version if atlas is not None else None,
     )
     report = DriftReport(
         identity=identity,

@@ -65,6 +65,12 @@ class FeatureAtlas:
             self.rules_or_path = json.loads(self.rules_or_path.read_text())
         return self.rules_or_path
 
+    @property
+    def version(self) -> str:
+        """Which atlas a report used: layout version, the SAE it belongs to, and its size."""
+        m = self.meta
+        return f"v{m.version} sae:{m.sae_fingerprint[:8]} {m.n_tokens} tokens"
+
     # -- array views used by the diagnosis engine -------------------------------------------
     @property
     def d_sae(self) -> int:

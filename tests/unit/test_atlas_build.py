@@ -170,3 +170,13 @@ def test_save_load_round_trip_and_version_guard(planted, tmp_path):
         FeatureAtlas.load(tmp_path)
     with pytest.raises(AtlasError, match="features build"):
         FeatureAtlas.load(tmp_path / "nowhere")
+
+
+def test_a_report_names_the_atlas_it_used(planted):
+    from diagnostics.diagnose import DiagnosisOptions, diagnose
+
+    lm, sae, _, atlas = planted
+    options = DiagnosisOptions(mode="exact", chat=False, max_new_tokens=2, verify=False)
+    report = diagnose(lm, sae, "the golden gate", "bridge", atlas=atlas, options=options)
+    assert report.identity.atlas_version == atlas.version
+    assert atlas.version.startswith(f"v{ATLAS_VERSION} sae:")
