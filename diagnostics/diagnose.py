@@ -170,9 +170,10 @@ def diagnose(
         top_positive=_top(per_feature, 10, largest=True),
         top_negative=_top(per_feature, 10, largest=False),
     )
+    before = logit_difference(lm, sae, exp_seq, pos, target, other)  # the gap, no edit
     flagged = _flag(
-        lm, sae, exp_seq, pos, target, other, attr, model_feats, exp_feats, len(prompt_ids),
-        opts.top_k, atlas,
+        lm, sae, exp_seq, pos, target, other, before, attr, model_feats, exp_feats,
+        len(prompt_ids), opts.top_k, atlas,
     )  # fmt: skip
     report.flagged = flagged
     _mark_flagged(report, model_feats, exp_feats, [f.feature for f in flagged])
@@ -180,7 +181,7 @@ def diagnose(
 
     if opts.verify and flagged:
         t3 = time.perf_counter()
-        _verify(lm, sae, report, exp_seq, pos, target, other, attr, expected, opts)
+        _verify(lm, sae, report, exp_seq, pos, target, other, before, attr, expected, opts)
         timings.verification_s = time.perf_counter() - t3
     report.verdict = _verdict(report)
     return _finish(report, timings, t0)
@@ -276,7 +277,9 @@ SCREEN = 16
 """Candidates per screen: the most negative attributions, and the most active latents."""
 
 
-def _flag(lm, sae, seq, pos, target, other, attr, model_feats, exp_feats, prompt_len, top_k, atlas):
+def _flag(
+    lm, sae, seq, pos, target, other, before, attr, model_feats, exp_feats, prompt_len, top_k, atlas
+):
     """Latents whose ablation moves the logit gap toward the expected token, off the correct path.
 
     Candidates are screened by attribution (the SCREEN most negative) and by activation (the
@@ -296,7 +299,9 @@ def _flag(lm, sae, seq, pos, target, other, attr, model_feats, exp_feats, prompt
         for j in dict.fromkeys([*negative.tolist(), *active.tolist()])
         if per_feature[j] < 0 or activation[j] > 0
     ]
-    effects = single_ablation_effects(lm, sae, seq, pos, target, other, screen)  # [m]
+    effects = single_ablation_effects(
+        lm, sae, seq, pos, target, other, screen, before=before
+    )  # [m]
     flagged: list[FlaggedFeature] = []
     for r in torch.argsort(effects, descending=True).tolist():
         j, effect = screen[r], float(effects[r])
@@ -387,10 +392,9 @@ def _mark_flagged(report: DriftReport, model_feats, exp_feats, flagged: list[int
             ]
 
 
-def _verify(lm, sae, report, exp_seq, pos, target, other, attr, expected, opts) -> None:
+def _verify(lm, sae, report, exp_seq, pos, target, other, before, attr, expected, opts) -> None:
     """Ablate the flagged latents together, and matched random sets of latents (the control)."""
     flagged = [f.feature for f in report.flagged]
-    before = logit_difference(lm, sae, exp_seq, pos, target, other)
     prefix = exp_seq[: pos + 1]  # everything before the divergence token
     prompt_len = report.divergence.position - report.divergence.path_index
     prefix_text = lm.tokenizer.decode(exp_seq[prompt_len : pos + 1], skip_special_tokens=True)

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import torch
 
-from diagnostics.attribution import logit_difference
 from diagnostics.language_model import LanguageModel
 from diagnostics.report import AblationResult
 from diagnostics.sae.modules import SparseAutoencoder
@@ -34,11 +33,12 @@ def single_ablation_effects(
     other: int,
     features: list[int],
     *,
+    before: float,
     batch_size: int = 16,
 ) -> torch.Tensor:
     """Change [m] of logit(target) - logit(other) at `position` when each of `features` alone is
-    zero-ablated at every position (error term kept); one batched forward per `batch_size`."""
-    before = logit_difference(lm, sae, input_ids, position, target, other)
+    zero-ablated at every position (error term kept), against the unablated value `before`
+    (`logit_difference` without an edit); one batched forward per `batch_size`."""
     ids = input_ids[None, : position + 1].to(lm.device)  # [1, seq]
     changes = []
     for start in range(0, len(features), batch_size):

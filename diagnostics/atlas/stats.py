@@ -4,7 +4,8 @@ Per batch of text windows the caller hands the dense features [batch, seq, d_sae
 positions) and token ids; the accumulator keeps, per latent: firing count, activation sum and max,
 a fixed log-spaced histogram of non-zero activations (for quantiles), the top-k windows by peak
 activation with the token window around the peak, and sparse (latent, token) and (latent, bigram)
-firing counts plus background token and bigram counts for the labels. Everything is vectorised torch; no per-token loops.
+firing counts plus background token and bigram counts for the labels. Everything is vectorised
+torch; no per-token loops.
 """
 
 from __future__ import annotations

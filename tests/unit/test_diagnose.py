@@ -54,8 +54,10 @@ def test_batched_single_ablations_equal_one_at_a_time(tiny_lm, sae):
     ids = tiny_lm.prompt_ids(PROMPT, chat=False)
     pos = len(ids) - 1
     features = [3, 17, 40, 99, 127]
-    batched = single_ablation_effects(tiny_lm, sae, ids, pos, 5, 9, features, batch_size=2)
     clean = logit_difference(tiny_lm, sae, ids, pos, 5, 9)
+    batched = single_ablation_effects(
+        tiny_lm, sae, ids, pos, 5, 9, features, before=clean, batch_size=2
+    )
     one_by_one = [
         logit_difference(tiny_lm, sae, ids, pos, 5, 9, edit=zero_ablation([j])) - clean
         for j in features
