@@ -62,7 +62,11 @@ class LanguageModel:
                 messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"
             )
             return enc["input_ids"][0]
-        return self.tokenizer(prompt, return_tensors="pt")["input_ids"][0]
+        # A raw prompt starts with the BOS-like token, as every SAE/atlas window does; without
+        # it the first text token becomes the attention sink, with a residual norm ~50x the
+        # others that the SAE never saw (it reads as one huge spurious latent).
+        body = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return torch.tensor([bos_like_id(self.tokenizer), *body], dtype=torch.long)
 
     @torch.no_grad()
     def generate_ids(self, prompt_ids: torch.Tensor, *, max_new_tokens: int = 64) -> torch.Tensor:
@@ -91,6 +95,14 @@ class LanguageModel:
         output_ids = self.generate_ids(prompt_ids, max_new_tokens=max_new_tokens)
         text = self.tokenizer.decode(output_ids, skip_special_tokens=True)
         return Generation(prompt_ids=prompt_ids, output_ids=output_ids, text=text)
+
+
+def bos_like_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The token every sequence starts with: BOS, or EOS for tokenizers without one."""
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    if bos is None:
+        raise ValueError("the tokenizer has neither a BOS nor an EOS token")
+    return int(bos)
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:

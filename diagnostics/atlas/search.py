@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from diagnostics.atlas.store import FeatureAtlas
 from diagnostics.hooks import residuals_at
-from diagnostics.language_model import LanguageModel
+from diagnostics.language_model import LanguageModel, bos_like_id
 from diagnostics.sae.modules import SparseAutoencoder
 
 
@@ -32,11 +32,10 @@ def text_activations(
     (index into the returned text tokens), and those tokens' strings (a BOS is prepended and
     ignored, as in the atlas windows)."""
     tok = lm.tokenizer
-    bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
     body = tok(text, add_special_tokens=False)["input_ids"]
     if not body:
         raise ValueError("the search text has no tokens")
-    ids = torch.tensor([[bos, *body]], device=lm.device)  # [1, 1 + n]
+    ids = torch.tensor([[bos_like_id(tok), *body]], device=lm.device)  # [1, 1 + n]
     resid = residuals_at(lm, ids, sae.cfg.hook_layer)  # [1, 1 + n, d]
     feats = sae.encode(resid[0, 1:].cpu()).float()  # [n, d_sae]
     special = torch.isin(ids[0, 1:].cpu(), torch.tensor(sorted(set(tok.all_special_ids))))

@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diagnostics.hooks import resid_post_name, residuals_at
-from diagnostics.language_model import LanguageModel
+from diagnostics.language_model import LanguageModel, bos_like_id
 
 ACTS_FILE = "activations.npy"
 TOKENS_FILE = "token_ids.npy"
@@ -48,7 +48,7 @@ class CacheMeta:
 
 def token_windows(tokenizer, documents: Iterable[str], ctx_len: int, min_tokens: int = 8):
     """Yield windows of token ids: [bos] + up to ctx_len - 1 text tokens; short tails are dropped."""
-    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    bos = bos_like_id(tokenizer)
     body = ctx_len - 1
     for doc in documents:
         ids = tokenizer(doc, add_special_tokens=False)["input_ids"]

@@ -1,5 +1,6 @@
 import torch
 
+from diagnostics.language_model import bos_like_id
 from tests.conftest import make_tiny_lm
 
 
@@ -9,7 +10,8 @@ def test_chat_and_raw_prompts(tiny_lm):
     raw = tiny_lm.prompt_ids("what is 2 plus 3 ?", chat=False)
     assert tok.convert_ids_to_tokens(int(chat[0])) == "<|im_start|>"
     assert tok.convert_ids_to_tokens(int(chat[-1])) == "assistant"
-    assert raw.tolist() == tok("what is 2 plus 3 ?", add_special_tokens=False)["input_ids"]
+    body = tok("what is 2 plus 3 ?", add_special_tokens=False)["input_ids"]
+    assert raw.tolist() == [bos_like_id(tok), *body]  # the BOS the SAE windows start with
     assert len(chat) > len(raw)
 
 
