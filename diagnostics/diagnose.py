@@ -274,7 +274,7 @@ def _top(values: torch.Tensor, n: int, *, largest: bool) -> list[FeatureActivati
 
 
 SCREEN = 16
-"""Candidates per screen: the most negative attributions, and the most active latents."""
+"""Candidates per screen: the most negative attributions, and the most unusually active latents."""
 
 
 def _flag(
@@ -282,23 +282,17 @@ def _flag(
 ):
     """Latents whose ablation moves the logit gap toward the expected token, off the correct path.
 
-    Candidates are screened by attribution (the SCREEN most negative) and by activation (the
-    SCREEN most active: a huge activation can saturate its own gradient); each candidate is then
-    zero-ablated alone (batched), and those whose ablation helps are ranked by that measured
-    effect. A latent is on the correct path, and never flagged, when it is more active on the
+    Candidates are screened by attribution (the SCREEN most negative) and by peak activation
+    over the positions, relative to the latent's usual activation in the atlas (the SCREEN
+    highest: a latent firing far above its usual level is the typical spurious feature, and a
+    huge activation can saturate its own gradient); each candidate is then zero-ablated alone
+    (batched), and those whose ablation helps are ranked by that measured effect. A latent is on the correct path, and never flagged, when it is more active on the
     expected path than on the model's own. Otherwise it is off the path when it is more active on
     the model's path, or (with an atlas) fires here above its usual activation or is rare (density
     < 1%); without an atlas there is no baseline, and every latent not on the correct path counts.
     """
     per_feature = attr.per_feature  # [d_sae]
-    activation = attr.features.sum(0)  # [d_sae]
-    negative = torch.argsort(per_feature)[:SCREEN]
-    active = torch.argsort(activation, descending=True)[:SCREEN]
-    screen = [
-        j
-        for j in dict.fromkeys([*negative.tolist(), *active.tolist()])
-        if per_feature[j] < 0 or activation[j] > 0
-    ]
+    screen = screen_candidates(per_feature, attr.features, _usual_activation(atlas, per_feature))
     effects = single_ablation_effects(
         lm, sae, seq, pos, target, other, screen, before=before
     )  # [m]
@@ -345,6 +339,35 @@ def _flag(
             )
         )
     return flagged
+
+
+def screen_candidates(
+    attribution: torch.Tensor, features: torch.Tensor, usual: torch.Tensor, n: int = SCREEN
+) -> list[int]:
+    """Latents worth ablating: the n most negative attributions [d_sae], then the n with the
+    highest peak activation over positions (features [seq, d_sae]) relative to their usual
+    activation [d_sae]; without duplicates, and only latents that push the wrong way or fire."""
+    peak = features.max(0).values  # [d_sae]
+    negative = torch.argsort(attribution)[:n]
+    unusual = torch.argsort(peak / usual, descending=True)[:n]
+    return [
+        j
+        for j in dict.fromkeys([*negative.tolist(), *unusual.tolist()])
+        if attribution[j] < 0 or peak[j] > 0
+    ]
+
+
+def _usual_activation(atlas: Atlas | None, like: torch.Tensor) -> torch.Tensor:
+    """Each latent's mean activation where it fires [d_sae] (from the atlas; else 1 for all).
+
+    Floored at 1% of the median usual activation, so a latent the atlas never saw fire does not
+    divide by zero but still stands out.
+    """
+    if atlas is None:
+        return torch.ones_like(like)
+    usual = torch.as_tensor(atlas.mean_activation, dtype=like.dtype)
+    floor = 0.01 * float(usual[usual > 0].median()) if bool((usual > 0).any()) else 1.0
+    return usual.clamp_min(floor)
 
 
 def _label_score(atlas: Atlas | None, j: int) -> float | None:

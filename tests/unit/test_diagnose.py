@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from diagnostics.attribution import attribute, logit_difference
-from diagnostics.diagnose import DiagnosisOptions, diagnose
+from diagnostics.diagnose import DiagnosisOptions, diagnose, screen_candidates
 from diagnostics.hooks import hook_resid_post
 from diagnostics.report import DriftReport
 from diagnostics.verification import (
@@ -78,14 +78,21 @@ def test_planted_latent_is_flagged_and_its_ablation_fixes_the_answer(tiny_lm, sa
     opts = DiagnosisOptions(mode="exact", chat=False, max_new_tokens=1, control_draws=3)
     base = tiny_lm.generate(PROMPT, chat=False, max_new_tokens=1).text
     planted = 17
-    direction = sae.W_dec[planted]
+
+    def plant(alpha: float):  # on the text tokens; the BOS (position 0) is outside the SAE
+        def add(x: torch.Tensor) -> torch.Tensor:  # [batch, seq, d_model]
+            mask = (torch.arange(x.shape[1]) > 0).to(x.dtype)[:, None]  # [seq, 1]
+            return x + alpha * mask * sae.W_dec[planted]
+
+        return hook_resid_post(tiny_lm, 0, add)
+
     for alpha in (0.5, 1.0, 2.0, 4.0):
-        with hook_resid_post(tiny_lm, 0, lambda x, a=alpha: x + a * direction):
+        with plant(alpha):
             flipped = tiny_lm.generate(PROMPT, chat=False, max_new_tokens=1).text
         if flipped != base:
             break
     assert flipped != base
-    with hook_resid_post(tiny_lm, 0, lambda x: x + alpha * direction):
+    with plant(alpha):
         report = diagnose(tiny_lm, sae, PROMPT, base, options=opts)
     assert not report.correct and report.divergence is not None
     assert report.divergence.metric < 0
@@ -112,3 +119,17 @@ def test_correct_answer_gets_a_short_report(tiny_lm, sae):
     assert report.correct and report.failure_class == "none"
     assert report.divergence is None and report.flagged == [] and report.expected_path is None
     assert report.verdict.startswith("Correct") and report.timings.total_s > 0
+
+
+def test_screen_takes_unusually_active_latents_not_just_big_ones():
+    attribution = torch.zeros(40)
+    attribution[[3, 4]] = torch.tensor([-2.0, -1.0])  # push toward the wrong token
+    attribution[7] = 0.5  # a saturated latent: its gradient points the other way
+    features = torch.zeros(6, 40)  # [seq, d_sae]
+    features[:, 10:20] = 30.0  # big everywhere, as usual for them
+    features[5, 7] = 50.0  # at 50x its usual level, at one position
+    usual = torch.ones(40)
+    usual[10:20] = 40.0
+    screen = screen_candidates(attribution, features, usual, n=2)
+    # attribution first, then by peak / usual: latent 7 before the big but ordinary 10-19
+    assert screen[:3] == [3, 4, 7] and len(screen) == 4
