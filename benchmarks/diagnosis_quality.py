@@ -3,9 +3,13 @@
 a. Arithmetic probes: two-digit additions in a Q/A format calibrated so the model is right about a
    third of the time; the failures are diagnosed.
 b. Planted failures: on probes the model gets right, a random live latent's decoder direction is
-   added to the residual stream at an earlier layer (default 14, one block before the SAE; on the
-   last prompt token by default), growing until the answer flips; the diagnosis should rank the
-   planted latent first. Recall@1/@5 and MRR against ranking by raw activation and chance.
+   added to the residual stream on the last prompt token, growing until the answer flips; the
+   diagnosis should rank the planted latent first. Recall@1/@5 and MRR against ranking by
+   attribution, by raw activation, and chance. Planted at the SAE's own layer (15: the ground
+   truth holds by construction) and one block upstream (14: block 15 processes the plant before
+   the SAE reads it, so part of its effect can bypass the latent; `carried` says whether
+   subtracting the plant again at the SAE's layer restores the answer, and recall is also given
+   over the carried plants).
 c. Natural failures: the fix rate and logit-gap gain from zero-ablating the top-k flagged latents
    vs k matched random latents, and the Spearman correlation between attribution and the measured
    single-latent ablation effect.
@@ -164,11 +168,11 @@ def natural_failures(lm, sae, atlas, fmt, n_failures, seed, top_attr):
 
 
 def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, plant_at):
-    """Plant a latent's decoder direction at an earlier layer until the answer flips; rank it."""
+    """Plant a latent's decoder direction at `inject_layer` until the answer flips; rank it."""
     rng = random.Random(seed + 2)
-    ranks = {"flagged": [], "attribution": [], "activation": []}
-    chance_r5, alphas, attempts, no_flip = [], [], 0, 0
-    bar = tqdm(total=n_planted, desc="planted failures")
+    ranks = {"flagged": [], "attribution": [], "activation": [], "peak_activation": []}
+    chance_r5, alphas, carried, attempts, no_flip = [], [], [], 0, 0
+    bar = tqdm(total=n_planted, desc=f"planted failures, layer {inject_layer}")
     for a, b in problems(100 * n_planted, seed + 3):
         if len(ranks["flagged"]) >= n_planted:
             break
@@ -178,7 +182,8 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
         attempts += 1
         j = rng.choice(live)
         ids = lm.prompt_ids(prompt, chat=fmt.chat)
-        scale = float(residuals_at(lm, ids[None], inject_layer)[0, 1:].norm(dim=-1).mean())
+        # the typical text-token norm (median: one attention-sink-like token can be ~50x larger)
+        scale = float(residuals_at(lm, ids[None], inject_layer)[0, 1:].norm(dim=-1).median())
         direction = sae.W_dec[j] / sae.W_dec[j].norm() * scale
         flipped_at = None
         for alpha in ALPHAS:
@@ -190,12 +195,21 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
             no_flip += 1
             continue
         alphas.append(flipped_at)
+        if inject_layer < sae.cfg.hook_layer:  # does the plant reach the answer through the SAE?
+            with (
+                plant(lm, inject_layer, flipped_at * direction, ids, plant_at),
+                plant(lm, sae.cfg.hook_layer, -flipped_at * direction, ids, plant_at),
+            ):
+                carried.append(answer_of(lm, fmt, a, b))
+        else:
+            carried.append(True)
         with plant(lm, inject_layer, flipped_at * direction, ids, plant_at):
             report = diagnose(
                 lm, sae, prompt, str(a + b), atlas=atlas, options=probe_options(fmt, verify=False)
             )
             if report.divergence is None:
                 no_flip += 1
+                carried.pop()
                 continue
             d = report.divergence
             seq = expected_seq(lm, report, fmt)
@@ -208,6 +222,8 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
         ranks["flagged"].append(_rank(ordering, j))
         ranks["attribution"].append(_rank(by_attr, j))
         ranks["activation"].append(_rank(torch.argsort(act, descending=True).tolist(), j))
+        peak = attr.features.max(0).values  # [d_sae]
+        ranks["peak_activation"].append(_rank(torch.argsort(peak, descending=True).tolist(), j))
         chance_r5.append(min(5 / max(n_active, 1), 1.0))
         bar.update(1)
     bar.close()
@@ -219,18 +235,25 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
         "plant_at": plant_at,
         "flip_alpha_median": statistics.median(alphas) if alphas else None,
     }
+    out["carried"] = sum(carried)
     for name, rs in ranks.items():
-        out[name] = {
-            "recall@1": statistics.mean(r == 1 for r in rs) if rs else None,
-            "recall@5": statistics.mean(r <= 5 for r in rs) if rs else None,
-            "mrr": statistics.mean(1 / r for r in rs) if rs else None,
-        }
+        out[name] = _recall(rs)
+        out[name]["carried"] = _recall([r for r, c in zip(rs, carried, strict=True) if c])
     out["chance"] = {"recall@5": statistics.mean(chance_r5) if chance_r5 else None}
+    out["ranks"] = ranks["flagged"]
     return out
 
 
+def _recall(ranks: list[int]) -> dict[str, float | None]:
+    return {
+        "recall@1": statistics.mean(r == 1 for r in ranks) if ranks else None,
+        "recall@5": statistics.mean(r <= 5 for r in ranks) if ranks else None,
+        "mrr": statistics.mean(1 / r for r in ranks) if ranks else None,
+    }
+
+
 ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
-"""Planting strengths, in units of the mean residual norm at the injection layer."""
+"""Planting strengths, in units of the median text-token residual norm at the injection layer."""
 
 
 def plant(lm, layer: int, vector: torch.Tensor, prompt_ids: torch.Tensor, at: str):
@@ -288,7 +311,11 @@ def main() -> None:
     parser.add_argument("--planted", type=int, default=40)
     parser.add_argument("--calibration", type=int, default=60)
     parser.add_argument("--top-attr", type=int, default=10, help="latents per failure for Spearman")
-    parser.add_argument("--inject-layer", type=int, default=14, help="the SAE reads layer 15")
+    parser.add_argument(
+        "--inject-layers",
+        default="15,14",
+        help="comma-separated layers to plant at (the SAE reads 15; 14 is one block upstream)",
+    )
     parser.add_argument("--plant-at", choices=["last", "text"], default="last")
     parser.add_argument("--gsm8k", type=int, default=3, help="GSM8K problems timed end to end")
     parser.add_argument("--seed", type=int, default=0)
@@ -308,9 +335,12 @@ def main() -> None:
         if density is not None
         else list(range(sae.cfg.d_sae))
     )
-    planted = planted_failures(
-        lm, sae, atlas, fmt, args.planted, args.seed, args.inject_layer, live, args.plant_at
-    )
+    planted = {
+        f"layer_{layer}": planted_failures(
+            lm, sae, atlas, fmt, args.planted, args.seed, layer, live, args.plant_at
+        )
+        for layer in (int(x) for x in args.inject_layers.split(","))
+    }
     latency = gsm8k_latency(lm, sae, atlas, args.gsm8k) if args.gsm8k else {}
     result = {
         "model": lm.model_id,
