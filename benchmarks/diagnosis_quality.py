@@ -39,7 +39,7 @@ from diagnostics.hooks import hook_resid_post, residuals_at
 from diagnostics.model_loading import load_model
 from diagnostics.report import DriftReport
 from diagnostics.sae import load_sae
-from diagnostics.verification import zero_ablation
+from diagnostics.verification import single_ablation_effects
 
 RESULTS = Path(__file__).parent / "results" / "diagnosis_quality.json"
 GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gsm8k" / "test.jsonl"
@@ -132,13 +132,9 @@ def natural_failures(lm, sae, atlas, fmt, n_failures, seed, top_attr):
         per = attr.per_feature
         top = per.abs().topk(top_attr).indices.tolist()
         base = logit_difference(lm, sae, seq, pos, d.expected_token_id, d.model_token_id)
-        effects = [
-            logit_difference(
-                lm, sae, seq, pos, d.expected_token_id, d.model_token_id, edit=zero_ablation([j])
-            )
-            - base
-            for j in top
-        ]
+        effects = single_ablation_effects(
+            lm, sae, seq, pos, d.expected_token_id, d.model_token_id, top, before=base
+        ).tolist()
         predicted = [-float(per[j]) for j in top]  # ablating removes the contribution
         rhos.append(spearman(predicted, effects))
         pooled_attr += predicted

@@ -286,9 +286,11 @@ def _flag(
     over the positions, relative to the latent's usual activation in the atlas (the SCREEN
     highest: a latent firing far above its usual level is the typical spurious feature, and a
     huge activation can saturate its own gradient); each candidate is then zero-ablated alone
-    (batched), and those whose ablation helps are ranked by that measured effect. A latent is on the correct path, and never flagged, when it is more active on the
-    expected path than on the model's own. Otherwise it is off the path when it is more active on
-    the model's path, or (with an atlas) fires here above its usual activation or is rare (density
+    (batched), and those whose ablation helps are ranked by that measured effect.
+
+    A latent is on the correct path, and never flagged, when it is more active on the expected
+    path than on the model's own. Otherwise it is off the path when it is more active on the
+    model's path, or (with an atlas) fires here above its usual activation or is rare (density
     < 1%); without an atlas there is no baseline, and every latent not on the correct path counts.
     """
     per_feature = attr.per_feature  # [d_sae]
