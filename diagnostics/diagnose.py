@@ -274,19 +274,23 @@ def _top(values: torch.Tensor, n: int, *, largest: bool) -> list[FeatureActivati
 
 
 SCREEN = 16
-"""Candidates per screen: the most negative attributions, and the most unusually active latents."""
+"""Candidates per screen: the most negative attributions, and the largest excess activations."""
 
 
 def _flag(
     lm, sae, seq, pos, target, other, before, attr, model_feats, exp_feats, prompt_len, top_k, atlas
 ):
-    """Latents whose ablation moves the logit gap toward the expected token, off the correct path.
+    """Latents that push the logit gap toward the wrong token and fire off the correct path,
+    most spurious first.
 
-    Candidates are screened by attribution (the SCREEN most negative) and by peak activation
-    over the positions, relative to the latent's usual activation in the atlas (the SCREEN
-    highest: a latent firing far above its usual level is the typical spurious feature, and a
-    huge activation can saturate its own gradient); each candidate is then zero-ablated alone
-    (batched), and those whose ablation helps are ranked by that measured effect.
+    Candidates are screened (`screen_candidates`) and each is zero-ablated alone (batched): a
+    latent is confirmed when its ablation moves the gap toward the expected token. Confirmed
+    latents are ranked by spuriousness, the product of that measured effect and the latent's
+    excess activation (peak over the positions minus its usual activation; decoder rows have
+    unit norm, so this is how far its write into the residual exceeds the usual). A product,
+    because a spurious latent must score on both: a large effect from an ordinary latent doing
+    its usual job, or an anomaly that does not move the answer, is not the explanation sought.
+    Ties (no excess) are broken by the effect.
 
     A latent is on the correct path, and never flagged, when it is more active on the expected
     path than on the model's own. Otherwise it is off the path when it is more active on the
@@ -294,14 +298,21 @@ def _flag(
     < 1%); without an atlas there is no baseline, and every latent not on the correct path counts.
     """
     per_feature = attr.per_feature  # [d_sae]
-    screen = screen_candidates(per_feature, attr.features, _usual_activation(atlas, per_feature))
+    usual_all = _usual_activation(atlas, per_feature)  # [d_sae]
+    screen = screen_candidates(per_feature, attr.features, usual_all)
     effects = single_ablation_effects(
         lm, sae, seq, pos, target, other, screen, before=before
     )  # [m]
+    excess = (attr.features[:, screen].max(0).values - usual_all[screen]).clamp_min(0)  # [m]
+    order = sorted(
+        (r for r in range(len(screen)) if effects[r] > 0),
+        key=lambda r: (float(effects[r] * excess[r]), float(effects[r])),
+        reverse=True,
+    )
     flagged: list[FlaggedFeature] = []
-    for r in torch.argsort(effects, descending=True).tolist():
+    for r in order:
         j, effect = screen[r], float(effects[r])
-        if effect <= 0 or len(flagged) >= top_k:
+        if len(flagged) >= top_k:
             break
         act_fail, act_exp = float(model_feats[:, j].max()), float(exp_feats[:, j].max())
         here = attr.features[:, j]  # [seq] activation at the attributed positions
@@ -347,11 +358,14 @@ def screen_candidates(
     attribution: torch.Tensor, features: torch.Tensor, usual: torch.Tensor, n: int = SCREEN
 ) -> list[int]:
     """Latents worth ablating: the n most negative attributions [d_sae], then the n with the
-    highest peak activation over positions (features [seq, d_sae]) relative to their usual
-    activation [d_sae]; without duplicates, and only latents that push the wrong way or fire."""
+    largest excess activation, peak over positions (features [seq, d_sae]) minus their usual
+    activation [d_sae]; without duplicates, and only latents that push the wrong way or fire.
+
+    The excess half catches what attribution misses: a latent firing far above its usual level
+    can saturate its own gradient, so its attribution understates it."""
     peak = features.max(0).values  # [d_sae]
     negative = torch.argsort(attribution)[:n]
-    unusual = torch.argsort(peak / usual, descending=True)[:n]
+    unusual = torch.argsort(peak - usual, descending=True)[:n]
     return [
         j
         for j in dict.fromkeys([*negative.tolist(), *unusual.tolist()])
@@ -360,16 +374,11 @@ def screen_candidates(
 
 
 def _usual_activation(atlas: Atlas | None, like: torch.Tensor) -> torch.Tensor:
-    """Each latent's mean activation where it fires [d_sae] (from the atlas; else 1 for all).
-
-    Floored at 1% of the median usual activation, so a latent the atlas never saw fire does not
-    divide by zero but still stands out.
-    """
+    """Each latent's mean activation where it fires [d_sae], from the atlas; without one there
+    is no baseline, and it is 0 for all (the excess is then the activation itself)."""
     if atlas is None:
-        return torch.ones_like(like)
-    usual = torch.as_tensor(atlas.mean_activation, dtype=like.dtype)
-    floor = 0.01 * float(usual[usual > 0].median()) if bool((usual > 0).any()) else 1.0
-    return usual.clamp_min(floor)
+        return torch.zeros_like(like)
+    return torch.as_tensor(atlas.mean_activation, dtype=like.dtype)
 
 
 def _label_score(atlas: Atlas | None, j: int) -> float | None:

@@ -127,9 +127,11 @@ def test_screen_takes_unusually_active_latents_not_just_big_ones():
     attribution[7] = 0.5  # a saturated latent: its gradient points the other way
     features = torch.zeros(6, 40)  # [seq, d_sae]
     features[:, 10:20] = 30.0  # big everywhere, as usual for them
-    features[5, 7] = 50.0  # at 50x its usual level, at one position
+    features[5, 7] = 50.0  # 49 above its usual level, at one position
+    features[2, 21] = 2.0  # far above its tiny usual level, but a small write
     usual = torch.ones(40)
     usual[10:20] = 40.0
+    usual[21] = 0.01
     screen = screen_candidates(attribution, features, usual, n=2)
-    # attribution first, then by peak / usual: latent 7 before the big but ordinary 10-19
-    assert screen[:3] == [3, 4, 7] and len(screen) == 4
+    # attribution first, then by excess activation: latent 7 before 21 and the ordinary 10-19
+    assert screen == [3, 4, 7, 21]
