@@ -283,14 +283,8 @@ def _flag(
     """Latents that push the logit gap toward the wrong token and fire off the correct path,
     most spurious first.
 
-    Candidates are screened (`screen_candidates`) and each is zero-ablated alone (batched): a
-    latent is confirmed when its ablation moves the gap toward the expected token. Confirmed
-    latents are ranked by spuriousness, the product of that measured effect and the latent's
-    excess activation (peak over the positions minus its usual activation; decoder rows have
-    unit norm, so this is how far its write into the residual exceeds the usual). A product,
-    because a spurious latent must score on both: a large effect from an ordinary latent doing
-    its usual job, or an anomaly that does not move the answer, is not the explanation sought.
-    Ties (no excess) are broken by the effect.
+    Candidates are screened (`screen_candidates`), each is zero-ablated alone (batched), and
+    those whose ablation helps are ranked by `spuriousness_order`.
 
     A latent is on the correct path, and never flagged, when it is more active on the expected
     path than on the model's own. Otherwise it is off the path when it is more active on the
@@ -303,14 +297,9 @@ def _flag(
     effects = single_ablation_effects(
         lm, sae, seq, pos, target, other, screen, before=before
     )  # [m]
-    excess = (attr.features[:, screen].max(0).values - usual_all[screen]).clamp_min(0)  # [m]
-    order = sorted(
-        (r for r in range(len(screen)) if effects[r] > 0),
-        key=lambda r: (float(effects[r] * excess[r]), float(effects[r])),
-        reverse=True,
-    )
+    excess = attr.features[:, screen].max(0).values - usual_all[screen]  # [m]
     flagged: list[FlaggedFeature] = []
-    for r in order:
+    for r in spuriousness_order(effects, excess):
         j, effect = screen[r], float(effects[r])
         if len(flagged) >= top_k:
             break
@@ -371,6 +360,21 @@ def screen_candidates(
         for j in dict.fromkeys([*negative.tolist(), *unusual.tolist()])
         if attribution[j] < 0 or peak[j] > 0
     ]
+
+
+def spuriousness_order(effects: torch.Tensor, excess: torch.Tensor) -> list[int]:
+    """Indices of the confirmed candidates, most spurious first.
+
+    effects [m]: the logit-gap change when each candidate alone is zero-ablated (> 0: toward the
+    expected token; only those are confirmed). excess [m]: its peak activation minus its usual
+    activation (decoder rows have unit norm, so how far its write into the residual exceeds the
+    usual). Ranked by effect x excess (excess floored at 0), ties by effect: a spurious latent
+    must score on both; a big effect from an ordinary latent doing its usual job, or an anomaly
+    that does not move the answer, is not the explanation sought.
+    """
+    score = effects * excess.clamp_min(0)  # [m]
+    confirmed = torch.nonzero(effects > 0).squeeze(1).tolist()
+    return sorted(confirmed, key=lambda r: (float(score[r]), float(effects[r])), reverse=True)
 
 
 def _usual_activation(atlas: Atlas | None, like: torch.Tensor) -> torch.Tensor:

@@ -35,14 +35,21 @@ def render_report(report: DriftReport) -> str:
         )
     if report.flagged:
         lines += ["", "flagged latents (push toward the wrong token, off the correct path):"]
-        lines.append(f"  {'latent':>7}  {'attrib':>7}  {'ablate':>7}  {'act':>6}  label / where")
+        lines.append(
+            f"  {'latent':>7}  {'attrib':>7}  {'ablate':>7}  {'act':>6}  {'usual':>6}  label / where"
+        )
         for f in report.flagged:
             effect = f"{f.ablation_effect:+7.2f}" if f.ablation_effect is not None else "      -"
             where = ", ".join(repr(t) for t in f.fires_at_tokens[:4])
             label = f.label or "(no label)"
             score = f" [AUROC {f.label_score:.2f}]" if f.label_score is not None else ""
+            usual = (
+                f"{f.atlas_mean_activation:6.2f}"
+                if f.atlas_mean_activation is not None
+                else "     -"
+            )
             lines.append(
-                f"  {f.feature:>7}  {f.attribution:+7.2f}  {effect}  {f.activation_failing:6.2f}  "
+                f"  {f.feature:>7}  {f.attribution:+7.2f}  {effect}  {f.activation_failing:6.2f}  {usual}  "
                 f"{label}{score}; fires on {where}"
             )
     v, c = report.verification, report.control

@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from diagnostics.attribution import attribute, logit_difference
-from diagnostics.diagnose import DiagnosisOptions, diagnose, screen_candidates
+from diagnostics.diagnose import (
+    DiagnosisOptions,
+    diagnose,
+    screen_candidates,
+    spuriousness_order,
+)
 from diagnostics.hooks import hook_resid_post
 from diagnostics.report import DriftReport
 from diagnostics.verification import (
@@ -135,3 +140,11 @@ def test_screen_takes_unusually_active_latents_not_just_big_ones():
     screen = screen_candidates(attribution, features, usual, n=2)
     # attribution first, then by excess activation: latent 7 before 21 and the ordinary 10-19
     assert screen == [3, 4, 7, 21]
+
+
+def test_spurious_latents_must_both_move_the_answer_and_fire_above_usual():
+    effects = torch.tensor([3.0, 0.5, -1.0, 1.0, 0.2])  # ablating each alone: gap change
+    excess = torch.tensor([0.5, 40.0, 100.0, -2.0, -1.0])  # peak minus usual activation
+    # 1: a modest effect from a far-above-usual latent beats 0 (big effect, ordinary level);
+    # 2 is anomalous but ablating it hurts: never confirmed; 3 and 4 have no excess: by effect
+    assert spuriousness_order(effects, excess) == [1, 0, 3, 4]
