@@ -60,7 +60,8 @@ def test_diagnose_a_failing_addition(bundled_lm):
     assert report.attribution is not None and 0 <= report.attribution.error_share <= 1
     # every flagged latent was ablated alone and moved the gap toward the expected token
     assert report.flagged and all(f.ablation_effect > 0 for f in report.flagged)
-    effects = [f.ablation_effect for f in report.flagged]
-    assert effects == sorted(effects, reverse=True)
+    # ranked by effect x excess activation; without an atlas the excess is the peak activation
+    scores = [f.ablation_effect * f.fires_at[0].activation for f in report.flagged]
+    assert scores == sorted(scores, reverse=True)
     assert report.verification is not None and report.control is not None
     assert report.verdict.startswith("Wrong")
