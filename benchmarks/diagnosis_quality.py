@@ -167,6 +167,7 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
     """Plant a latent's decoder direction at `inject_layer` until the answer flips; rank it."""
     rng = random.Random(seed + 2)
     ranks = {"flagged": [], "attribution": [], "activation": [], "peak_activation": []}
+    case_alphas: list[float] = []  # the flip strength of each ranked plant
     chance_r5, alphas, carried, attempts, no_flip = [], [], [], 0, 0
     bar = tqdm(total=n_planted, desc=f"planted failures, layer {inject_layer}")
     for a, b in problems(100 * n_planted, seed + 3):
@@ -216,6 +217,7 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
         by_attr = torch.argsort(per).tolist()  # most negative first
         ordering = flagged + [f for f in by_attr if f not in flagged]
         ranks["flagged"].append(_rank(ordering, j))
+        case_alphas.append(flipped_at)
         ranks["attribution"].append(_rank(by_attr, j))
         ranks["activation"].append(_rank(torch.argsort(act, descending=True).tolist(), j))
         peak = attr.features.max(0).values  # [d_sae]
@@ -236,7 +238,15 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
         out[name] = _recall(rs)
         out[name]["carried"] = _recall([r for r, c in zip(rs, carried, strict=True) if c])
     out["chance"] = {"recall@5": statistics.mean(chance_r5) if chance_r5 else None}
+    # a plant that flips the answer at a small fraction of the residual norm found the model on a
+    # knife edge: recall of the flagged ranking split by flip strength
+    pairs = list(zip(ranks["flagged"], case_alphas, strict=True))
+    out["flagged_by_strength"] = {
+        f"alpha<{STRONG}": _recall([r for r, a in pairs if a < STRONG]),
+        f"alpha>={STRONG}": _recall([r for r, a in pairs if a >= STRONG]),
+    }
     out["ranks"] = ranks["flagged"]
+    out["flip_alphas"] = case_alphas
     return out
 
 
@@ -250,6 +260,8 @@ def _recall(ranks: list[int]) -> dict[str, float | None]:
 
 ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 """Planting strengths, in units of the median text-token residual norm at the injection layer."""
+STRONG = 0.5
+"""Flip strength from which a plant counts as strong in the split of recall by strength."""
 
 
 def plant(lm, layer: int, vector: torch.Tensor, prompt_ids: torch.Tensor, at: str):
@@ -303,7 +315,7 @@ def gsm8k_latency(lm, sae, atlas, n: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sae", default="default")
-    parser.add_argument("--failures", type=int, default=100)
+    parser.add_argument("--failures", type=int, default=100, help="natural failures (0: skip)")
     parser.add_argument("--planted", type=int, default=40)
     parser.add_argument("--calibration", type=int, default=60)
     parser.add_argument("--top-attr", type=int, default=10, help="latents per failure for Spearman")
@@ -324,7 +336,11 @@ def main() -> None:
     start = time.perf_counter()
     fmt, accuracy = calibrate(lm, args.calibration, args.seed)
     print(f"calibration: {accuracy} -> {fmt.name}")
-    natural, _ = natural_failures(lm, sae, atlas, fmt, args.failures, args.seed, args.top_attr)
+    natural = (
+        natural_failures(lm, sae, atlas, fmt, args.failures, args.seed, args.top_attr)[0]
+        if args.failures
+        else {}
+    )
     density = atlas.density if atlas is not None else None
     live = (
         torch.nonzero(torch.as_tensor(density) > 1e-4).squeeze(1).tolist()
