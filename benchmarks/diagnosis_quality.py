@@ -160,15 +160,15 @@ def natural_failures(lm, sae, atlas, fmt, n_failures, seed, top_attr):
         "error_share_median": statistics.median(
             r.attribution.error_share for r in reports if r.attribution
         ),
-    }, reports
+    }
 
 
 def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, plant_at):
     """Plant a latent's decoder direction at `inject_layer` until the answer flips; rank it."""
     rng = random.Random(seed + 2)
     ranks = {"flagged": [], "attribution": [], "activation": [], "peak_activation": []}
-    case_alphas: list[float] = []  # the flip strength of each ranked plant
-    chance_r5, alphas, carried, attempts, no_flip = [], [], [], 0, 0
+    alphas: list[float] = []  # the flip strength of each ranked plant
+    chance_r5, carried, attempts, no_flip = [], [], 0, 0
     bar = tqdm(total=n_planted, desc=f"planted failures, layer {inject_layer}")
     for a, b in problems(100 * n_planted, seed + 3):
         if len(ranks["flagged"]) >= n_planted:
@@ -191,7 +191,6 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
         if flipped_at is None:
             no_flip += 1
             continue
-        alphas.append(flipped_at)
         if inject_layer < sae.cfg.hook_layer:  # does the plant reach the answer through the SAE?
             with (
                 plant(lm, inject_layer, flipped_at * direction, ids, plant_at),
@@ -217,7 +216,7 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
         by_attr = torch.argsort(per).tolist()  # most negative first
         ordering = flagged + [f for f in by_attr if f not in flagged]
         ranks["flagged"].append(_rank(ordering, j))
-        case_alphas.append(flipped_at)
+        alphas.append(flipped_at)
         ranks["attribution"].append(_rank(by_attr, j))
         ranks["activation"].append(_rank(torch.argsort(act, descending=True).tolist(), j))
         peak = attr.features.max(0).values  # [d_sae]
@@ -240,13 +239,13 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
     out["chance"] = {"recall@5": statistics.mean(chance_r5) if chance_r5 else None}
     # a plant that flips the answer at a small fraction of the residual norm found the model on a
     # knife edge: recall of the flagged ranking split by flip strength
-    pairs = list(zip(ranks["flagged"], case_alphas, strict=True))
+    pairs = list(zip(ranks["flagged"], alphas, strict=True))
     out["flagged_by_strength"] = {
         f"alpha<{STRONG}": _recall([r for r, a in pairs if a < STRONG]),
         f"alpha>={STRONG}": _recall([r for r, a in pairs if a >= STRONG]),
     }
     out["ranks"] = ranks["flagged"]
-    out["flip_alphas"] = case_alphas
+    out["flip_alphas"] = alphas
     return out
 
 
@@ -337,7 +336,7 @@ def main() -> None:
     fmt, accuracy = calibrate(lm, args.calibration, args.seed)
     print(f"calibration: {accuracy} -> {fmt.name}")
     natural = (
-        natural_failures(lm, sae, atlas, fmt, args.failures, args.seed, args.top_attr)[0]
+        natural_failures(lm, sae, atlas, fmt, args.failures, args.seed, args.top_attr)
         if args.failures
         else {}
     )
