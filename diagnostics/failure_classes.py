@@ -5,9 +5,11 @@ operators and intermediate results, so several classes can be checked automatica
 
 - format: no answer could be extracted, or the expected value is in the output but not as its answer;
 - degenerate: empty, or mostly repeated text;
-- calculation_slip: the model wrote `a op b = c` with c wrong;
+- calculation_slip: the model wrote `a op b = c` with c wrong, or gave a wrong bare answer to a
+  sum the question asks outright ("What is 37 + 45?");
 - misread_number: an operand the model used is in neither the question nor its own earlier results;
-- wrong_operation: the model combined the operands of a gold step with a different operator;
+- wrong_operation: the model combined the operands of a gold step (or of the sum the question
+  asks) with a different operator;
 - missing_step: the model's final answer is a gold intermediate result;
 - distraction: the model used a question number that the gold solution never uses;
 - other: none of the above.
@@ -70,6 +72,7 @@ class Classification:
 
 _NUM = r"\$?-?\d[\d,]*(?:\.\d+)?"
 _EQUATION = re.compile(rf"({_NUM})\s*([-+*/x×÷])\s*({_NUM})\s*=\s*({_NUM})")
+_EXPRESSION = re.compile(rf"({_NUM})\s*([-+*/x×÷])\s*({_NUM})")
 _ANNOTATION = re.compile(r"<<([^<>]*)>>")
 
 
@@ -81,6 +84,21 @@ def equations_in(text: str) -> list[Equation]:
         if None not in (left, right, result):
             out.append(Equation(left, m.group(2), right, result))  # type: ignore[arg-type]
     return out
+
+
+def asked_expression(question: str, expected: float | None) -> Equation | None:
+    """The sum a question asks outright ("What is 37 + 45?"): its last expression `a op b` whose
+    value is the expected answer, or None (worked examples before it have other values)."""
+    if expected is None:
+        return None
+    for m in reversed(list(_EXPRESSION.finditer(question))):
+        left, right = to_float(m.group(1)), to_float(m.group(3))
+        if left is None or right is None:
+            continue
+        eq = Equation(left, m.group(2), right, expected)
+        if eq.true_result is not None and _close(eq.true_result, expected):
+            return eq
+    return None
 
 
 def gold_equations(reference: str) -> list[Equation]:
@@ -134,6 +152,10 @@ def classify_failure(
                 f"wrote {eq.left:g} {eq.op} {eq.right:g} = {eq.result:g} (should be {true:g})",
                 eqs,
             )
+    final = to_float(judgment.extracted)
+    asked = asked_expression(question, to_float(judgment.expected))
+    if asked is not None and final is not None and not eqs:
+        return _bare_answer_class(asked, final)
     q_numbers = numbers_in(question)
     seen = list(q_numbers)
     for eq in eqs:  # operands must come from the question or from the model's earlier results
@@ -147,7 +169,6 @@ def classify_failure(
         seen.append(eq.result)
     if reference:
         gold = gold_equations(reference)
-        final = to_float(judgment.extracted)
         for eq in eqs:
             for g in gold:
                 if {eq.left, eq.right} == {g.left, g.right} and _canon(eq.op) != _canon(g.op):
@@ -173,6 +194,24 @@ def classify_failure(
                         eqs,
                     )
     return Classification(FailureClass.other, "no rule identified the error", eqs)
+
+
+def _bare_answer_class(asked: Equation, final: float) -> Classification:
+    """A wrong bare answer to a sum the question asks: another operator's value, else a slip."""
+    a, b = asked.left, asked.right
+    for op in "+-*/":
+        value = Equation(a, op, b, final).true_result
+        if op != _canon(asked.op) and value is not None and _close(final, value):
+            return Classification(
+                FailureClass.wrong_operation,
+                f"answered {final:g} = {a:g} {op} {b:g}; the question asks {a:g} {asked.op} {b:g}",
+                [Equation(a, op, b, final)],
+            )
+    return Classification(
+        FailureClass.calculation_slip,
+        f"answered {a:g} {asked.op} {b:g} = {final:g} (should be {asked.result:g})",
+        [Equation(a, asked.op, b, final)],
+    )
 
 
 def _canon(op: str) -> str:

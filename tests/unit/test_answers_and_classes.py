@@ -92,3 +92,23 @@ def test_distraction_uses_an_unused_question_number():
         classify_failure(q, "5 + 12 = 17. #### 17", j, ref).failure_class
         == FailureClass.distraction
     )
+
+
+TWO_SHOT = "Q: What is 12 + 35?\nA: 47\nQ: What is 26 + 51?\nA: 77\nQ: What is 37 + 45?\nA:"
+
+
+@pytest.mark.parametrize(
+    ("question", "output", "klass", "evidence"),
+    [
+        ("What is 37 + 45?", " 72", FailureClass.calculation_slip, "37 + 45 = 72 (should be 82)"),
+        (TWO_SHOT, " 83\nQ:", FailureClass.calculation_slip, "37 + 45 = 83 (should be 82)"),
+        (TWO_SHOT, " -8", FailureClass.wrong_operation, "the question asks 37 + 45"),
+        ("37 + 45 =", " 1665", FailureClass.wrong_operation, "1665 = 37 * 45"),
+        ("Tom has 37 apples and buys 45 more. How many?", " 72", FailureClass.other, ""),
+    ],
+)
+def test_a_bare_answer_to_a_sum_the_question_asks(question, output, klass, evidence):
+    j = judge(output, "82", "regex", pattern=r"^\s*(-?\d+)")
+    found = classify_failure(question, output, j)
+    assert found.failure_class == klass
+    assert evidence in found.evidence
