@@ -625,6 +625,8 @@ def audit_command(
     """Audit a dataset in this process (no broker, no server) and print the summary."""
     import dataclasses
 
+    from tqdm.auto import tqdm
+
     from api.settings import Settings, normalise_database_url
     from diagnostics.diagnose import DiagnosisOptions
     from workers.embedded_audit import export_audit, format_summary, run_audit_in_process
@@ -639,14 +641,22 @@ def audit_command(
         queue_backend="local",
     )
     options = DiagnosisOptions(mode=mode, max_new_tokens=max_new_tokens, verify=verify)
+    bar = None
 
     def progress(p) -> None:
-        eta = f", about {p.eta_s:.0f} s left" if p.eta_s else ""
-        typer.echo(f"[{p.done + p.failed}/{p.total}] failed {p.failed}{eta}", err=True)
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=p.total, desc="audit", unit="problem", file=sys.stderr)
+        bar.set_postfix(failed=p.failed, refresh=False)
+        bar.update(p.done + p.failed - bar.n)
 
-    run = run_audit_in_process(
-        source, options, settings, limit=limit, sample=sample, seed=seed, on_progress=progress
-    )
+    try:
+        run = run_audit_in_process(
+            source, options, settings, limit=limit, sample=sample, seed=seed, on_progress=progress
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     if export is not None:
         export_audit(settings, run.audit_id, export)
     if as_json:

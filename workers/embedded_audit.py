@@ -51,7 +51,10 @@ def run_audit_in_process(
     name: str = "",
     on_progress: Callable[[AuditProgress], None] | None = None,
 ) -> AuditRun:
-    """Create the audit, run every job here, return its summary."""
+    """Create the audit, run every job here, return its summary.
+
+    `on_progress` is called before the first job and after each one.
+    """
     path = resolve_source(source, settings)
     items = parse_dataset(path.read_bytes(), path.name, max_prompt_chars=settings.max_prompt_chars)
     chosen = sample_items(items, limit, sample, seed)
@@ -61,12 +64,17 @@ def run_audit_in_process(
             session, chosen, options, name=name or path.stem, source=str(path),
             extra={"limit": limit, "sample": sample, "seed": seed, "n_in_file": len(items)},
         )  # fmt: skip
-    runtime = get_runtime(settings)
-    for job_id in job_ids:
-        run_job(job_id, settings=settings, runtime=lambda: runtime)
+
+    def report_progress() -> None:
         if on_progress is not None:
             with session_scope(settings.database_url) as session:
                 on_progress(audit_progress(session, audit))
+
+    report_progress()  # before the model loads, so the caller can show the work ahead
+    runtime = get_runtime(settings)
+    for job_id in job_ids:
+        run_job(job_id, settings=settings, runtime=lambda: runtime)
+        report_progress()
     with session_scope(settings.database_url) as session:
         summary = summarize(*audit_frames(session, audit.id))
     return AuditRun(audit_id=audit.id, summary=summary)

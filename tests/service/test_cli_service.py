@@ -59,7 +59,8 @@ def test_audit_in_process_prints_summary_and_stores_reports(tmp_path, cli_env):
         app, ["audit", "examples", "--limit", "1", "--max-new-tokens", "2", "--no-verify"]
     )
     assert text.exit_code == 0, text.output
-    assert "accuracy" in text.stdout and "[1/1]" in text.stderr
+    assert "accuracy" in text.stdout
+    assert "audit: 100%" in text.stderr and "1/1" in text.stderr  # the tqdm bar
 
 
 def test_audit_of_a_bad_file_is_a_one_line_error(tmp_path, cli_env):
