@@ -9,7 +9,9 @@ b. Planted failures: on probes the model gets right, a random live latent's deco
    truth holds by construction) and one block upstream (14: block 15 processes the plant before
    the SAE reads it, so part of its effect can bypass the latent; `carried` says whether
    subtracting the plant again at the SAE's layer restores the answer, and recall is also given
-   over the carried plants).
+   over the carried plants). Recall is also given over the `confident` probes, those the model
+   answers with a logit margin of at least 1 on every answer token: on a near-tie a tenth of the
+   residual norm in any direction flips the answer, and the plant is not its only cause.
 c. Natural failures: the fix rate and logit-gap gain from zero-ablating the top-k flagged latents
    vs k matched random latents, and the Spearman correlation between attribution and the measured
    single-latent ablation effect.
@@ -25,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 import time
 from dataclasses import dataclass
@@ -82,6 +85,35 @@ def answer_of(lm, fmt: ProbeFormat, a: int, b: int) -> bool:
 
     text = lm.generate(fmt.template.format(a=a, b=b), chat=fmt.chat, max_new_tokens=6).text
     return judge(text, str(a + b), "regex", pattern=FIRST_NUMBER).correct
+
+
+@torch.no_grad()
+def answer_margin(lm, fmt: ProbeFormat, a: int, b: int) -> float | None:
+    """How surely the model answers a + b: None when it is wrong, else the smallest logit margin
+    of the answer's tokens over their runners-up.
+
+    The answer's tokens spell its first number, plus the token that ends it (a near-tie there
+    would have gone on to a longer, wrong number).
+    """
+    from diagnostics.answers import judge
+
+    gen = lm.generate(fmt.template.format(a=a, b=b), chat=fmt.chat, max_new_tokens=6)
+    if not judge(gen.text, str(a + b), "regex", pattern=FIRST_NUMBER).correct:
+        return None
+    out = gen.output_ids  # [n_new]
+    n = next(
+        n
+        for n in range(1, len(out) + 1)
+        if (m := re.match(FIRST_NUMBER, lm.tokenizer.decode(out[:n], skip_special_tokens=True)))
+        and m.group(1) == str(a + b)
+    )
+    n = min(n + 1, len(out))
+    ids = torch.cat([gen.prompt_ids, out]).to(lm.device)  # [P + n_new]
+    p = len(gen.prompt_ids)
+    logits = lm.model(ids[None]).logits[0, p - 1 : p - 1 + n].float()  # [n, vocab]
+    chosen = out[:n, None].to(lm.device)  # [n, 1]
+    rival = logits.scatter(1, chosen, float("-inf")).max(1).values  # [n]
+    return float((logits.gather(1, chosen)[:, 0] - rival).min())
 
 
 def calibrate(lm, n: int, seed: int) -> tuple[ProbeFormat, dict[str, float]]:
@@ -168,13 +200,15 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
     rng = random.Random(seed + 2)
     ranks = {"flagged": [], "attribution": [], "activation": [], "peak_activation": []}
     alphas: list[float] = []  # the flip strength of each ranked plant
+    margins: list[float] = []  # how surely the model answered each ranked plant's probe unplanted
     chance_r5, carried, attempts, no_flip = [], [], 0, 0
     bar = tqdm(total=n_planted, desc=f"planted failures, layer {inject_layer}")
     for a, b in problems(100 * n_planted, seed + 3):
         if len(ranks["flagged"]) >= n_planted:
             break
         prompt = fmt.template.format(a=a, b=b)
-        if not answer_of(lm, fmt, a, b):
+        margin = answer_margin(lm, fmt, a, b)
+        if margin is None:
             continue
         attempts += 1
         j = rng.choice(live)
@@ -217,6 +251,7 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
         ordering = flagged + [f for f in by_attr if f not in flagged]
         ranks["flagged"].append(_rank(ordering, j))
         alphas.append(flipped_at)
+        margins.append(margin)
         ranks["attribution"].append(_rank(by_attr, j))
         ranks["activation"].append(_rank(torch.argsort(act, descending=True).tolist(), j))
         peak = attr.features.max(0).values  # [d_sae]
@@ -233,9 +268,12 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
         "flip_alpha_median": statistics.median(alphas) if alphas else None,
     }
     out["carried"] = sum(carried)
+    confident = [m >= CONFIDENT for m in margins]
+    out["confident"] = sum(confident)
     for name, rs in ranks.items():
         out[name] = _recall(rs)
         out[name]["carried"] = _recall([r for r, c in zip(rs, carried, strict=True) if c])
+        out[name]["confident"] = _recall([r for r, c in zip(rs, confident, strict=True) if c])
     out["chance"] = {"recall@5": statistics.mean(chance_r5) if chance_r5 else None}
     # a plant that flips the answer at a small fraction of the residual norm found the model on a
     # knife edge: recall of the flagged ranking split by flip strength
@@ -246,6 +284,7 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
     }
     out["ranks"] = ranks["flagged"]
     out["flip_alphas"] = alphas
+    out["clean_margins"] = margins
     return out
 
 
@@ -261,6 +300,10 @@ ALPHAS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 """Planting strengths, in units of the median text-token residual norm at the injection layer."""
 STRONG = 0.5
 """Flip strength from which a plant counts as strong in the split of recall by strength."""
+CONFIDENT = 1.0
+"""Logit margin from which the model gets a probe right with confidence (each answer token at
+least e times as likely as its runner-up); recall is also given over such probes, since on a
+near-tie the plant is only the last straw and the model's own rivals are as much the cause."""
 
 
 def plant(lm, layer: int, vector: torch.Tensor, prompt_ids: torch.Tensor, at: str):
