@@ -50,13 +50,18 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _load(model: str, dtype: str = "float32"):
+def _quiet_transformers() -> None:
+    """No transformers progress bars or warnings among the CLI's own output."""
     from transformers.utils import logging as hf_logging
-
-    from diagnostics.model_loading import load_model
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+
+
+def _load(model: str, dtype: str = "float32"):
+    from diagnostics.model_loading import load_model
+
+    _quiet_transformers()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     return load_model(model, dtype=getattr(torch, dtype))
 
@@ -641,6 +646,7 @@ def audit_command(
         queue_backend="local",
     )
     options = DiagnosisOptions(mode=mode, max_new_tokens=max_new_tokens, verify=verify)
+    _quiet_transformers()  # the worker runtime loads the model below the audit's bar
     bar = None
 
     def progress(p) -> None:
