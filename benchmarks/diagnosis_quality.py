@@ -36,9 +36,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from diagnostics.answers import judge
 from diagnostics.attribution import attribute, logit_difference
 from diagnostics.diagnose import DiagnosisOptions, diagnose
 from diagnostics.hooks import hook_resid_post, residuals_at
+from diagnostics.language_model import Generation
 from diagnostics.model_loading import load_model
 from diagnostics.report import DriftReport
 from diagnostics.sae import load_sae
@@ -79,12 +81,15 @@ def probe_options(fmt: ProbeFormat, verify: bool = True) -> DiagnosisOptions:
     )
 
 
+def probe_answer(lm, fmt: ProbeFormat, a: int, b: int) -> tuple[Generation, bool]:
+    """The model's greedy answer to a + b, and whether its first number is right."""
+    gen = lm.generate(fmt.template.format(a=a, b=b), chat=fmt.chat, max_new_tokens=6)
+    return gen, judge(gen.text, str(a + b), "regex", pattern=FIRST_NUMBER).correct
+
+
 def answer_of(lm, fmt: ProbeFormat, a: int, b: int) -> bool:
     """Does the model answer a + b correctly (greedy, first number of the output)?"""
-    from diagnostics.answers import judge
-
-    text = lm.generate(fmt.template.format(a=a, b=b), chat=fmt.chat, max_new_tokens=6).text
-    return judge(text, str(a + b), "regex", pattern=FIRST_NUMBER).correct
+    return probe_answer(lm, fmt, a, b)[1]
 
 
 @torch.no_grad()
@@ -95,10 +100,8 @@ def answer_margin(lm, fmt: ProbeFormat, a: int, b: int) -> float | None:
     The answer's tokens spell its first number, plus the token that ends it (a near-tie there
     would have gone on to a longer, wrong number).
     """
-    from diagnostics.answers import judge
-
-    gen = lm.generate(fmt.template.format(a=a, b=b), chat=fmt.chat, max_new_tokens=6)
-    if not judge(gen.text, str(a + b), "regex", pattern=FIRST_NUMBER).correct:
+    gen, correct = probe_answer(lm, fmt, a, b)
+    if not correct:
         return None
     out = gen.output_ids  # [n_new]
     n = next(

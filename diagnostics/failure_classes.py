@@ -71,8 +71,8 @@ class Classification:
 
 
 _NUM = r"\$?-?\d[\d,]*(?:\.\d+)?"
-_EQUATION = re.compile(rf"({_NUM})\s*([-+*/x×÷])\s*({_NUM})\s*=\s*({_NUM})")
 _EXPRESSION = re.compile(rf"({_NUM})\s*([-+*/x×÷])\s*({_NUM})")
+_EQUATION = re.compile(rf"{_EXPRESSION.pattern}\s*=\s*({_NUM})")
 _ANNOTATION = re.compile(r"<<([^<>]*)>>")
 
 
@@ -200,12 +200,13 @@ def _bare_answer_class(asked: Equation, final: float) -> Classification:
     """A wrong bare answer to a sum the question asks: another operator's value, else a slip."""
     a, b = asked.left, asked.right
     for op in "+-*/":
-        value = Equation(a, op, b, final).true_result
-        if op != _canon(asked.op) and value is not None and _close(final, value):
+        other = Equation(a, op, b, final)
+        true = other.true_result
+        if op != _canon(asked.op) and true is not None and _close(final, true):
             return Classification(
                 FailureClass.wrong_operation,
                 f"answered {final:g} = {a:g} {op} {b:g}; the question asks {a:g} {asked.op} {b:g}",
-                [Equation(a, op, b, final)],
+                [other],
             )
     return Classification(
         FailureClass.calculation_slip,
