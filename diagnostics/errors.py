@@ -17,3 +17,10 @@ class SaeFormatError(DriftscopeError):
     """An SAE on disk is missing, malformed, or in a format we refuse (pickles)."""
 
     exit_code = 4
+
+
+class EvalLogError(DriftscopeError):
+    """An eval-run log (e.g. an lm-evaluation-harness samples file) is missing or malformed, or
+    lacks the filter or metric asked for."""
+
+    exit_code = 7

@@ -118,11 +118,19 @@ def _gguf_cache_key(gguf: Path) -> str:
     return f"{gguf.stem}-{hashlib.sha256(raw).hexdigest()[:12]}"
 
 
-def _load_gguf_cached(gguf: Path, root: Path, dtype: torch.dtype):
-    """De-quantize `gguf` once into `root/models/<key>` (safetensors) and load from there."""
+def bundled_model_dir(cache_root: Path | None = None) -> Path:
+    """The bundled model's de-quantized directory (safetensors + tokenizer), made once if absent.
+
+    Any tool that loads a Hugging Face model from a local directory can read it, for instance
+    lm-evaluation-harness (`--model_args pretrained=<this directory>`).
+    """
+    return _dequantized_dir(bundled_gguf_path(), cache_root or cache_dir())
+
+
+def _dequantized_dir(gguf: Path, root: Path) -> Path:
+    """De-quantize `gguf` once into `root/models/<key>` (safetensors) and return that directory."""
     target = root / "models" / _gguf_cache_key(gguf)
-    from_cache = (target / _COMPLETE_MARKER).exists()
-    if not from_cache:
+    if not (target / _COMPLETE_MARKER).exists():
         log.info("de-quantizing %s once into %s", gguf.name, target)
         try:
             tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -132,6 +140,13 @@ def _load_gguf_cached(gguf: Path, root: Path, dtype: torch.dtype):
         except (OSError, ValueError, RuntimeError) as err:
             raise ModelLoadError(f"could not read GGUF {gguf}: {_first_line(err)}") from err
         _write_atomically(target, _plain_copy(model), tok)
+    return target
+
+
+def _load_gguf_cached(gguf: Path, root: Path, dtype: torch.dtype):
+    """Load `gguf` from its de-quantized cache, making the cache first if it is absent."""
+    from_cache = (root / "models" / _gguf_cache_key(gguf) / _COMPLETE_MARKER).exists()
+    target = _dequantized_dir(gguf, root)
     try:
         tok = AutoTokenizer.from_pretrained(str(target))
         model = AutoModelForCausalLM.from_pretrained(str(target), dtype=dtype)

@@ -9,7 +9,7 @@ import sys
 import torch
 
 from diagnostics.hooks import hook_resid_post, residuals_at
-from diagnostics.model_loading import BUNDLED_MODEL_ID, load_model
+from diagnostics.model_loading import BUNDLED_MODEL_ID, bundled_model_dir, load_model
 from diagnostics.sae import load_sae, save_sae
 from diagnostics.splice import splice_sae
 from tests.conftest import make_random_sae
@@ -29,6 +29,17 @@ def test_second_load_comes_from_the_cache(bundled_lm):
     ids = bundled_lm.prompt_ids(PROMPT)[None]
     torch.testing.assert_close(
         again.model(ids).logits, bundled_lm.model(ids).logits, rtol=0, atol=0
+    )
+
+
+def test_bundled_model_dir_is_the_cache_other_tools_can_load(bundled_lm):
+    # the directory lm-eval reads (--model_args pretrained=<dir>) holds the very weights we diagnose
+    directory = bundled_model_dir()
+    assert (directory / "config.json").is_file() and (directory / "model.safetensors").is_file()
+    plain = load_model(str(directory))
+    ids = bundled_lm.prompt_ids(PROMPT)[None]
+    torch.testing.assert_close(
+        plain.model(ids).logits, bundled_lm.model(ids).logits, rtol=0, atol=0
     )
 
 
