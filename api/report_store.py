@@ -79,7 +79,7 @@ def store_report(
 
 
 def load_report(body: dict) -> DriftReport:
-    return DriftReport.model_validate(body)
+    return DriftReport.from_stored(body)
 
 
 def as_aware(ts: datetime | None) -> datetime | None:

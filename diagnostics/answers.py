@@ -2,6 +2,9 @@
 
 GSM8K conventions follow lm-evaluation-harness (gsm8k v3): strict-match `#### (-?[0-9.,]+)`,
 flexible-extract = the last number in the text, with commas, `$` and a trailing `.` stripped.
+`worked` reads a worked answer to a raw prompt, which the model may follow with new examples
+("57 + 68 = 125\n\nQ: ..."): within the answer (up to a blank line or the next "Q:"), `#### N`,
+else "the answer is N", else the result of its last equation, else its last number.
 Other tasks use exact / contains / regex / numeric-with-tolerance.
 """
 
@@ -12,12 +15,16 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-AnswerMode = Literal["gsm8k", "exact", "contains", "regex", "numeric"]
-ANSWER_MODES: tuple[str, ...] = ("gsm8k", "exact", "contains", "regex", "numeric")
+from diagnostics.solution_steps import parse_solution
+
+AnswerMode = Literal["gsm8k", "worked", "exact", "contains", "regex", "numeric"]
+ANSWER_MODES: tuple[str, ...] = ("gsm8k", "worked", "exact", "contains", "regex", "numeric")
 
 STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
 FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
 _NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
+_ANSWER_END = re.compile(r"\n\s*\n|\n\s*(?:Q|Question|Problem)\s*[:.]")
+_ANSWER_IS = re.compile(r"answer is\s*:?\s*\$?\s*(-?[0-9][0-9,]*(?:\.[0-9]+)?)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,28 @@ def numbers_in(text: str) -> list[float]:
     return [v for m in _NUMBER.finditer(text) if (v := to_float(m.group(0))) is not None]
 
 
+def _worked_answer(output: str) -> tuple[int, int] | None:
+    """The characters of a worked answer's final value (see the module doc)."""
+    lead = len(output) - len(output.lstrip())
+    cut = _ANSWER_END.search(output, lead)
+    end = cut.start() if cut else len(output)
+    answer = output[:end]
+    if m := STRICT.search(answer):
+        return m.span(1)
+    if m := _ANSWER_IS.search(answer):
+        return m.span(1)
+    steps = parse_solution(answer).steps
+    if steps and steps[-1].result.op is None:
+        result = steps[-1].result
+        return result.start, result.end
+    numbers = [m for m in _NUMBER.finditer(answer) if to_float(m.group(0)) is not None]
+    if numbers:
+        m = numbers[-1]
+        start = m.start() + (len(m.group(0)) - len(m.group(0).lstrip("$")))
+        return start, m.end()
+    return None
+
+
 def _same_number(a: str | None, b: str, tolerance: float = 1e-6) -> bool:
     fa, fb = to_float(a), to_float(b)
     return fa is not None and fb is not None and abs(fa - fb) <= tolerance * max(1.0, abs(fb))
@@ -107,6 +136,11 @@ def judge(
         correct = _same_number(extracted, exp_norm)
         format_ok = strict is not None
         span = strict_m.span(1) if strict_m else (flexible_m.span(0) if flexible_m else None)
+    elif mode == "worked":
+        span = _worked_answer(output)
+        extracted = normalize_number(output[span[0] : span[1]]) if span else None
+        correct = _same_number(extracted, exp_norm, tolerance)
+        format_ok = span is not None
     elif mode == "numeric":
         extracted = flexible
         correct = _same_number(flexible, exp_norm, tolerance)

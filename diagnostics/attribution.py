@@ -18,6 +18,22 @@ from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.splice import FeatureEdit, splice_sae
 
 
+@dataclass(frozen=True)
+class LogitGap:
+    """The metric a diagnosis explains: logit(target) - logit(other) at `position`, reading
+    input_ids[: position + 1] (the token at `position + 1` is the one being chosen)."""
+
+    input_ids: torch.Tensor  # [seq] int64
+    position: int
+    target: int  # the token the correct path takes
+    other: int  # the token the model takes
+
+    @property
+    def prefix(self) -> torch.Tensor:
+        """The ids that are read [position + 1]."""
+        return self.input_ids[: self.position + 1]
+
+
 @dataclass
 class AttributionResult:
     """Attribution of `metric` at one position."""
@@ -42,38 +58,24 @@ class AttributionResult:
 
 
 def logit_difference(
-    lm: LanguageModel,
-    sae: SparseAutoencoder,
-    input_ids: torch.Tensor,
-    position: int,
-    target: int,
-    other: int,
-    *,
-    edit: FeatureEdit | None = None,
+    lm: LanguageModel, sae: SparseAutoencoder, gap: LogitGap, *, edit: FeatureEdit | None = None
 ) -> float:
-    """logit(target) - logit(other) at `position` of input_ids [seq], SAE spliced (optionally edited)."""
+    """The gap with the SAE spliced in (error kept), optionally with a feature edit."""
     with torch.no_grad(), splice_sae(lm, sae, edit=edit):
-        logits = lm.model(input_ids[None, : position + 1].to(lm.device)).logits[0, position]
-    return float(logits[target] - logits[other])
+        logits = lm.model(gap.prefix[None].to(lm.device)).logits[0, gap.position]
+    return float(logits[gap.target] - logits[gap.other])
 
 
-def attribute(
-    lm: LanguageModel,
-    sae: SparseAutoencoder,
-    input_ids: torch.Tensor,
-    position: int,
-    target: int,
-    other: int,
-) -> AttributionResult:
-    """One forward + one backward over input_ids[: position + 1] ([seq] int64)."""
-    ids = input_ids[None, : position + 1].to(lm.device)  # [1, seq]
+def attribute(lm: LanguageModel, sae: SparseAutoencoder, gap: LogitGap) -> AttributionResult:
+    """One forward + one backward over the gap's prefix. Its `metric` is the unedited gap."""
+    ids = gap.prefix[None].to(lm.device)  # [1, seq]
     params = [p for p in lm.model.parameters() if p.requires_grad]
     for p in params:  # only the splice leaves need gradients
         p.requires_grad_(False)
     try:
         with torch.enable_grad(), splice_sae(lm, sae, track_grad=True) as rec:
-            logits = lm.model(ids).logits[0, position]  # [vocab]
-            metric = logits[target] - logits[other]
+            logits = lm.model(ids).logits[0, gap.position]  # [vocab]
+            metric = logits[gap.target] - logits[gap.other]
             metric.backward()
     finally:
         for p in params:

@@ -121,8 +121,20 @@ def diagnose(
     ] = None,
     model: ModelOpt = "bundled",
     sae: Annotated[str, typer.Option(help="SAE directory, or 'default' (shipped).")] = "default",
-    mode: Annotated[str, typer.Option(help="gsm8k, exact, contains, regex or numeric.")] = "gsm8k",
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            help="gsm8k, worked, exact, contains, regex or numeric (default: gsm8k for chat, "
+            "worked for --raw)."
+        ),
+    ] = None,
     pattern: Annotated[str | None, typer.Option(help="Regex for --mode regex.")] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            help="Diagnose this response instead of generating one (e.g. from an eval run)."
+        ),
+    ] = None,
     raw: Annotated[bool, typer.Option("--raw", help="No chat template.")] = False,
     max_new_tokens: Annotated[int, typer.Option(min=1, max=1024)] = 256,
     top_k: Annotated[int, typer.Option(min=1, max=50, help="Latents to flag.")] = 5,
@@ -155,6 +167,7 @@ def diagnose(
         atlas=atlas,
         options=options,
         sae_id=sae,
+        output=output,
     )
     typer.echo(report.model_dump_json(indent=2) if as_json else render_report(report))
 
@@ -616,7 +629,9 @@ def audit_command(
     sae: Annotated[
         str, typer.Option(envvar="DRIFTSCOPE_SAE", help="SAE directory, or 'default'.")
     ] = "default",
-    mode: Annotated[str, typer.Option(help="gsm8k, exact, contains, regex or numeric.")] = "gsm8k",
+    mode: Annotated[
+        str | None, typer.Option(help="gsm8k, worked, exact, contains, regex or numeric.")
+    ] = None,
     max_new_tokens: Annotated[int, typer.Option(min=1, max=1024)] = 256,
     verify: Annotated[bool, typer.Option(help="Run the ablation checks (slower).")] = True,
     database_url: Annotated[

@@ -1,58 +1,63 @@
-"""Diagnose one prompt: where the model leaves the correct path, which SAE latents pushed it off,
-and whether ablating them (against a matched random control) changes the outcome.
+"""Diagnose one prompt: where the model's reasoning first goes wrong, which SAE latents pushed it
+there, and whether ablating them (against a matched random control) changes the outcome.
 
-Steps (see DESIGN.md): generate and judge; teacher-force the expected path and find the
-divergence token; attribute logit(expected) - logit(model's token) there to every latent at
-every position (+ the SAE error term); flag latents that push toward the wrong token (screened by
-attribution and activation, confirmed by ablating each alone) and are off the correct path;
-zero-ablate them together and k matched random latents; classify the failure.
+Steps (see DESIGN.md and docs/diagnosis.md): generate (or take the given output) and judge it;
+find the first wrong step (`first_error`) and correct it; the corrected path shares the model's
+tokens up to the divergence (`paths`); attribute logit(corrected token) - logit(model's token)
+there to every latent at every position (+ the SAE error term, `attribution`); flag the latents
+that push toward the wrong token and are off the correct path (`flagging`); ablate them together
+and matched random latents (`verification`); classify the failure and write the verdict.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import time
-from typing import Protocol
 
-import numpy as np
 import torch
 from pydantic import BaseModel, Field
 
-from diagnostics.answers import AnswerMode, Judgment, judge
-from diagnostics.attribution import attribute, logit_difference
+from diagnostics.answers import AnswerMode, Judgment, judge, to_float
+from diagnostics.attribution import LogitGap, attribute
 from diagnostics.failure_classes import classify_failure
+from diagnostics.first_error import Correction, Edit, StepError, locate_first_error
+from diagnostics.flagging import Atlas, PathFeatures, flag_latents
+from diagnostics.gold_solution import (
+    GoldSolution,
+    derive_gold,
+    gold_from_question,
+    gold_from_reference,
+    last_question,
+)
 from diagnostics.language_model import LanguageModel
+from diagnostics.paths import corrected_path, divergence_at, token_char_spans
 from diagnostics.report import (
     Attribution,
-    ControlResult,
-    Divergence,
     DriftReport,
     FeatureActivation,
-    FlaggedFeature,
+    FeatureAttribution,
+    FirstError,
     Identity,
-    Judgement,
+    JudgedAnswer,
     PathToken,
     Timings,
     TokenPath,
 )
 from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.splice import splice_sae
-from diagnostics.verification import (
-    continue_with_edit,
-    matched_random_features,
-    run_ablation,
-    single_ablation_effects,
-)
+from diagnostics.verdict import write_verdict
+from diagnostics.verification import Verifier, matched_random_features
 
-_ANNOTATION = re.compile(r"<<[^<>]*>>")
-_DIGIT = re.compile(r"\d")
+__all__ = ["Atlas", "DiagnosisOptions", "diagnose"]
 
 
 class DiagnosisOptions(BaseModel):
     """Knobs of one diagnosis (shared by the library, CLI and API)."""
 
-    mode: AnswerMode = Field("gsm8k", description="How the answer is judged.")
+    mode: AnswerMode | None = Field(
+        None,
+        description="How the answer is judged: gsm8k, worked, exact, contains, regex or numeric "
+        "(default: gsm8k for chat prompts, worked for raw ones).",
+    )
     pattern: str | None = Field(None, max_length=500, description="Regex for mode 'regex'.")
     tolerance: float = Field(1e-6, ge=0, le=1, description="Relative tolerance for numbers.")
     chat: bool = Field(True, description="Wrap the prompt in the chat template.")
@@ -63,16 +68,10 @@ class DiagnosisOptions(BaseModel):
     verify: bool = Field(True, description="Run the ablation checks (slower).")
     seed: int = Field(0, description="Seed of the random control.")
 
-
-class Atlas(Protocol):
-    """What the diagnosis needs from a feature atlas (diagnostics.atlas.FeatureAtlas)."""
-
-    version: str
-    density: np.ndarray  # [d_sae] fraction of tokens each latent fires on
-    mean_activation: np.ndarray  # [d_sae] mean activation where it fires
-    detection_auroc: np.ndarray  # [d_sae] label score, NaN where unscored
-
-    def label(self, i: int) -> str: ...
+    @property
+    def answer_mode(self) -> AnswerMode:
+        """The mode in effect: the one asked for, else gsm8k for chat and worked for raw."""
+        return self.mode or ("gsm8k" if self.chat else "worked")
 
 
 def diagnose(
@@ -85,8 +84,12 @@ def diagnose(
     atlas: Atlas | None = None,
     options: DiagnosisOptions | None = None,
     sae_id: str = "",
+    output: str | None = None,
 ) -> DriftReport:
-    """Diagnose `prompt` against `expected` (and an optional worked `reference` solution)."""
+    """Diagnose `prompt` against `expected` (and an optional worked `reference` solution).
+
+    `output`: diagnose this response (from an eval run, a sampled run, another server) as the
+    model's path instead of generating one; the report says whether greedy decoding gives it."""
     opts = options or DiagnosisOptions()
     t0 = time.perf_counter()
     timings = Timings()
@@ -94,39 +97,42 @@ def diagnose(
     tok = lm.tokenizer
 
     prompt_ids = lm.prompt_ids(prompt, chat=opts.chat)  # [P]
-    gen_ids = lm.generate_ids(prompt_ids, max_new_tokens=opts.max_new_tokens)  # [G]
-    output = tok.decode(gen_ids, skip_special_tokens=True)
-    judgment = judge(output, expected, opts.mode, tolerance=opts.tolerance, pattern=opts.pattern)
-    classified = classify_failure(prompt, output, judgment, reference)
+    given = output is not None
+    if output is None:
+        out_ids = lm.generate_ids(prompt_ids, max_new_tokens=opts.max_new_tokens)  # [G]
+        output = tok.decode(out_ids, skip_special_tokens=True)
+    else:
+        out_ids = torch.tensor(tok(output, add_special_tokens=False)["input_ids"], dtype=torch.long)
+    judgment = _judge(output, expected, opts)
+    step_error = None
+    if not judgment.correct:
+        gold = _gold(prompt, expected, reference)
+        step_error = locate_first_error(
+            last_question(prompt), output, to_float(expected), gold, judgment.span
+        )
+    classified = classify_failure(output, judgment, step_error)
     timings.generate_s = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    model_seq = torch.cat([prompt_ids, gen_ids])
-    model_feats = _features(lm, sae, model_seq)  # [P+G, d_sae]
-    cont_ids, cont_source = _expected_continuation(
-        lm, gen_ids, output, judgment, expected, reference
-    )
-    exp_seq = torch.cat([prompt_ids, cont_ids])
-    exp_feats, exp_logits = _features(lm, sae, exp_seq, with_logits=True)
-    divergence = (
-        None if judgment.correct else _divergence(tok, exp_seq, exp_logits, len(prompt_ids))
-    )
-    timings.paths_s = time.perf_counter() - t1
-
-    identity = Identity(
-        model_id=lm.model_id,
-        hook_name=sae.cfg.metadata.hook_name,
-        sae_id=sae_id or sae.cfg.metadata.extra.get("sae_id", ""),
-        sae_d_sae=sae.cfg.d_sae,
-        atlas_version=atlas.version if atlas is not None else None,
-    )
+    P = len(prompt_ids)
+    model_seq = torch.cat([prompt_ids, out_ids])  # [P + G]
+    model_feats, model_logits = _features(lm, sae, model_seq)
+    spans = token_char_spans(tok, out_ids)
     report = DriftReport(
-        identity=identity,
+        identity=Identity(
+            model_id=lm.model_id,
+            hook_name=sae.cfg.metadata.hook_name,
+            sae_id=sae_id or sae.cfg.metadata.extra.get("sae_id", ""),
+            sae_d_sae=sae.cfg.d_sae,
+            atlas_version=atlas.version if atlas is not None else None,
+        ),
         prompt=prompt,
         expected=expected,
         reference=reference,
         chat=opts.chat,
-        judgement=Judgement(
+        output_source="given" if given else "greedy",
+        greedy_reproduces=_is_greedy(model_logits, out_ids, P) if given else None,
+        judgement=JudgedAnswer(
             correct=judgment.correct,
             mode=judgment.mode,
             extracted=judgment.extracted,
@@ -135,32 +141,35 @@ def diagnose(
         ),
         failure_class=classified.failure_class,
         failure_evidence=classified.evidence,
-        model_path=_token_path(tok, model_seq, model_feats, len(prompt_ids), opts, start=0),
-        expected_path=None
-        if judgment.correct
-        else _token_path(tok, exp_seq, exp_feats, len(prompt_ids), opts, start=len(prompt_ids)),
-        divergence=divergence,
+        model_path=_token_path(tok, model_seq, model_feats, P, opts, start=0),
+        first_error=_first_error_record(step_error),
         verdict="",
         warnings=warnings,
     )
     if judgment.correct:
-        report.verdict = f"Correct: the model answered {judgment.extracted}."
-        return _finish(report, timings, t0)
-    if divergence is None:
-        warnings.append(
-            f"the model's greedy predictions follow the expected path ({cont_source}) everywhere; "
-            "no divergence token to attribute"
-        )
-        report.verdict = _verdict(report)
+        report.verdict = write_verdict(report)
         return _finish(report, timings, t0)
 
+    correction = _correction(step_error, output, judgment, expected, warnings)
+    corrected = corrected_path(tok, out_ids, output, correction) if correction else None
+    if corrected is None:
+        warnings.append(
+            "the corrected path does not differ from the model's own; nothing to attribute"
+        )
+        report.verdict = write_verdict(report)
+        return _finish(report, timings, t0)
+    exp_seq = torch.cat([prompt_ids, corrected.ids])
+    exp_feats, _ = _features(lm, sae, exp_seq)
+    divergence = divergence_at(tok, P, out_ids, corrected, model_logits, spans)
+    report.divergence = divergence
+    report.expected_path = _token_path(tok, exp_seq, exp_feats, P, opts, start=P)
+    timings.paths_s = time.perf_counter() - t1
+
     t2 = time.perf_counter()
-    pos, target, other = (
-        divergence.position - 1,
-        divergence.expected_token_id,
-        divergence.model_token_id,
+    gap = LogitGap(
+        model_seq, divergence.position - 1, divergence.expected_token_id, divergence.model_token_id
     )
-    attr = attribute(lm, sae, exp_seq, pos, target, other)
+    attr = attribute(lm, sae, gap)
     per_feature = attr.per_feature  # [d_sae]
     report.attribution = Attribution(
         metric=attr.metric,
@@ -170,21 +179,98 @@ def diagnose(
         top_positive=_top(per_feature, 10, largest=True),
         top_negative=_top(per_feature, 10, largest=False),
     )
-    before = logit_difference(lm, sae, exp_seq, pos, target, other)  # the gap, no edit
-    flagged = _flag(
-        lm, sae, exp_seq, pos, target, other, before, attr, model_feats, exp_feats,
-        len(prompt_ids), opts.top_k, atlas,
-    )  # fmt: skip
-    report.flagged = flagged
-    _mark_flagged(report, model_feats, exp_feats, [f.feature for f in flagged])
+    paths = PathFeatures(model=model_feats, corrected=exp_feats, prompt_len=P)
+    report.flagged = flag_latents(lm, sae, gap, attr, paths, top_k=opts.top_k, atlas=atlas)
+    _mark_flagged(report, model_feats, exp_feats, report.flagged_ids)
     timings.attribution_s = time.perf_counter() - t2
 
-    if opts.verify and flagged:
+    if opts.verify and report.flagged:
         t3 = time.perf_counter()
-        _verify(lm, sae, report, exp_seq, pos, target, other, before, attr, expected, opts)
+        verifier = Verifier(
+            lm=lm,
+            sae=sae,
+            gap=gap,
+            before=attr.metric,
+            prefix_text=tok.decode(out_ids[: divergence.path_index], skip_special_tokens=True),
+            judge_fn=lambda text: _judge(text, expected, opts).correct,
+            max_new_tokens=opts.max_new_tokens,
+        )
+        report.verification = verifier.run(report.flagged_ids)
+        gen = torch.Generator().manual_seed(opts.seed)
+        draws = matched_random_features(
+            attr.features.sum(0), report.flagged_ids, opts.control_draws, generator=gen
+        )
+        report.control = verifier.control(draws)
         timings.verification_s = time.perf_counter() - t3
-    report.verdict = _verdict(report)
+    report.verdict = write_verdict(report)
     return _finish(report, timings, t0)
+
+
+def _judge(output: str, expected: str, opts: DiagnosisOptions) -> Judgment:
+    return judge(output, expected, opts.answer_mode, tolerance=opts.tolerance, pattern=opts.pattern)
+
+
+def _is_greedy(logits: torch.Tensor, out_ids: torch.Tensor, prompt_len: int) -> bool:
+    """Is every output token the model's top prediction? (logits [P + G, vocab])"""
+    if not len(out_ids):
+        return True
+    predicted = logits[prompt_len - 1 : prompt_len - 1 + len(out_ids)].argmax(-1).cpu()
+    return bool((predicted == out_ids).all())
+
+
+def _gold(prompt: str, expected: str, reference: str | None) -> GoldSolution:
+    """The gold steps: the reference's, else an expression the question asks, else derived."""
+    if reference:
+        gold = gold_from_reference(reference)
+        if gold:
+            return gold
+    value = to_float(expected)
+    if value is None:
+        return GoldSolution()
+    question = last_question(prompt)
+    return gold_from_question(question, value) or derive_gold(question, value)
+
+
+def _correction(
+    step_error: StepError | None,
+    output: str,
+    judgment: Judgment,
+    expected: str,
+    warnings: list[str],
+) -> Correction | None:
+    """The first error's correction; without one, the expected answer in place of the model's
+    (the answer-token fallback, which explains the copying of the answer, not the error)."""
+    if step_error is not None and step_error.correction is not None:
+        if step_error.found_by == "fallback":
+            warnings.append(
+                "no step of the output could be checked: the divergence is the final answer token"
+            )
+        return step_error.correction
+    if step_error is not None:
+        warnings.append(
+            f"the first wrong step ('{step_error.step_text}') has no correction the evidence "
+            "supports: the divergence is the final answer token"
+        )
+    if judgment.span is not None:
+        return Correction((Edit(*judgment.span, expected.strip()),), judgment.span[1])
+    warnings.append(
+        "no answer could be read from the output: the corrected path is the expected answer alone"
+    )
+    return Correction((Edit(0, len(output), expected.strip()),), len(output))
+
+
+def _first_error_record(e: StepError | None) -> FirstError | None:
+    if e is None:
+        return None
+    return FirstError(
+        kind=e.kind.value,
+        found_by=e.found_by.value,
+        output_span=e.span,
+        step_text=e.step_text,
+        should_be=e.should_be,
+        evidence=e.evidence,
+        gold_source=e.gold_source,
+    )
 
 
 def _finish(report: DriftReport, timings: Timings, t0: float) -> DriftReport:
@@ -194,202 +280,20 @@ def _finish(report: DriftReport, timings: Timings, t0: float) -> DriftReport:
 
 
 @torch.no_grad()
-def _features(lm, sae, seq: torch.Tensor, with_logits: bool = False):
-    """SAE features [seq, d_sae] along seq [seq] (and the logits [seq, vocab] if asked)."""
+def _features(lm: LanguageModel, sae: SparseAutoencoder, seq: torch.Tensor):
+    """SAE features [seq, d_sae] and logits [seq, vocab] along seq [seq], SAE spliced."""
     with splice_sae(lm, sae) as rec:
         logits = lm.model(seq[None].to(lm.device)).logits[0]
-    feats = rec.features[0].float()
-    return (feats, logits) if with_logits else feats
+    return rec.features[0].float(), logits
 
 
-def _expected_continuation(lm, gen_ids, output: str, judgment: Judgment, expected: str, reference):
-    """Token ids of the expected continuation, and where it came from.
-
-    With a reference solution: the reference (GSM8K calculator annotations removed). Otherwise the
-    model's own output up to where its answer was taken from, with the expected answer in its
-    place; with no answer to replace: the expected answer alone.
-    """
-    tok = lm.tokenizer
-    if reference:
-        text = _ANNOTATION.sub("", reference)
-        return torch.tensor(tok(text, add_special_tokens=False)["input_ids"]), "reference"
-    if judgment.span is None:
-        return torch.tensor(tok(expected.strip(), add_special_tokens=False)["input_ids"]), "answer"
-    start = judgment.span[0]
-    # keep the model's own tokens that end before the answer, re-tokenise only the tail
-    kept, text_so_far = 0, ""
-    for i in range(len(gen_ids)):
-        piece = tok.decode(gen_ids[: i + 1], skip_special_tokens=True)
-        if len(piece) > start:
-            break
-        kept, text_so_far = i + 1, piece
-    tail = output[len(text_so_far) : start] + expected.strip()
-    tail_ids = tok(tail, add_special_tokens=False)["input_ids"]
-    return torch.cat([gen_ids[:kept], torch.tensor(tail_ids, dtype=torch.long)]), "model_format"
-
-
-def _divergence(tok, seq: torch.Tensor, logits: torch.Tensor, prompt_len: int) -> Divergence | None:
-    """First numeric token of the continuation the model does not predict (else the first any)."""
-    first_any = first_numeric = None
-    for pos in range(prompt_len, len(seq)):
-        predicted = int(logits[pos - 1].argmax())
-        if predicted == int(seq[pos]):
-            continue
-        if first_any is None:
-            first_any = pos
-        if _DIGIT.search(tok.decode([int(seq[pos])])):
-            first_numeric = pos
-            break
-    chosen = first_numeric if first_numeric is not None else first_any
-    if chosen is None:
-        return None
-    row = logits[chosen - 1].float()
-    probs = row.softmax(-1)
-    exp_id, model_id = int(seq[chosen]), int(row.argmax())
-    return Divergence(
-        position=chosen,
-        path_index=chosen - prompt_len,
-        expected_token=tok.decode([exp_id]),
-        expected_token_id=exp_id,
-        model_token=tok.decode([model_id]),
-        model_token_id=model_id,
-        logit_expected=float(row[exp_id]),
-        logit_model=float(row[model_id]),
-        metric=float(row[exp_id] - row[model_id]),
-        prob_expected=float(probs[exp_id]),
-        prob_model=float(probs[model_id]),
-        numeric=first_numeric is not None,
-        first_any_position=first_any if first_any != chosen else None,
-        context=tok.decode(seq[max(prompt_len, chosen - 12) : chosen]),
-    )
-
-
-def _top(values: torch.Tensor, n: int, *, largest: bool) -> list[FeatureActivation]:
+def _top(values: torch.Tensor, n: int, *, largest: bool) -> list[FeatureAttribution]:
     top = values.topk(min(n, len(values)), largest=largest)
     return [
-        FeatureActivation(feature=int(i), activation=float(v))
+        FeatureAttribution(feature=int(i), attribution=float(v))
         for v, i in zip(top.values, top.indices, strict=True)
         if (v > 0 if largest else v < 0)
     ]
-
-
-SCREEN = 16
-"""Candidates per screen: the most negative attributions, and the largest excess activations."""
-
-
-def _flag(
-    lm, sae, seq, pos, target, other, before, attr, model_feats, exp_feats, prompt_len, top_k, atlas
-):
-    """Latents that push the logit gap toward the wrong token and fire off the correct path,
-    most spurious first.
-
-    Candidates are screened (`screen_candidates`), each is zero-ablated alone (batched), and
-    those whose ablation helps are ranked by `spuriousness_order`.
-
-    A latent is on the correct path, and never flagged, when it is more active on the expected
-    path than on the model's own. Otherwise it is off the path when it is more active on the
-    model's path, or (with an atlas) fires here above its usual activation or is rare (density
-    < 1%); without an atlas there is no baseline, and every latent not on the correct path counts.
-    """
-    per_feature = attr.per_feature  # [d_sae]
-    usual_all = _usual_activation(atlas, per_feature)  # [d_sae]
-    screen = screen_candidates(per_feature, attr.features, usual_all)
-    effects = single_ablation_effects(
-        lm, sae, seq, pos, target, other, screen, before=before
-    )  # [m]
-    excess = attr.features[:, screen].max(0).values - usual_all[screen]  # [m]
-    flagged: list[FlaggedFeature] = []
-    for r in spuriousness_order(effects, excess):
-        j, effect = screen[r], float(effects[r])
-        if len(flagged) >= top_k:
-            break
-        act_fail, act_exp = float(model_feats[:, j].max()), float(exp_feats[:, j].max())
-        here = attr.features[:, j]  # [seq] activation at the attributed positions
-        usual = float(atlas.mean_activation[j]) if atlas is not None else None
-        density = float(atlas.density[j]) if atlas is not None else None
-        if act_exp > act_fail * 1.05:
-            continue
-        if act_fail > act_exp * 1.05:
-            reason = "more active on the model's path than on the expected one"
-        elif atlas is None:
-            reason = "not more active on the expected path (no atlas baseline)"
-        elif float(here.max()) > usual:
-            reason = f"fires at {float(here.max()):.2f}, above its usual {usual:.2f}"
-        elif density < 0.01:
-            reason = f"rare latent (fires on {density:.2%} of tokens)"
-        else:
-            continue
-        fires = torch.nonzero(here > 0).squeeze(1)
-        strongest = fires[torch.argsort(here[fires], descending=True)][:8]
-        flagged.append(
-            FlaggedFeature(
-                feature=j,
-                label=atlas.label(j) if atlas is not None else "",
-                label_score=_label_score(atlas, j),
-                attribution=float(per_feature[j]),
-                ablation_effect=effect,
-                activation_failing=act_fail,
-                activation_expected=act_exp,
-                atlas_mean_activation=usual,
-                atlas_density=density,
-                off_path_reason=reason,
-                fires_at=[
-                    FeatureActivation(feature=int(p), activation=float(here[p])) for p in strongest
-                ],
-                fires_at_tokens=[lm.tokenizer.decode([int(seq[p])]) for p in strongest],
-                in_prompt=bool((fires < prompt_len).any()),
-            )
-        )
-    return flagged
-
-
-def screen_candidates(
-    attribution: torch.Tensor, features: torch.Tensor, usual: torch.Tensor, n: int = SCREEN
-) -> list[int]:
-    """Latents worth ablating: the n most negative attributions [d_sae], then the n with the
-    largest excess activation, peak over positions (features [seq, d_sae]) minus their usual
-    activation [d_sae]; without duplicates, and only latents that push the wrong way or fire.
-
-    The excess half catches what attribution misses: a latent firing far above its usual level
-    can saturate its own gradient, so its attribution understates it."""
-    peak = features.max(0).values  # [d_sae]
-    negative = torch.argsort(attribution)[:n]
-    unusual = torch.argsort(peak - usual, descending=True)[:n]
-    return [
-        j
-        for j in dict.fromkeys([*negative.tolist(), *unusual.tolist()])
-        if attribution[j] < 0 or peak[j] > 0
-    ]
-
-
-def spuriousness_order(effects: torch.Tensor, excess: torch.Tensor) -> list[int]:
-    """Indices of the confirmed candidates, most spurious first.
-
-    effects [m]: the logit-gap change when each candidate alone is zero-ablated (> 0: toward the
-    expected token; only those are confirmed). excess [m]: its peak activation minus its usual
-    activation (decoder rows have unit norm, so how far its write into the residual exceeds the
-    usual). Ranked by effect x excess (excess floored at 0), ties by effect: a spurious latent
-    must score on both; a big effect from an ordinary latent doing its usual job, or an anomaly
-    that does not move the answer, is not the explanation sought.
-    """
-    score = effects * excess.clamp_min(0)  # [m]
-    confirmed = torch.nonzero(effects > 0).squeeze(1).tolist()
-    return sorted(confirmed, key=lambda r: (float(score[r]), float(effects[r])), reverse=True)
-
-
-def _usual_activation(atlas: Atlas | None, like: torch.Tensor) -> torch.Tensor:
-    """Each latent's mean activation where it fires [d_sae], from the atlas; without one there
-    is no baseline, and it is 0 for all (the excess is then the activation itself)."""
-    if atlas is None:
-        return torch.zeros_like(like)
-    return torch.as_tensor(atlas.mean_activation, dtype=like.dtype)
-
-
-def _label_score(atlas: Atlas | None, j: int) -> float | None:
-    if atlas is None:
-        return None
-    score = float(atlas.detection_auroc[j])
-    return None if math.isnan(score) else score
 
 
 def _token_path(
@@ -428,61 +332,3 @@ def _mark_flagged(report: DriftReport, model_feats, exp_feats, flagged: list[int
                 for j in flagged
                 if feats[token.index, j] > 0
             ]
-
-
-def _verify(lm, sae, report, exp_seq, pos, target, other, before, attr, expected, opts) -> None:
-    """Ablate the flagged latents together, and matched random sets of latents (the control)."""
-    flagged = [f.feature for f in report.flagged]
-    prefix = exp_seq[: pos + 1]  # everything before the divergence token
-    prompt_len = report.divergence.position - report.divergence.path_index
-    prefix_text = lm.tokenizer.decode(exp_seq[prompt_len : pos + 1], skip_special_tokens=True)
-
-    def metric_fn(edit) -> float:
-        return logit_difference(lm, sae, exp_seq, pos, target, other, edit=edit)
-
-    def continuation_fn(edit) -> tuple[str, bool]:
-        new = continue_with_edit(lm, sae, prefix, edit, opts.max_new_tokens)
-        text = lm.tokenizer.decode(new, skip_special_tokens=True)
-        verdict = judge(
-            prefix_text + text, expected, opts.mode, tolerance=opts.tolerance, pattern=opts.pattern
-        )
-        return text, verdict.correct
-
-    report.verification = run_ablation(flagged, before, metric_fn, continuation_fn)
-    activation = attr.features.sum(0)  # [d_sae]
-    gen = torch.Generator().manual_seed(opts.seed)
-    draws = matched_random_features(activation, flagged, opts.control_draws, generator=gen)
-    results = [run_ablation(d, before, metric_fn, continuation_fn) for d in draws]
-    if results:
-        changes = torch.tensor([r.metric_change for r in results])
-        report.control = ControlResult(
-            draws=results,
-            median_metric_change=float(changes.median()),
-            fix_rate=sum(r.fixed for r in results) / len(results),
-        )
-
-
-def _verdict(report: DriftReport) -> str:
-    j, d = report.judgement, report.divergence
-    head = f"Wrong ({report.failure_class.value.replace('_', ' ')}): answered {j.extracted}, expected {j.expected}."
-    if d is None:
-        return head + " No divergence token was found on the expected path."
-    parts = [
-        head,
-        f"At token {d.path_index} of the expected path the model preferred {d.model_token!r} "
-        f"(p={d.prob_model:.2f}) over {d.expected_token!r} (p={d.prob_expected:.2f}).",
-    ]
-    if report.flagged:
-        names = ", ".join(
-            f"#{f.feature}" + (f" '{f.label}'" if f.label else "") for f in report.flagged[:3]
-        )
-        parts.append(f"Strongest latents pushing toward the wrong token: {names}.")
-    v, c = report.verification, report.control
-    if v is not None:
-        ctrl = f" vs {c.median_metric_change:+.2f} for matched random latents" if c else ""
-        fixed = "fixed the answer" if v.fixed else "did not fix the answer"
-        parts.append(
-            f"Ablating the {len(v.features)} flagged latents changed the logit gap by "
-            f"{v.metric_change:+.2f}{ctrl}, and {fixed}."
-        )
-    return " ".join(parts)

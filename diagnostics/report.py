@@ -1,19 +1,25 @@
 """The drift report: a versioned, JSON-serialisable record of one diagnosis.
 
-It holds everything a page needs without re-running the model: the tokens of both paths with
-their top features, the divergence, the flagged features with labels and evidence, the random
-control, the verdict, the failure class, timings and the identity of the model and SAE.
+It holds everything a page needs without re-running the model: the tokens of the model's path
+and of the corrected path with their top features, the first wrong step, the divergence, the
+flagged features with labels and evidence, the control, the verdict, the failure class, timings
+and the identity of the model and SAE. `DriftReport.from_stored` reads bodies written by older
+schema versions.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from diagnostics.failure_classes import FailureClass
 
-REPORT_SCHEMA_VERSION = "1.0"
+REPORT_SCHEMA_VERSION = "2.0"
+"""2.0: first_error; the expected path is the model's text with its first wrong step corrected;
+fires_at holds token positions (`TokenActivation`); attributions are `FeatureAttribution`;
+the answer record is `JudgedAnswer`; the output's source is recorded."""
 
 
 class FeatureActivation(BaseModel):
@@ -21,6 +27,21 @@ class FeatureActivation(BaseModel):
 
     feature: int
     activation: float
+
+
+class TokenActivation(BaseModel):
+    """A latent's activation at one position of a path."""
+
+    position: int  # index in the full sequence (prompt + continuation)
+    token: str
+    activation: float
+
+
+class FeatureAttribution(BaseModel):
+    """One latent's attribution of the logit gap, summed over positions."""
+
+    feature: int
+    attribution: float
 
 
 class PathToken(BaseModel):
@@ -34,28 +55,42 @@ class PathToken(BaseModel):
 
 
 class TokenPath(BaseModel):
-    """A continuation of the prompt: the model's own output, or the expected path."""
+    """A continuation of the prompt: the model's own output, or the corrected path."""
 
     text: str
     tokens: list[PathToken]
 
 
+class FirstError(BaseModel):
+    """The first wrong step of the model's output, and its correction."""
+
+    kind: str  # calculation_slip | wrong_operation | misread_number | invented_step | missing_step | answer_only
+    found_by: str  # calculator | gold_step | fallback
+    output_span: tuple[int, int]  # [start, end) characters of the wrong step in model_path.text
+    step_text: str
+    should_be: str  # the corrected step ("" when the evidence supports no specific correction)
+    evidence: str
+    gold_source: str | None = None  # annotations | reference | question | derived
+
+
 class Divergence(BaseModel):
-    """Where the expected path leaves the model's preferred path (teacher forcing)."""
+    """The first token where the corrected path leaves the model's own (teacher forcing).
+
+    Both paths share every token before it, so `path_index` indexes both continuations."""
 
     position: int  # index in the full sequence of the token being predicted
-    path_index: int  # index within the expected continuation
+    path_index: int  # index within the continuation (same in both paths)
+    output_offset: int | None = None  # character offset of the model's token in model_path.text
     expected_token: str
     expected_token_id: int
-    model_token: str  # the model's top prediction there
+    model_token: str  # what the model wrote there (its greedy choice for a generated output)
     model_token_id: int
     logit_expected: float
     logit_model: float
     metric: float  # logit(expected) - logit(model's token); negative at a divergence
     prob_expected: float
     prob_model: float
-    numeric: bool  # the expected token is part of a number
-    first_any_position: int | None = None  # first differing token of any kind, if earlier
+    near_tie: bool = False  # prob_model - prob_expected < NEAR_TIE: a fork, not a confident turn
     context: str = ""  # the few tokens before the divergence
 
 
@@ -67,12 +102,11 @@ class FlaggedFeature(BaseModel):
     label_score: float | None = None  # detection AUROC of the label, from the atlas
     attribution: float  # summed activation x gradient of the metric (negative: toward wrong)
     activation_failing: float  # max activation on the model's own path
-    activation_expected: float  # max activation on the expected path
+    activation_expected: float  # max activation on the corrected path
     atlas_mean_activation: float | None = None  # mean activation when firing, over the atlas text
     atlas_density: float | None = None
     off_path_reason: str = ""  # why it counts as off the correct path
-    fires_at: list[FeatureActivation] = Field(default_factory=list)  # feature = token index here
-    fires_at_tokens: list[str] = Field(default_factory=list)
+    fires_at: list[TokenActivation] = Field(default_factory=list)  # strongest positions first
     in_prompt: bool = False  # fires on prompt tokens (not only on generated ones)
     ablation_effect: float | None = None  # metric change when this latent alone is zero-ablated
 
@@ -86,6 +120,7 @@ class AblationResult(BaseModel):
     metric_change: float
     continuation: str  # greedy continuation from the divergence point with the ablation on
     fixed: bool  # the continuation reaches the expected answer
+    takes_correction: bool | None = None  # its first token is the corrected token
 
 
 class ControlResult(BaseModel):
@@ -103,11 +138,13 @@ class Attribution(BaseModel):
     total_feature_attribution: float
     error_attribution: float
     error_share: float  # |error| / (|error| + sum |feature attributions|)
-    top_positive: list[FeatureActivation] = Field(default_factory=list)  # activation = attribution
-    top_negative: list[FeatureActivation] = Field(default_factory=list)
+    top_positive: list[FeatureAttribution] = Field(
+        default_factory=list
+    )  # toward the expected token
+    top_negative: list[FeatureAttribution] = Field(default_factory=list)  # toward the model's token
 
 
-class Judgement(BaseModel):
+class JudgedAnswer(BaseModel):
     """The verdict on the model's answer."""
 
     correct: bool
@@ -143,11 +180,14 @@ class DriftReport(BaseModel):
     expected: str
     reference: str | None = None
     chat: bool = True
-    judgement: Judgement
+    output_source: Literal["greedy", "given"] = "greedy"
+    greedy_reproduces: bool | None = None  # for a given output: is it the model's greedy output?
+    judgement: JudgedAnswer
     failure_class: FailureClass
     failure_evidence: str
     model_path: TokenPath
-    expected_path: TokenPath | None = None
+    first_error: FirstError | None = None
+    expected_path: TokenPath | None = None  # the model's text up to the divergence, corrected
     divergence: Divergence | None = None
     attribution: Attribution | None = None
     flagged: list[FlaggedFeature] = Field(default_factory=list)
@@ -164,3 +204,55 @@ class DriftReport(BaseModel):
     @property
     def flagged_ids(self) -> list[int]:
         return [f.feature for f in self.flagged]
+
+    @classmethod
+    def from_stored(cls, body: dict[str, Any]) -> DriftReport:
+        """A report from its stored JSON, of this schema version or an older one."""
+        return cls.model_validate(upgrade_report_body(body))
+
+
+def upgrade_report_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A stored report body in the current schema. 1.x bodies: `fires_at` entries held the
+    position under `feature` (tokens in `fires_at_tokens`), top attributions held the value
+    under `activation`, the divergence had `numeric`/`first_any_position`; no first error."""
+    version = str(body.get("schema_version", "1.0"))
+    if not version.startswith("1."):
+        return body
+    body = dict(body)
+    flagged = []
+    for f in body.get("flagged") or []:
+        f = dict(f)
+        tokens = f.pop("fires_at_tokens", None) or []
+        f["fires_at"] = [
+            {
+                "position": a["feature"],
+                "token": tokens[k] if k < len(tokens) else "",
+                "activation": a["activation"],
+            }
+            for k, a in enumerate(f.get("fires_at") or [])
+        ]
+        flagged.append(f)
+    body["flagged"] = flagged
+    if body.get("attribution"):
+        attr = dict(body["attribution"])
+        for key in ("top_positive", "top_negative"):
+            attr[key] = [
+                {"feature": a["feature"], "attribution": a["activation"]}
+                for a in attr.get(key) or []
+            ]
+        body["attribution"] = attr
+    if body.get("divergence"):
+        d = {
+            k: v
+            for k, v in body["divergence"].items()
+            if k not in ("numeric", "first_any_position")
+        }
+        d["near_tie"] = d.get("prob_model", 1.0) - d.get("prob_expected", 0.0) < NEAR_TIE
+        body["divergence"] = d
+    body["schema_version"] = REPORT_SCHEMA_VERSION
+    return body
+
+
+NEAR_TIE = 0.2
+"""A divergence is a near-tie when p(model's token) - p(expected token) is below this: the model
+was about as ready to take the right turn, so the divergence is a fork, not a confident error."""

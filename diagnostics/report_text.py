@@ -6,27 +6,42 @@ from diagnostics.report import DriftReport
 
 
 def render_report(report: DriftReport) -> str:
-    """A readable multi-line summary: verdict, divergence, flagged latents, evidence, timings."""
+    """A readable multi-line summary: verdict, first wrong step, the two paths where they part,
+    flagged latents, evidence, timings."""
     j = report.judgement
     lines = [
         f"verdict   {report.verdict}",
         f"answer    {j.extracted!s} (expected {j.expected}; mode {j.mode}; "
         f"{'correct' if j.correct else 'wrong'}; class {report.failure_class.value})",
-        f"evidence  {report.failure_evidence}",
         f"model     {report.identity.model_id}  sae {report.identity.sae_id or '-'} "
         f"({report.identity.hook_name}, {report.identity.sae_d_sae} latents)",
         "",
         "output    " + report.model_path.text.strip().replace("\n", "\n          "),
     ]
-    d = report.divergence
-    if d is not None:
+    if report.output_source == "given":
+        same = {True: "greedy decoding gives it", False: "not the model's greedy output"}
+        lines.append(f"          (given output; {same.get(report.greedy_reproduces, '')})")
+    fe = report.first_error
+    if fe is not None:
+        gold = f", gold from {fe.gold_source}" if fe.gold_source else ""
         lines += [
             "",
-            f"divergence at expected-path token {d.path_index} (sequence position {d.position}):",
-            f"  ...{d.context!r} -> expected {d.expected_token!r} (p={d.prob_expected:.3f}), "
-            f"model {d.model_token!r} (p={d.prob_model:.3f}); "
-            f"logit gap {d.metric:+.2f}",
+            f"first wrong step  {fe.kind} (found by {fe.found_by}{gold}), characters "
+            f"{fe.output_span[0]}-{fe.output_span[1]} of the output:",
+            f"  wrote     {_one_line(fe.step_text)!r}",
         ]
+        if fe.should_be:
+            lines.append(f"  should be {_one_line(fe.should_be)!r}")
+        lines.append(f"  because   {fe.evidence}")
+    d = report.divergence
+    if d is not None:
+        lines += ["", f"divergence at output token {d.path_index} (character {d.output_offset}):"]
+        lines += _aligned(report)
+        tie = "  NEAR-TIE: a fork, not a confident wrong turn" if d.near_tie else ""
+        lines.append(
+            f"  model {d.model_token!r} p={d.prob_model:.3f}, corrected {d.expected_token!r} "
+            f"p={d.prob_expected:.3f}; logit gap {d.metric:+.2f}{tie}"
+        )
     a = report.attribution
     if a is not None:
         lines.append(
@@ -40,7 +55,7 @@ def render_report(report: DriftReport) -> str:
         )
         for f in report.flagged:
             effect = f"{f.ablation_effect:+7.2f}" if f.ablation_effect is not None else "      -"
-            where = ", ".join(repr(t) for t in f.fires_at_tokens[:4])
+            where = ", ".join(repr(t.token) for t in f.fires_at[:4])
             label = f.label or "(no label)"
             score = f" [AUROC {f.label_score:.2f}]" if f.label_score is not None else ""
             usual = (
@@ -75,3 +90,30 @@ def render_report(report: DriftReport) -> str:
         f"{t.attribution_s:.1f}s, verification {t.verification_s:.1f}s, total {t.total_s:.1f}s",
     ]
     return "\n".join(lines)
+
+
+def _aligned(report: DriftReport, width: int = 40) -> list[str]:
+    """The shared prefix once, then the model's branch and the corrected branch below it."""
+    d, corrected = report.divergence, report.expected_path
+    if d is None or corrected is None:
+        return []
+    k = d.path_index
+    shared = "".join(t.token for t in corrected.tokens[:k])
+    prefix = _one_line(shared)[-width:]
+    model_branch = "".join(t.token for t in _continuation(report)[k:])
+    fixed_branch = "".join(t.token for t in corrected.tokens[k:])
+    return [
+        f"  shared      ...{prefix!r}",
+        f"  model     → {_one_line(model_branch)[:width]!r}",
+        f"  corrected → {_one_line(fixed_branch)[:width]!r}",
+    ]
+
+
+def _continuation(report: DriftReport):
+    """The model path's output tokens (it starts with the prompt)."""
+    start = report.expected_path.tokens[0].index if report.expected_path else 0
+    return [t for t in report.model_path.tokens if t.index >= start]
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\n", "⏎")

@@ -1,14 +1,17 @@
-"""Check a diagnosis by intervention: zero-ablate latents (error term kept) and compare with
-random active latents matched by activation, so an effect is measured against a control."""
+"""Check a diagnosis by intervention: zero-ablate latents (error term kept), measure the logit gap
+and the greedy continuation from the divergence, and compare with random active latents matched
+by activation, so an effect is measured against a control."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
+from diagnostics.attribution import LogitGap, logit_difference
 from diagnostics.language_model import LanguageModel
-from diagnostics.report import AblationResult
+from diagnostics.report import AblationResult, ControlResult
 from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.splice import FeatureEdit, splice_sae
 
@@ -27,19 +30,15 @@ def zero_ablation(features: list[int]) -> FeatureEdit:
 def single_ablation_effects(
     lm: LanguageModel,
     sae: SparseAutoencoder,
-    input_ids: torch.Tensor,
-    position: int,
-    target: int,
-    other: int,
+    gap: LogitGap,
     features: list[int],
     *,
     before: float,
     batch_size: int = 16,
 ) -> torch.Tensor:
-    """Change [m] of logit(target) - logit(other) at `position` when each of `features` alone is
-    zero-ablated at every position (error term kept), against the unablated value `before`
-    (`logit_difference` without an edit); one batched forward per `batch_size`."""
-    ids = input_ids[None, : position + 1].to(lm.device)  # [1, seq]
+    """Change [m] of the gap when each of `features` alone is zero-ablated at every position
+    (error term kept), against the unablated gap `before`; one batched forward per batch."""
+    ids = gap.prefix[None].to(lm.device)  # [1, seq]
     changes = []
     for start in range(0, len(features), batch_size):
         index = torch.tensor(features[start : start + batch_size], dtype=torch.long)
@@ -51,8 +50,8 @@ def single_ablation_effects(
             return f
 
         with splice_sae(lm, sae, edit=edit):
-            logits = lm.model(ids.expand(len(index), -1)).logits[:, position]  # [b, vocab]
-        changes.append((logits[:, target] - logits[:, other]).float().cpu() - before)
+            logits = lm.model(ids.expand(len(index), -1)).logits[:, gap.position]  # [b, vocab]
+        changes.append((logits[:, gap.target] - logits[:, gap.other]).float().cpu() - before)
     return torch.cat(changes) if changes else torch.zeros(0)
 
 
@@ -99,21 +98,41 @@ def matched_random_features(
     return out
 
 
-def run_ablation(
-    features: list[int],
-    metric_before: float,
-    metric_fn: Callable[[FeatureEdit], float],
-    continuation_fn: Callable[[FeatureEdit], tuple[str, bool]],
-) -> AblationResult:
-    """Metric change and greedy continuation with `features` zero-ablated."""
-    edit = zero_ablation(features)
-    after = metric_fn(edit)
-    text, fixed = continuation_fn(edit)
-    return AblationResult(
-        features=features,
-        metric_before=metric_before,
-        metric_after=after,
-        metric_change=after - metric_before,
-        continuation=text,
-        fixed=fixed,
-    )
+@dataclass(frozen=True)
+class Verifier:
+    """Ablates a set of latents at a divergence: the gap, and the greedy continuation from the
+    shared prefix judged for the expected answer."""
+
+    lm: LanguageModel
+    sae: SparseAutoencoder
+    gap: LogitGap
+    before: float  # the unedited gap
+    prefix_text: str  # the model's own continuation text before the divergence
+    judge_fn: Callable[[str], bool]  # is the whole continuation text correct?
+    max_new_tokens: int
+
+    def run(self, features: list[int]) -> AblationResult:
+        edit = zero_ablation(features)
+        after = logit_difference(self.lm, self.sae, self.gap, edit=edit)
+        new = continue_with_edit(self.lm, self.sae, self.gap.prefix, edit, self.max_new_tokens)
+        text = self.lm.tokenizer.decode(new, skip_special_tokens=True)
+        return AblationResult(
+            features=features,
+            metric_before=self.before,
+            metric_after=after,
+            metric_change=after - self.before,
+            continuation=text,
+            fixed=self.judge_fn(self.prefix_text + text),
+            takes_correction=bool(len(new)) and int(new[0]) == self.gap.target,
+        )
+
+    def control(self, draws: list[list[int]]) -> ControlResult | None:
+        results = [self.run(d) for d in draws]
+        if not results:
+            return None
+        changes = torch.tensor([r.metric_change for r in results])
+        return ControlResult(
+            draws=results,
+            median_metric_change=float(changes.median()),
+            fix_rate=sum(r.fixed for r in results) / len(results),
+        )

@@ -25,6 +25,7 @@ class TokenCell:
     title: str  # tooltip
     marked: bool = False  # the divergence token, or the peak of a context
     prompt: bool = False  # a prompt token (the model path starts with the prompt)
+    wrong_step: bool = False  # part of the first wrong step of the model's output
 
 
 def display_text(token: str) -> str:
@@ -67,6 +68,18 @@ def prompt_length(report: DriftReport) -> int | None:
     return None
 
 
+def output_char_starts(path: TokenPath, prompt_len: int) -> dict[int, tuple[int, int]]:
+    """[start, end) characters of each output token (sequence index -> span) in the path's
+    text, from the token strings (the path starts with the prompt)."""
+    spans, at = {}, 0
+    for tok in path.tokens:
+        if tok.index < prompt_len:
+            continue
+        spans[tok.index] = (at, at + len(tok.token))
+        at += len(tok.token)
+    return spans
+
+
 def path_cells(
     path: TokenPath,
     *,
@@ -74,10 +87,17 @@ def path_cells(
     feature: int | None = None,
     divergence_at: int | None = None,
     prompt_len: int | None = None,
+    wrong_span: tuple[int, int] | None = None,
+    tokens: list[PathToken] | None = None,
 ) -> list[TokenCell]:
-    """The cells of a report path; the token at sequence index `divergence_at` is marked."""
+    """The cells of a report path (or of `tokens`, a slice of it); the token at sequence index
+    `divergence_at` is marked, the output tokens inside `wrong_span` (characters of the output)
+    are the wrong step."""
+    chars = output_char_starts(path, prompt_len) if wrong_span and prompt_len is not None else {}
     cells = []
-    for tok in path.tokens:
+    for tok in path.tokens if tokens is None else tokens:
+        span = chars.get(tok.index)
+        wrong = bool(span and wrong_span and span[0] < wrong_span[1] and span[1] > wrong_span[0])
         value = flagged_activation(tok, feature)
         notes = ", ".join(f"#{f.feature} {f.activation:.3g}" for f in tok.flagged) or "none"
         cells.append(
@@ -87,9 +107,39 @@ def path_cells(
                 title=f"position {tok.index} · token {tok.token!r} · flagged: {notes}",
                 marked=tok.index == divergence_at,
                 prompt=prompt_len is not None and tok.index < prompt_len,
+                wrong_step=wrong and tok.token.strip() != "",
             )
         )
     return cells
+
+
+@dataclass(frozen=True)
+class Branches:
+    """Where the two paths part: the shared context, then each path's branch."""
+
+    shared: list[TokenCell]
+    model: list[TokenCell]
+    corrected: list[TokenCell]
+
+
+def branch_cells(
+    report: DriftReport, *, scale: float, feature: int | None, context: int = 12, ahead: int = 24
+) -> Branches | None:
+    """The last `context` shared tokens before the divergence, and up to `ahead` tokens of each
+    branch after it (the corrected branch is the corrected step)."""
+    d, corrected = report.divergence, report.expected_path
+    if d is None or corrected is None:
+        return None
+    at = d.position
+    shared = [t for t in report.model_path.tokens if at - context <= t.index < at]
+    model = [t for t in report.model_path.tokens if at <= t.index < at + ahead]
+    fixed = [t for t in corrected.tokens if at <= t.index < at + ahead]
+    cells = {"scale": scale, "feature": feature, "divergence_at": at}
+    return Branches(
+        shared=path_cells(report.model_path, tokens=shared, **cells),
+        model=path_cells(report.model_path, tokens=model, **cells),
+        corrected=path_cells(corrected, tokens=fixed, **cells),
+    )
 
 
 def context_cells(ctx: ContextExample, scale: float) -> list[TokenCell]:

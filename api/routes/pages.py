@@ -15,7 +15,13 @@ from api.deps import SessionDep, SettingsDep
 from api.models import Audit
 from api.pages.auth import KEY_COOKIE, PageCaller, safe_next, same_origin
 from api.pages.filters import parse_list_query
-from api.pages.heatmap import context_cells, path_cells, prompt_length, report_scale
+from api.pages.heatmap import (
+    branch_cells,
+    context_cells,
+    path_cells,
+    prompt_length,
+    report_scale,
+)
 from api.pages.templating import render
 from api.problems import Problem, not_found
 from api.report_queries import ReportFilters, feature_stats, list_reports, stored_report
@@ -79,11 +85,7 @@ def report_page(report_id: str, request: Request, session: SessionDep, _: PageCa
         feature=feature,
         divergence_at=at,
         prompt_len=prompt_length(report),
-    )
-    expected_cells = (
-        path_cells(report.expected_path, scale=scale, feature=feature, divergence_at=at)
-        if report.expected_path
-        else None
+        wrong_span=report.first_error.output_span if report.first_error else None,
     )
     return render(
         request,
@@ -94,7 +96,7 @@ def report_page(report_id: str, request: Request, session: SessionDep, _: PageCa
             "feature": feature,
             "scale": scale,
             "model_cells": model_cells,
-            "expected_cells": expected_cells,
+            "branches": branch_cells(report, scale=scale, feature=feature),
         },
     )
 

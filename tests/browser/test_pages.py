@@ -41,20 +41,28 @@ def test_list_filters_by_feature_and_class(page: Page, site: Site):
     expect(page.locator(".empty")).to_contain_text("No report matches")
 
 
-def test_report_page_highlights_the_divergence_token(page: Page, site: Site):
+def test_report_page_aligns_the_paths_where_they_part(page: Page, site: Site):
     report = _report(site, site.report_ids[0])
     d = report.divergence
-    assert d is not None and report.expected_path is not None
+    assert d is not None and report.expected_path is not None and report.first_error is not None
     page.goto(site.url(f"/reports/{site.report_ids[0]}"))
-    expected = page.locator('[aria-label="expected path"] .tok.divergence')
+    corrected = page.locator('[aria-label="corrected branch"] .tok.divergence')
+    branch = page.locator('[aria-label="model branch"] .tok.divergence')
     model = page.locator('[aria-label="model path"] .tok.divergence')
-    expect(expected).to_have_count(1)
-    expect(model).to_have_count(1)
-    expect(expected).to_have_text(display_text(d.expected_token))
+    for marked in (corrected, branch, model):
+        expect(marked).to_have_count(1)
+    expect(corrected).to_have_text(display_text(d.expected_token))
+    expect(branch).to_have_text(display_text(d.model_token))
     expect(model).to_have_text(display_text(d.model_token))
-    assert expected.evaluate("e => getComputedStyle(e).outlineStyle") == "solid"
-    plain = page.locator('[aria-label="expected path"] .tok:not(.divergence)').first
+    # both branch rows show the same shared text before the outlined token
+    shared = "e => [...e.parentElement.children].slice(0, [...e.parentElement.children].indexOf(e)).map(c => c.textContent).join('')"
+    assert corrected.evaluate(shared) == branch.evaluate(shared)
+    assert corrected.evaluate("e => getComputedStyle(e).outlineStyle") == "solid"
+    plain = page.locator('[aria-label="corrected branch"] .tok:not(.divergence)').first
     assert plain.evaluate("e => getComputedStyle(e).outlineStyle") == "none"
+    # the first wrong step is underlined in the model's path, and named in its card
+    expect(page.locator(".first-error")).to_contain_text(report.first_error.step_text.strip())
+    assert page.locator('[aria-label="model path"] .tok.wrong-step').count() >= 1
     # heat: the strongest flagged activation gets the darkest colour, unflagged tokens none
     hot = page.locator(".tokens .tok.h8")
     assert hot.count() >= 1

@@ -46,9 +46,7 @@ def test_default_sae_splice_is_identity_and_reconstructs(bundled_lm):
 
 def test_diagnose_a_failing_addition(bundled_lm):
     sae = load_sae("default")
-    options = DiagnosisOptions(
-        mode="regex", pattern=r"^\s*(-?\d+)", chat=False, max_new_tokens=6, control_draws=2
-    )
+    options = DiagnosisOptions(chat=False, max_new_tokens=12, control_draws=2)  # mode: worked
     for a, b in ((57, 68), (38, 47), (29, 86), (64, 79), (45, 96)):
         prompt = f"Q: What is {a} + {b}?\nA:"
         report = diagnose(bundled_lm, sae, prompt, str(a + b), options=options)
@@ -56,12 +54,18 @@ def test_diagnose_a_failing_addition(bundled_lm):
             break
     assert not report.correct, "the model solved every probe; pick harder ones"
     d = report.divergence
-    assert d is not None and d.numeric and d.metric < 0
+    assert d is not None and d.metric < 0
+    # its written sum ('57 + 68 = 135') or bare answer is the first error, and the divergence is
+    # inside it: the result digits, not a restated operand
+    fe = report.first_error
+    assert fe is not None and fe.kind in ("calculation_slip", "wrong_operation")
+    assert fe.found_by in ("calculator", "gold_step")
+    assert fe.output_span[0] <= d.output_offset < fe.output_span[1]
     assert report.attribution is not None and 0 <= report.attribution.error_share <= 1
     # every flagged latent was ablated alone and moved the gap toward the expected token
     assert report.flagged and all(f.ablation_effect > 0 for f in report.flagged)
     # ranked by effect x excess activation; without an atlas the excess is the peak activation
-    scores = [f.ablation_effect * f.fires_at[0].activation for f in report.flagged]
+    scores = [f.ablation_effect * f.fires_at[0].activation for f in report.flagged]  # peak first
     assert scores == sorted(scores, reverse=True)
     assert report.verification is not None and report.control is not None
     assert report.verdict.startswith("Wrong")

@@ -12,7 +12,7 @@ from diagnostics.report import (
     DriftReport,
     FlaggedFeature,
     Identity,
-    Judgement,
+    JudgedAnswer,
     PathToken,
     TokenPath,
 )
@@ -45,7 +45,7 @@ def synthetic_report(
         identity=Identity(model_id=model_id, hook_name="blocks.2.hook_resid_post", sae_id=sae_id, sae_d_sae=n_features),
         prompt=f"Question {rng.randint(0, 10**6)}: what is the total?",
         expected=answer,
-        judgement=Judgement(correct=correct, mode="gsm8k", extracted=extracted, expected=answer, format_ok=rng.random() < 0.8),
+        judgement=JudgedAnswer(correct=correct, mode="gsm8k", extracted=extracted, expected=answer, format_ok=rng.random() < 0.8),
         failure_class=FailureClass.none if correct else rng.choice(WRONG_CLASSES),
         failure_evidence="synthetic",
         model_path=TokenPath(text=f"The answer is {extracted}", tokens=tokens),

@@ -1,7 +1,9 @@
 import pytest
 
 from diagnostics.answers import extract_flexible, extract_strict, judge
-from diagnostics.failure_classes import FailureClass, classify_failure, equations_in, is_degenerate
+from diagnostics.failure_classes import FailureClass, classify_failure, is_degenerate
+from diagnostics.first_error import locate_first_error
+from diagnostics.gold_solution import gold_from_reference
 
 NATALIA_Q = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in "
@@ -52,14 +54,15 @@ def test_numeric_tolerance_and_bad_modes():
         judge("1", "1", "regex", pattern="(")
 
 
-def test_equations_and_degenerate_text():
-    eqs = equations_in("48 / 2 = 24 and <<48+24=72>>72, then 3 x 4 = 13")
-    assert [(e.left, e.op, e.right, e.result) for e in eqs] == [
-        (48, "/", 2, 24),
-        (48, "+", 24, 72),
-        (3, "x", 4, 13),
-    ]
-    assert eqs[2].true_result == 12
+def test_worked_answers_to_raw_prompts():
+    # the restated operand is not the answer; new examples after the answer are not read
+    assert judge(" 57 + 68 = 125\n\nQ: What is 3 + 4?\nA: 7", "125", "worked").correct
+    assert judge(" 57 + 68 = 135\nQ: 1 + 1\nA: 2", "125", "worked").extracted == "135"
+    assert judge(" The answer is 125.", "125", "worked").span == (15, 18)
+    assert judge(" -8", "82", "worked").extracted == "-8"
+
+
+def test_degenerate_text():
     assert is_degenerate("the the the the " * 10)
     assert is_degenerate("   ")
     assert not is_degenerate("Natalia sold 48 clips in April and 24 in May, 72 in total.")
@@ -79,36 +82,8 @@ def test_equations_and_degenerate_text():
         ("No clue, maybe 50. #### 50", FailureClass.other),
     ],
 )
-def test_failure_classes_on_natalia(output, klass):
+def test_failure_classes_follow_the_first_error(output, klass):
     j = judge(output, "72")
-    assert classify_failure(NATALIA_Q, output, j, NATALIA_REF).failure_class == klass
-
-
-def test_distraction_uses_an_unused_question_number():
-    q = "Tom has 5 apples and 3 pears. He is 12 years old. He buys 4 more apples. How many apples?"
-    ref = "Tom has 5+4 = <<5+4=9>>9 apples.\n#### 9"
-    j = judge("5 + 12 = 17. #### 17", "9")
-    assert (
-        classify_failure(q, "5 + 12 = 17. #### 17", j, ref).failure_class
-        == FailureClass.distraction
-    )
-
-
-TWO_SHOT = "Q: What is 12 + 35?\nA: 47\nQ: What is 26 + 51?\nA: 77\nQ: What is 37 + 45?\nA:"
-
-
-@pytest.mark.parametrize(
-    ("question", "output", "klass", "evidence"),
-    [
-        ("What is 37 + 45?", " 72", FailureClass.calculation_slip, "37 + 45 = 72 (should be 82)"),
-        (TWO_SHOT, " 83\nQ:", FailureClass.calculation_slip, "37 + 45 = 83 (should be 82)"),
-        (TWO_SHOT, " -8", FailureClass.wrong_operation, "the question asks 37 + 45"),
-        ("37 + 45 =", " 1665", FailureClass.wrong_operation, "1665 = 37 * 45"),
-        ("Tom has 37 apples and buys 45 more. How many?", " 72", FailureClass.other, ""),
-    ],
-)
-def test_a_bare_answer_to_a_sum_the_question_asks(question, output, klass, evidence):
-    j = judge(output, "82", "regex", pattern=r"^\s*(-?\d+)")
-    found = classify_failure(question, output, j)
-    assert found.failure_class == klass
-    assert evidence in found.evidence
+    gold = gold_from_reference(NATALIA_REF)
+    first = None if j.correct else locate_first_error(NATALIA_Q, output, 72, gold, j.span)
+    assert classify_failure(output, j, first).failure_class == klass

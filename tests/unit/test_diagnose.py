@@ -4,13 +4,9 @@ ablations, a planted latent recovered, the report's contents and JSON round trip
 import pytest
 import torch
 
-from diagnostics.attribution import attribute, logit_difference
-from diagnostics.diagnose import (
-    DiagnosisOptions,
-    diagnose,
-    screen_candidates,
-    spuriousness_order,
-)
+from diagnostics.attribution import LogitGap, attribute, logit_difference
+from diagnostics.diagnose import DiagnosisOptions, diagnose
+from diagnostics.flagging import screen_candidates, spuriousness_order
 from diagnostics.hooks import hook_resid_post
 from diagnostics.report import DriftReport
 from diagnostics.verification import (
@@ -38,17 +34,14 @@ def test_attribution_predicts_single_latent_ablation(tiny_lm, sae):
     pos = len(ids) - 1
     logits = tiny_lm.model(ids[None]).logits[0, pos]
     target, other = int(logits.argsort()[-2]), int(logits.argmax())
-    res = attribute(tiny_lm, sae, ids, pos, target, other)
-    clean = logit_difference(tiny_lm, sae, ids, pos, target, other)
+    gap = LogitGap(ids, pos, target, other)
+    res = attribute(tiny_lm, sae, gap)
+    clean = logit_difference(tiny_lm, sae, gap)
     assert res.metric == pytest.approx(clean, abs=1e-4)
     assert 0 <= res.error_share <= 1
     top = res.per_feature.abs().topk(15).indices
     effects = torch.tensor(
-        [
-            logit_difference(tiny_lm, sae, ids, pos, target, other, edit=zero_ablation([int(j)]))
-            - clean
-            for j in top
-        ]
+        [logit_difference(tiny_lm, sae, gap, edit=zero_ablation([int(j)])) - clean for j in top]
     )
     # zero-ablating a latent removes its contribution: change ~ -attribution
     assert _spearman(-res.per_feature[top], effects) > 0.8
@@ -59,13 +52,11 @@ def test_batched_single_ablations_equal_one_at_a_time(tiny_lm, sae):
     ids = tiny_lm.prompt_ids(PROMPT, chat=False)
     pos = len(ids) - 1
     features = [3, 17, 40, 99, 127]
-    clean = logit_difference(tiny_lm, sae, ids, pos, 5, 9)
-    batched = single_ablation_effects(
-        tiny_lm, sae, ids, pos, 5, 9, features, before=clean, batch_size=2
-    )
+    gap = LogitGap(ids, pos, 5, 9)
+    clean = logit_difference(tiny_lm, sae, gap)
+    batched = single_ablation_effects(tiny_lm, sae, gap, features, before=clean, batch_size=2)
     one_by_one = [
-        logit_difference(tiny_lm, sae, ids, pos, 5, 9, edit=zero_ablation([j])) - clean
-        for j in features
+        logit_difference(tiny_lm, sae, gap, edit=zero_ablation([j])) - clean for j in features
     ]
     assert batched.tolist() == pytest.approx(one_by_one, abs=1e-4)
 

@@ -1,0 +1,177 @@
+"""Flag the spurious latents at a divergence: those that push the logit gap toward the model's
+token, are off the correct path, and whose own ablation moves the gap toward the correct one.
+
+Candidates are screened (`screen_candidates`: the most negative attributions and the largest
+excess activations over the atlas's usual level), each is zero-ablated alone (batched), and those
+whose ablation helps are ranked by `spuriousness_order` (effect x excess activation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from diagnostics.attribution import AttributionResult, LogitGap
+from diagnostics.language_model import LanguageModel
+from diagnostics.report import FlaggedFeature, TokenActivation
+from diagnostics.sae.modules import SparseAutoencoder
+from diagnostics.verification import single_ablation_effects
+
+SCREEN = 16
+"""Candidates per screen: the most negative attributions, and the largest excess activations."""
+
+
+class Atlas(Protocol):
+    """What the diagnosis needs from a feature atlas (diagnostics.atlas.FeatureAtlas)."""
+
+    version: str
+    density: np.ndarray  # [d_sae] fraction of tokens each latent fires on
+    mean_activation: np.ndarray  # [d_sae] mean activation where it fires
+    detection_auroc: np.ndarray  # [d_sae] label score, NaN where unscored
+
+    def label(self, i: int) -> str: ...
+
+
+@dataclass(frozen=True)
+class PathFeatures:
+    """SAE features along both paths."""
+
+    model: torch.Tensor  # [prompt + output, d_sae] on the model's path
+    corrected: torch.Tensor  # [prompt + corrected, d_sae] on the corrected path
+    prompt_len: int
+
+
+def screen_candidates(
+    attribution: torch.Tensor, features: torch.Tensor, usual: torch.Tensor, n: int = SCREEN
+) -> list[int]:
+    """Latents worth ablating: the n most negative attributions [d_sae], then the n with the
+    largest excess activation, peak over positions (features [seq, d_sae]) minus their usual
+    activation [d_sae]; without duplicates, and only latents that push the wrong way or fire.
+
+    The excess half catches what attribution misses: a latent firing far above its usual level
+    can saturate its own gradient, so its attribution understates it."""
+    peak = features.max(0).values  # [d_sae]
+    negative = torch.argsort(attribution)[:n]
+    unusual = torch.argsort(peak - usual, descending=True)[:n]
+    return [
+        j
+        for j in dict.fromkeys([*negative.tolist(), *unusual.tolist()])
+        if attribution[j] < 0 or peak[j] > 0
+    ]
+
+
+def spuriousness_order(effects: torch.Tensor, excess: torch.Tensor) -> list[int]:
+    """Indices of the confirmed candidates, most spurious first.
+
+    effects [m]: the logit-gap change when each candidate alone is zero-ablated (> 0: toward the
+    expected token; only those are confirmed). excess [m]: its peak activation minus its usual
+    activation (decoder rows have unit norm, so how far its write into the residual exceeds the
+    usual). Ranked by effect x excess (excess floored at 0), ties by effect: a spurious latent
+    must score on both; a big effect from an ordinary latent doing its usual job, or an anomaly
+    that does not move the answer, is not the explanation sought.
+    """
+    score = effects * excess.clamp_min(0)  # [m]
+    confirmed = torch.nonzero(effects > 0).squeeze(1).tolist()
+    return sorted(confirmed, key=lambda r: (float(score[r]), float(effects[r])), reverse=True)
+
+
+def flag_latents(
+    lm: LanguageModel,
+    sae: SparseAutoencoder,
+    gap: LogitGap,
+    attr: AttributionResult,
+    paths: PathFeatures,
+    *,
+    top_k: int,
+    atlas: Atlas | None,
+) -> list[FlaggedFeature]:
+    """Latents that push the gap toward the wrong token and fire off the correct path, most
+    spurious first.
+
+    A latent is on the correct path, and never flagged, when it is more active on the corrected
+    path than on the model's own. Otherwise it is off the path when it is more active on the
+    model's path, or (with an atlas) fires here above its usual activation or is rare (density
+    < 1%); without an atlas there is no baseline, and every latent not on the correct path counts.
+    """
+    per_feature = attr.per_feature  # [d_sae]
+    usual_all = usual_activation(atlas, per_feature)  # [d_sae]
+    screen = screen_candidates(per_feature, attr.features, usual_all)
+    effects = single_ablation_effects(lm, sae, gap, screen, before=attr.metric)  # [m]
+    excess = attr.features[:, screen].max(0).values - usual_all[screen]  # [m]
+    flagged: list[FlaggedFeature] = []
+    for r in spuriousness_order(effects, excess):
+        if len(flagged) >= top_k:
+            break
+        j = screen[r]
+        act_fail = float(paths.model[:, j].max())
+        act_exp = float(paths.corrected[:, j].max())
+        here = attr.features[:, j]  # [seq] activation at the attributed positions
+        reason = _off_path_reason(j, act_fail, act_exp, float(here.max()), atlas)
+        if reason is None:
+            continue
+        fires = torch.nonzero(here > 0).squeeze(1)
+        strongest = fires[torch.argsort(here[fires], descending=True)][:8]
+        flagged.append(
+            FlaggedFeature(
+                feature=j,
+                label=atlas.label(j) if atlas is not None else "",
+                label_score=label_score(atlas, j),
+                attribution=float(per_feature[j]),
+                ablation_effect=float(effects[r]),
+                activation_failing=act_fail,
+                activation_expected=act_exp,
+                atlas_mean_activation=float(atlas.mean_activation[j])
+                if atlas is not None
+                else None,
+                atlas_density=float(atlas.density[j]) if atlas is not None else None,
+                off_path_reason=reason,
+                fires_at=[
+                    TokenActivation(
+                        position=int(p),
+                        token=lm.tokenizer.decode([int(gap.input_ids[p])]),
+                        activation=float(here[p]),
+                    )
+                    for p in strongest
+                ],
+                in_prompt=bool((fires < paths.prompt_len).any()),
+            )
+        )
+    return flagged
+
+
+def _off_path_reason(
+    j: int, act_fail: float, act_exp: float, peak_here: float, atlas: Atlas | None
+) -> str | None:
+    """Why latent j is off the correct path, or None when it is on it."""
+    if act_exp > act_fail * 1.05:
+        return None
+    if act_fail > act_exp * 1.05:
+        return "more active on the model's path than on the corrected one"
+    if atlas is None:
+        return "not more active on the corrected path (no atlas baseline)"
+    usual = float(atlas.mean_activation[j])
+    if peak_here > usual:
+        return f"fires at {peak_here:.2f}, above its usual {usual:.2f}"
+    density = float(atlas.density[j])
+    if density < 0.01:
+        return f"rare latent (fires on {density:.2%} of tokens)"
+    return None
+
+
+def usual_activation(atlas: Atlas | None, like: torch.Tensor) -> torch.Tensor:
+    """Each latent's mean activation where it fires [d_sae], from the atlas; without one there
+    is no baseline, and it is 0 for all (the excess is then the activation itself)."""
+    if atlas is None:
+        return torch.zeros_like(like)
+    return torch.as_tensor(atlas.mean_activation, dtype=like.dtype)
+
+
+def label_score(atlas: Atlas | None, j: int) -> float | None:
+    if atlas is None:
+        return None
+    score = float(atlas.detection_auroc[j])
+    return None if math.isnan(score) else score
