@@ -82,6 +82,35 @@ def numbers_in(text: str) -> list[float]:
     return [v for m in _NUMBER.finditer(text) if (v := to_float(m.group(0))) is not None]
 
 
+_FINAL_STRICT = re.compile(r"#### ?-?[0-9][0-9.,]*?(?=[^0-9.,]|[.,][^0-9])")
+_FINAL_ANSWER_IS = re.compile(
+    r"answer is\s*:?\s*\$?\s*-?[0-9][0-9,]*(?:\.[0-9]+)?(?=[^0-9.,]|[.,][^0-9])", re.IGNORECASE
+)
+REPEATS_TO_STOP = 3
+"""A line written this many times means the output is looping: nothing later changes the answer."""
+
+
+def answer_is_final(text: str, mode: str) -> bool:
+    """Has a generated answer said everything its judge will read? The stopping rule for
+    generation, so that a judged answer never depends on where a token budget cuts it:
+    - gsm8k: a complete `#### N` (strict-match reads the first one), or "the answer is N";
+    - worked: its answer is closed (a blank line or the next "Q:" after some text), or either
+      of the above;
+    - any mode: the same line written REPEATS_TO_STOP times (a loop).
+    A complete number is one followed by something that cannot continue it. EOS and the budget
+    stop generation as well."""
+    if mode in ("gsm8k", "worked") and (
+        _FINAL_STRICT.search(text) or _FINAL_ANSWER_IS.search(text)
+    ):
+        return True
+    if mode == "worked":
+        lead = len(text) - len(text.lstrip())
+        if _ANSWER_END.search(text, lead) and text.strip():
+            return True
+    lines = [line.strip() for line in text.split("\n")[:-1] if line.strip()]  # complete lines
+    return bool(lines) and lines.count(lines[-1]) >= REPEATS_TO_STOP
+
+
 def _worked_answer(output: str) -> tuple[int, int] | None:
     """The characters of a worked answer's final value (see the module doc)."""
     lead = len(output) - len(output.lstrip())

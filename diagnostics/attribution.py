@@ -43,6 +43,7 @@ class AttributionResult:
     attribution: torch.Tensor  # [seq, d_sae] activation x gradient
     error_attribution: torch.Tensor  # [seq] error-term x gradient, summed over d_model
     logits: torch.Tensor  # [vocab] at the position
+    residual: torch.Tensor  # [seq, d_model] the residual stream the SAE read (its layer's output)
 
     @property
     def per_feature(self) -> torch.Tensor:
@@ -90,4 +91,5 @@ def attribute(lm: LanguageModel, sae: SparseAutoencoder, gap: LogitGap) -> Attri
         attribution=f * g,
         error_attribution=(err * err_g).sum(-1),
         logits=logits.detach(),
+        residual=rec.residual[0],
     )

@@ -16,7 +16,7 @@ import time
 import torch
 from pydantic import BaseModel, Field
 
-from diagnostics.answers import AnswerMode, Judgment, judge, to_float
+from diagnostics.answers import AnswerMode, Judgment, answer_is_final, judge, to_float
 from diagnostics.attribution import LogitGap, attribute
 from diagnostics.failure_classes import classify_failure
 from diagnostics.first_error import Correction, Edit, StepError, locate_first_error
@@ -45,7 +45,7 @@ from diagnostics.report import (
 from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.splice import splice_sae
 from diagnostics.verdict import write_verdict
-from diagnostics.verification import Verifier, matched_random_features
+from diagnostics.verification import Verifier, control_summary, matched_random_features
 
 __all__ = ["Atlas", "DiagnosisOptions", "diagnose"]
 
@@ -99,7 +99,9 @@ def diagnose(
     prompt_ids = lm.prompt_ids(prompt, chat=opts.chat)  # [P]
     given = output is not None
     if output is None:
-        out_ids = lm.generate_ids(prompt_ids, max_new_tokens=opts.max_new_tokens)  # [G]
+        out_ids = lm.generate_ids(
+            prompt_ids, max_new_tokens=opts.max_new_tokens, stop=_stop_rule(opts)
+        )  # [G]
         output = tok.decode(out_ids, skip_special_tokens=True)
     else:
         out_ids = torch.tensor(tok(output, add_special_tokens=False)["input_ids"], dtype=torch.long)
@@ -193,17 +195,25 @@ def diagnose(
             before=attr.metric,
             prefix_text=tok.decode(out_ids[: divergence.path_index], skip_special_tokens=True),
             judge_fn=lambda text: _judge(text, expected, opts).correct,
+            stop=_stop_rule(opts),
             max_new_tokens=opts.max_new_tokens,
         )
-        report.verification = verifier.run(report.flagged_ids)
         gen = torch.Generator().manual_seed(opts.seed)
         draws = matched_random_features(
             attr.features.sum(0), report.flagged_ids, opts.control_draws, generator=gen
         )
-        report.control = verifier.control(draws)
+        flagged_run, *control_runs = verifier.run([report.flagged_ids, *draws])
+        report.verification = flagged_run
+        report.control = control_summary(control_runs)
         timings.verification_s = time.perf_counter() - t3
     report.verdict = write_verdict(report)
     return _finish(report, timings, t0)
+
+
+def _stop_rule(opts: DiagnosisOptions):
+    """Generation stops once the answer its judge reads is final (answers.answer_is_final)."""
+    mode = opts.answer_mode
+    return lambda text: answer_is_final(text, mode)
 
 
 def _judge(output: str, expected: str, opts: DiagnosisOptions) -> Judgment:

@@ -19,7 +19,7 @@ from diagnostics.attribution import AttributionResult, LogitGap
 from diagnostics.language_model import LanguageModel
 from diagnostics.report import FlaggedFeature, TokenActivation
 from diagnostics.sae.modules import SparseAutoencoder
-from diagnostics.verification import single_ablation_effects
+from diagnostics.verification import AblationScreen
 
 SCREEN = 16
 """Candidates per screen: the most negative attributions, and the largest excess activations."""
@@ -100,7 +100,9 @@ def flag_latents(
     per_feature = attr.per_feature  # [d_sae]
     usual_all = usual_activation(atlas, per_feature)  # [d_sae]
     screen = screen_candidates(per_feature, attr.features, usual_all)
-    effects = single_ablation_effects(lm, sae, gap, screen, before=attr.metric)  # [m]
+    effects = AblationScreen(
+        lm, sae, gap, attr.residual, attr.features, before=attr.metric
+    ).effects(screen)  # [m]
     excess = attr.features[:, screen].max(0).values - usual_all[screen]  # [m]
     flagged: list[FlaggedFeature] = []
     for r in spuriousness_order(effects, excess):

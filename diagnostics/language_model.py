@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, StoppingCriteria
+
+StopRule = Callable[[str], bool]
+"""Given the text a row has generated so far, is it done? (e.g. answers.answer_is_final)"""
 
 
 @dataclass(frozen=True)
@@ -69,23 +73,63 @@ class LanguageModel:
         return torch.tensor([bos_like_id(self.tokenizer), *body], dtype=torch.long)
 
     @torch.no_grad()
-    def generate_ids(self, prompt_ids: torch.Tensor, *, max_new_tokens: int = 64) -> torch.Tensor:
-        """Greedy continuation [n_new] of `prompt_ids` [seq], stopping at EOS or the budget."""
+    def generate_ids(
+        self, prompt_ids: torch.Tensor, *, max_new_tokens: int = 64, stop: StopRule | None = None
+    ) -> torch.Tensor:
+        """Greedy continuation [n_new] of `prompt_ids` [seq], stopping at EOS, the budget, or
+        when `stop` says the text so far is done."""
+        return self.generate_rows([prompt_ids], max_new_tokens=max_new_tokens, stop=stop).ids[0]
+
+    @torch.no_grad()
+    def generate_rows(
+        self,
+        prompts: list[torch.Tensor],
+        *,
+        max_new_tokens: int = 64,
+        stop: StopRule | None = None,
+        first_logits: bool = False,
+    ) -> Rows:
+        """Greedy continuations of several prompts [seq_i] in one batch (left-padded when their
+        lengths differ), each row stopping on its own at EOS or `stop`. A feature edit that
+        treats rows differently (a spliced SAE) sees them in this order."""
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
-        ids = prompt_ids.to(self.device).unsqueeze(0)  # [1, seq]
-        eos = self.tokenizer.eos_token_id
+        width = max(len(p) for p in prompts)
+        pad = self.pad_id
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for r, p in enumerate(prompts):  # left padding: every row ends at the same column
+            ids[r, width - len(p) :] = p
+            mask[r, width - len(p) :] = 1
+        criteria = _RowStop(self.tokenizer, width, stop, len(prompts))
         out = self.model.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
+            ids.to(self.device),
+            attention_mask=mask.to(self.device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            eos_token_id=eos,
-            pad_token_id=self.tokenizer.pad_token_id
-            if self.tokenizer.pad_token_id is not None
-            else eos,
-        )  # [1, seq + n_new]
-        return out[0, ids.shape[1] :].cpu()
+            eos_token_id=self.tokenizer.eos_token_id,
+            pad_token_id=pad,
+            stopping_criteria=[criteria],
+            return_dict_in_generate=True,
+            output_logits=first_logits,
+        )
+        new = out.sequences[:, width:].cpu()  # [rows, n_new]
+        rows = []
+        for r in range(len(prompts)):
+            end = criteria.ended_at[r] if criteria.ended_at[r] is not None else new.shape[1]
+            row = new[r, :end]
+            eos = self.tokenizer.eos_token_id
+            if eos is not None and (row == eos).any():  # keep EOS, drop what comes after it
+                row = row[: int((row == eos).nonzero()[0]) + 1]
+            rows.append(row)
+        logits = out.logits[0].float().cpu() if first_logits else None  # [rows, vocab]
+        return Rows(ids=rows, first_logits=logits)
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return int(pad if pad is not None else 0)
 
     def generate(
         self, prompt: str, *, chat: bool = True, max_new_tokens: int = 64, system: str | None = None
@@ -95,6 +139,37 @@ class LanguageModel:
         output_ids = self.generate_ids(prompt_ids, max_new_tokens=max_new_tokens)
         text = self.tokenizer.decode(output_ids, skip_special_tokens=True)
         return Generation(prompt_ids=prompt_ids, output_ids=output_ids, text=text)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Greedy continuations of a batch of prompts."""
+
+    ids: list[torch.Tensor]  # per row: the generated tokens [n_new_r] (EOS included if hit)
+    first_logits: torch.Tensor | None = None  # [rows, vocab] logits of each row's first token
+
+
+class _RowStop(StoppingCriteria):
+    """Stops each row on its own when `stop` says its text is done; remembers where."""
+
+    def __init__(self, tokenizer, prompt_width: int, stop: StopRule | None, rows: int) -> None:
+        self.tokenizer, self.width, self.stop = tokenizer, prompt_width, stop
+        self.ended_at: list[int | None] = [None] * rows
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if self.stop is None:
+            return done
+        n = input_ids.shape[1] - self.width
+        for r in range(input_ids.shape[0]):
+            if self.ended_at[r] is not None:
+                done[r] = True
+                continue
+            text = self.tokenizer.decode(input_ids[r, self.width :], skip_special_tokens=True)
+            if self.stop(text):
+                self.ended_at[r] = n
+                done[r] = True
+        return done
 
 
 def bos_like_id(tokenizer: PreTrainedTokenizerBase) -> int:

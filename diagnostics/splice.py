@@ -30,6 +30,7 @@ class SpliceRecord:
         None  # [batch, seq, d_model], x - decode(features); a leaf if track_grad
     )
     included: torch.Tensor | None = None  # [batch, seq] bool, positions the SAE was applied to
+    residual: torch.Tensor | None = None  # [batch, seq, d_model] the residual the SAE read
 
 
 @contextmanager
@@ -73,6 +74,7 @@ def splice_sae(
         if track_grad:
             error = error.detach().requires_grad_(True)
         record.features, record.error = (leaf if track_grad else f), error
+        record.residual = x.detach()
         out = sae.decode(edit(f)) if edit is not None else x_hat
         if keep_error:
             out = out + error

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 
 import torch
 
-from diagnostics.attribution import LogitGap, logit_difference
-from diagnostics.language_model import LanguageModel
+from diagnostics.attribution import LogitGap
+from diagnostics.language_model import LanguageModel, StopRule
 from diagnostics.report import AblationResult, ControlResult
 from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.splice import FeatureEdit, splice_sae
+from diagnostics.upper_layers import UpperLayers
 
 
 def zero_ablation(features: list[int]) -> FeatureEdit:
@@ -26,45 +27,64 @@ def zero_ablation(features: list[int]) -> FeatureEdit:
     return edit
 
 
-@torch.no_grad()
-def single_ablation_effects(
-    lm: LanguageModel,
-    sae: SparseAutoencoder,
-    gap: LogitGap,
-    features: list[int],
-    *,
-    before: float,
-    batch_size: int = 16,
-) -> torch.Tensor:
-    """Change [m] of the gap when each of `features` alone is zero-ablated at every position
-    (error term kept), against the unablated gap `before`; one batched forward per batch."""
-    ids = gap.prefix[None].to(lm.device)  # [1, seq]
-    changes = []
-    for start in range(0, len(features), batch_size):
-        index = torch.tensor(features[start : start + batch_size], dtype=torch.long)
+@dataclass
+class AblationScreen:
+    """Measures single-latent zero-ablations at a logit gap: the change of the gap when each
+    latent alone is set to 0 at every position (error term kept).
+
+    Zero-ablating latent j moves the residual the SAE read by -f_j W_dec[j] at every position,
+    so the edited residual is formed directly and only the layers above the SAE run, with the
+    unembedding at the gap's position alone (`UpperLayers`), many latents per batch. When that
+    path does not reproduce the model's forward, full spliced forwards are used instead."""
+
+    lm: LanguageModel
+    sae: SparseAutoencoder
+    gap: LogitGap
+    residual: torch.Tensor  # [seq, d_model] at the SAE's layer, over gap.prefix
+    features: torch.Tensor  # [seq, d_sae] the SAE's features there (0 at special tokens)
+    before: float  # the unedited gap
+    batch_size: int = 32
+    _upper: UpperLayers | None = None
+
+    @torch.no_grad()
+    def effects(self, latents: list[int]) -> torch.Tensor:
+        """The gap change [m] for each latent of `latents` ablated alone."""
+        if self._upper is None:
+            self._upper = UpperLayers(self.lm, self.sae.cfg.hook_layer)
+            full = self._full_logits(None)
+            self._upper.check(self.residual[None], full)
+        out = []
+        for start in range(0, len(latents), self.batch_size):
+            index = torch.tensor(latents[start : start + self.batch_size], dtype=torch.long)
+            if self._upper.exact:
+                logits = self._upper.last_logits(self._ablated(index))  # [b, vocab]
+            else:
+                logits = self._full_logits(index)
+            out.append(logits[:, self.gap.target] - logits[:, self.gap.other] - self.before)
+        return torch.cat(out) if out else torch.zeros(0)
+
+    def _ablated(self, index: torch.Tensor) -> torch.Tensor:
+        """Residuals [b, seq, d_model] with latent index[r] zero-ablated in row r."""
+        w = self.sae.W_dec[index].to(self.residual.dtype)  # [b, d_model]
+        f = self.features[:, index].T.to(self.residual.dtype)  # [b, seq]
+        return self.residual[None] - f[:, :, None] * w[:, None, :]
+
+    def _full_logits(self, index: torch.Tensor | None) -> torch.Tensor:
+        """Logits [b, vocab] at the gap's position from full spliced forwards."""
+        ids = self.gap.prefix[None].to(self.lm.device)
+        if index is None:
+            with splice_sae(self.lm, self.sae):
+                return self.lm.model(ids).logits[:, self.gap.position].float().cpu()
         rows = torch.arange(len(index))
 
-        def edit(f: torch.Tensor, index=index, rows=rows) -> torch.Tensor:  # [b, seq, d_sae]
+        def edit(f: torch.Tensor) -> torch.Tensor:  # [b, seq, d_sae]
             f = f.clone()
             f[rows, :, index.to(f.device)] = 0.0  # row r loses latent index[r]
             return f
 
-        with splice_sae(lm, sae, edit=edit):
-            logits = lm.model(ids.expand(len(index), -1)).logits[:, gap.position]  # [b, vocab]
-        changes.append((logits[:, gap.target] - logits[:, gap.other]).float().cpu() - before)
-    return torch.cat(changes) if changes else torch.zeros(0)
-
-
-def continue_with_edit(
-    lm: LanguageModel,
-    sae: SparseAutoencoder,
-    prefix_ids: torch.Tensor,
-    edit: FeatureEdit | None,
-    max_new_tokens: int,
-) -> torch.Tensor:
-    """Greedy continuation [n_new] of prefix_ids [seq] with the edit active at every position."""
-    with splice_sae(lm, sae, edit=edit):
-        return lm.generate_ids(prefix_ids, max_new_tokens=max_new_tokens)
+        with splice_sae(self.lm, self.sae, edit=edit):
+            out = self.lm.model(ids.expand(len(index), -1)).logits[:, self.gap.position]
+        return out.float().cpu()
 
 
 def matched_random_features(
@@ -98,10 +118,23 @@ def matched_random_features(
     return out
 
 
+def row_ablation(sets: list[list[int]]) -> FeatureEdit:
+    """An edit that zero-ablates latent set r in batch row r, at every position."""
+
+    def edit(f: torch.Tensor) -> torch.Tensor:  # [rows, seq, d_sae]
+        keep = torch.ones(len(sets), f.shape[-1], dtype=f.dtype, device=f.device)  # [rows, d_sae]
+        for r, latents in enumerate(sets):
+            keep[r, latents] = 0.0
+        return f * keep[:, None, :]
+
+    return edit
+
+
 @dataclass(frozen=True)
 class Verifier:
-    """Ablates a set of latents at a divergence: the gap, and the greedy continuation from the
-    shared prefix judged for the expected answer."""
+    """Ablates sets of latents at a divergence, all in one batch: the gap with each set ablated
+    (the first step of its continuation), and the greedy continuation from the shared prefix,
+    each row stopping when its answer is final, judged for the expected answer."""
 
     lm: LanguageModel
     sae: SparseAutoencoder
@@ -109,30 +142,47 @@ class Verifier:
     before: float  # the unedited gap
     prefix_text: str  # the model's own continuation text before the divergence
     judge_fn: Callable[[str], bool]  # is the whole continuation text correct?
+    stop: StopRule  # is a continuation's answer final?
     max_new_tokens: int
 
-    def run(self, features: list[int]) -> AblationResult:
-        edit = zero_ablation(features)
-        after = logit_difference(self.lm, self.sae, self.gap, edit=edit)
-        new = continue_with_edit(self.lm, self.sae, self.gap.prefix, edit, self.max_new_tokens)
-        text = self.lm.tokenizer.decode(new, skip_special_tokens=True)
-        return AblationResult(
-            features=features,
-            metric_before=self.before,
-            metric_after=after,
-            metric_change=after - self.before,
-            continuation=text,
-            fixed=self.judge_fn(self.prefix_text + text),
-            takes_correction=bool(len(new)) and int(new[0]) == self.gap.target,
-        )
+    def run(self, sets: list[list[int]]) -> list[AblationResult]:
+        if not sets:
+            return []
+        prefix = self.gap.prefix
+        with splice_sae(self.lm, self.sae, edit=row_ablation(sets)):
+            rows = self.lm.generate_rows(
+                [prefix] * len(sets),
+                max_new_tokens=self.max_new_tokens,
+                stop=lambda text: self.stop(self.prefix_text + text),
+                first_logits=True,
+            )
+        results = []
+        for r, latents in enumerate(sets):
+            first = rows.first_logits[r]  # [vocab] at the gap's position, set r ablated
+            after = float(first[self.gap.target] - first[self.gap.other])
+            new = rows.ids[r]
+            text = self.lm.tokenizer.decode(new, skip_special_tokens=True)
+            results.append(
+                AblationResult(
+                    features=latents,
+                    metric_before=self.before,
+                    metric_after=after,
+                    metric_change=after - self.before,
+                    continuation=text,
+                    fixed=self.judge_fn(self.prefix_text + text),
+                    takes_correction=bool(len(new)) and int(new[0]) == self.gap.target,
+                )
+            )
+        return results
 
-    def control(self, draws: list[list[int]]) -> ControlResult | None:
-        results = [self.run(d) for d in draws]
-        if not results:
-            return None
-        changes = torch.tensor([r.metric_change for r in results])
-        return ControlResult(
-            draws=results,
-            median_metric_change=float(changes.median()),
-            fix_rate=sum(r.fixed for r in results) / len(results),
-        )
+
+def control_summary(draws: list[AblationResult]) -> ControlResult | None:
+    """The random control's draws and their median gap change and fix rate."""
+    if not draws:
+        return None
+    changes = torch.tensor([r.metric_change for r in draws])
+    return ControlResult(
+        draws=draws,
+        median_metric_change=float(changes.median()),
+        fix_rate=sum(r.fixed for r in draws) / len(draws),
+    )

@@ -9,11 +9,7 @@ from diagnostics.diagnose import DiagnosisOptions, diagnose
 from diagnostics.flagging import screen_candidates, spuriousness_order
 from diagnostics.hooks import hook_resid_post
 from diagnostics.report import DriftReport
-from diagnostics.verification import (
-    matched_random_features,
-    single_ablation_effects,
-    zero_ablation,
-)
+from diagnostics.verification import AblationScreen, matched_random_features, zero_ablation
 from tests.conftest import make_random_sae
 
 PROMPT = "what is 2 plus 3 ?"
@@ -48,17 +44,27 @@ def test_attribution_predicts_single_latent_ablation(tiny_lm, sae):
     assert (torch.sign(effects) == torch.sign(-res.per_feature[top])).float().mean() >= 0.8
 
 
-def test_batched_single_ablations_equal_one_at_a_time(tiny_lm, sae):
+def test_screened_single_ablations_equal_full_forwards_one_at_a_time(tiny_lm):
+    sae = make_random_sae(tiny_lm.d_model, 128, layer=2, seed=3)
+    with torch.no_grad():  # a dense SAE, so that latents fire on the plain prompt
+        sae.threshold.zero_()
+        sae.b_enc.zero_()
     ids = tiny_lm.prompt_ids(PROMPT, chat=False)
     pos = len(ids) - 1
-    features = [3, 17, 40, 99, 127]
     gap = LogitGap(ids, pos, 5, 9)
-    clean = logit_difference(tiny_lm, sae, gap)
-    batched = single_ablation_effects(tiny_lm, sae, gap, features, before=clean, batch_size=2)
+    attr = attribute(tiny_lm, sae, gap)
+    active = torch.nonzero(attr.features.sum(0) > 0).squeeze(1).tolist()
+    silent = next(j for j in range(128) if j not in active)
+    features = active[:5] + [silent]  # active latents, and one that does not fire (no effect)
+    screen = AblationScreen(tiny_lm, sae, gap, attr.residual, attr.features, before=attr.metric)
+    screen.batch_size = 2
+    batched = screen.effects(features)
+    assert screen._upper.exact  # the upper-layers path reproduced the full forward
     one_by_one = [
-        logit_difference(tiny_lm, sae, gap, edit=zero_ablation([j])) - clean for j in features
+        logit_difference(tiny_lm, sae, gap, edit=zero_ablation([j])) - attr.metric for j in features
     ]
     assert batched.tolist() == pytest.approx(one_by_one, abs=1e-4)
+    assert all(abs(e) > 1e-4 for e in one_by_one[:5]) and batched[-1] == pytest.approx(0, abs=1e-6)
 
 
 def test_matched_controls_avoid_flagged_and_match_activation():
