@@ -29,6 +29,7 @@ from diagnostics.gold_solution import (
     last_question,
 )
 from diagnostics.language_model import LanguageModel
+from diagnostics.null import EVIDENCE_PERCENTILE, draw_null, null_record
 from diagnostics.paths import corrected_path, divergence_at, token_char_spans
 from diagnostics.report import (
     Attribution,
@@ -44,7 +45,7 @@ from diagnostics.report import (
 )
 from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.splice import splice_sae
-from diagnostics.verdict import write_verdict
+from diagnostics.verdict import caveats, write_verdict
 from diagnostics.verification import Verifier, control_summary, matched_random_features
 
 __all__ = ["Atlas", "DiagnosisOptions", "diagnose"]
@@ -64,6 +65,12 @@ class DiagnosisOptions(BaseModel):
     max_new_tokens: int = Field(256, ge=1, le=1024, description="Generation budget.")
     top_k: int = Field(5, ge=1, le=50, description="Latents to flag and ablate together.")
     control_draws: int = Field(3, ge=0, le=20, description="Random matched control sets.")
+    null_draws: int = Field(
+        20, ge=0, le=200, description="Draws of the selection-matched null (0: none)."
+    )
+    null_continuations: int = Field(
+        3, ge=0, le=20, description="Null draws whose greedy continuation is also judged."
+    )
     top_features_per_token: int = Field(3, ge=0, le=20, description="Features kept per token.")
     verify: bool = Field(True, description="Run the ablation checks (slower).")
     seed: int = Field(0, description="Seed of the random control.")
@@ -172,22 +179,23 @@ def diagnose(
         model_seq, divergence.position - 1, divergence.expected_token_id, divergence.model_token_id
     )
     attr = attribute(lm, sae, gap)
-    per_feature = attr.per_feature  # [d_sae]
-    report.attribution = Attribution(
-        metric=attr.metric,
-        total_feature_attribution=float(per_feature.sum()),
-        error_attribution=float(attr.error_attribution.sum()),
-        error_share=attr.error_share,
-        top_positive=_top(per_feature, 10, largest=True),
-        top_negative=_top(per_feature, 10, largest=False),
-    )
     paths = PathFeatures(model=model_feats, corrected=exp_feats, prompt_len=P)
-    report.flagged = flag_latents(lm, sae, gap, attr, paths, top_k=opts.top_k, atlas=atlas)
+    flagging = flag_latents(lm, sae, gap, attr, paths, top_k=opts.top_k, atlas=atlas)
+    report.flagged = flagging.flagged
+    report.attribution = _attribution_record(attr, flagging, atlas)
     _mark_flagged(report, model_feats, exp_feats, report.flagged_ids)
     timings.attribution_s = time.perf_counter() - t2
 
     if opts.verify and report.flagged:
         t3 = time.perf_counter()
+        gen = torch.Generator().manual_seed(opts.seed)
+        null = draw_null(flagging, opts.null_draws, generator=gen)
+        null_s = time.perf_counter() - t3
+        flagged_change = float(flagging.ablations.set_effects([report.flagged_ids])[0])
+        plain = matched_random_features(
+            attr.features.sum(0), report.flagged_ids, opts.control_draws, generator=gen
+        )
+        continued = [d for d, s in enumerate(null.sets) if s][: opts.null_continuations]
         verifier = Verifier(
             lm=lm,
             sae=sae,
@@ -198,14 +206,21 @@ def diagnose(
             stop=_stop_rule(opts),
             max_new_tokens=opts.max_new_tokens,
         )
-        gen = torch.Generator().manual_seed(opts.seed)
-        draws = matched_random_features(
-            attr.features.sum(0), report.flagged_ids, opts.control_draws, generator=gen
-        )
-        flagged_run, *control_runs = verifier.run([report.flagged_ids, *draws])
-        report.verification = flagged_run
-        report.control = control_summary(control_runs)
+        t4 = time.perf_counter()
+        runs = verifier.run([report.flagged_ids, *plain, *(null.sets[d] for d in continued)])
+        report.verification = runs[0]
+        report.control = control_summary(runs[1 : 1 + len(plain)])
+        if len(null.sets):
+            report.null = null_record(
+                null, dict(zip(continued, runs[1 + len(plain) :], strict=True)), flagged_change,
+                seconds=null_s + (time.perf_counter() - t4) * len(continued) / len(runs),
+            )  # fmt: skip
+            report.evidence = (
+                "supported" if flagged_change > 0 and report.null.percentile >= EVIDENCE_PERCENTILE
+                else "weak"
+            )  # fmt: skip
         timings.verification_s = time.perf_counter() - t3
+    report.warnings.extend(caveats(report))
     report.verdict = write_verdict(report)
     return _finish(report, timings, t0)
 
@@ -297,13 +312,39 @@ def _features(lm: LanguageModel, sae: SparseAutoencoder, seq: torch.Tensor):
     return rec.features[0].float(), logits
 
 
-def _top(values: torch.Tensor, n: int, *, largest: bool) -> list[FeatureAttribution]:
-    top = values.topk(min(n, len(values)), largest=largest)
-    return [
-        FeatureAttribution(feature=int(i), attribution=float(v))
-        for v, i in zip(top.values, top.indices, strict=True)
-        if (v > 0 if largest else v < 0)
-    ]
+def _attribution_record(attr, flagging, atlas: Atlas | None) -> Attribution:
+    """The linear decomposition of the exact gap, and the strongest attributors either way
+    (flagged or not, with their measured ablation effect when they were screened)."""
+    per_feature = attr.per_feature  # [d_sae]
+    features, error = float(per_feature.sum()), float(attr.error_attribution.sum())
+    baseline = flagging.ablations.baseline()
+    measured = dict(zip(flagging.screened, flagging.effects.tolist(), strict=True))
+    flagged = {f.feature for f in flagging.flagged}
+
+    def top(largest: bool) -> list[FeatureAttribution]:
+        values = per_feature.topk(min(10, len(per_feature)), largest=largest)
+        return [
+            FeatureAttribution(
+                feature=int(i),
+                attribution=float(v),
+                label=atlas.label(int(i)) if atlas is not None else "",
+                ablation_effect=measured.get(int(i)),
+                flagged=int(i) in flagged,
+            )
+            for v, i in zip(values.values, values.indices, strict=True)
+            if (v > 0 if largest else v < 0)
+        ]
+
+    return Attribution(
+        metric=attr.metric,
+        baseline=baseline,
+        total_feature_attribution=features,
+        error_attribution=error,
+        nonlinear=attr.metric - baseline - features - error if baseline is not None else None,
+        error_share=attr.error_share,
+        top_positive=top(True),
+        top_negative=top(False),
+    )
 
 
 def _token_path(

@@ -79,6 +79,52 @@ def spuriousness_order(effects: torch.Tensor, excess: torch.Tensor) -> list[int]
     return sorted(confirmed, key=lambda r: (float(score[r]), float(effects[r])), reverse=True)
 
 
+@dataclass(frozen=True)
+class SpuriousSelection:
+    """The selection procedure: confirmed by their own ablation, ranked by effect x excess,
+    kept when off the correct path, at most top_k. The selection-matched null puts random
+    candidates through exactly this."""
+
+    attr: AttributionResult
+    paths: PathFeatures
+    usual: torch.Tensor  # [d_sae] each latent's usual activation (0 without an atlas)
+    atlas: Atlas | None
+    top_k: int
+
+    def select(self, latents: list[int], effects: torch.Tensor) -> list[tuple[int, str]]:
+        """(index into `latents`, why it is off the path) of the selected, most spurious first;
+        effects [m] are the latents' single-ablation effects."""
+        if not latents:
+            return []
+        excess = self.attr.features[:, latents].max(0).values - self.usual[latents]  # [m]
+        chosen: list[tuple[int, str]] = []
+        for r in spuriousness_order(effects, excess):
+            if len(chosen) >= self.top_k:
+                break
+            j = latents[r]
+            reason = _off_path_reason(
+                j,
+                float(self.paths.model[:, j].max()),
+                float(self.paths.corrected[:, j].max()),
+                float(self.attr.features[:, j].max()),
+                self.atlas,
+            )
+            if reason is not None:
+                chosen.append((r, reason))
+        return chosen
+
+
+@dataclass(frozen=True)
+class Flagging:
+    """The flagged latents and what produced them (for the null, which repeats the procedure)."""
+
+    flagged: list[FlaggedFeature]
+    screened: list[int]  # the candidates ablated alone
+    effects: torch.Tensor  # [m] their single-ablation effects
+    selection: SpuriousSelection
+    ablations: AblationScreen
+
+
 def flag_latents(
     lm: LanguageModel,
     sae: SparseAutoencoder,
@@ -88,7 +134,7 @@ def flag_latents(
     *,
     top_k: int,
     atlas: Atlas | None,
-) -> list[FlaggedFeature]:
+) -> Flagging:
     """Latents that push the gap toward the wrong token and fire off the correct path, most
     spurious first.
 
@@ -100,56 +146,58 @@ def flag_latents(
     per_feature = attr.per_feature  # [d_sae]
     usual_all = usual_activation(atlas, per_feature)  # [d_sae]
     screen = screen_candidates(per_feature, attr.features, usual_all)
-    effects = AblationScreen(
-        lm, sae, gap, attr.residual, attr.features, before=attr.metric
-    ).effects(screen)  # [m]
-    excess = attr.features[:, screen].max(0).values - usual_all[screen]  # [m]
-    flagged: list[FlaggedFeature] = []
-    for r in spuriousness_order(effects, excess):
-        if len(flagged) >= top_k:
-            break
-        j = screen[r]
-        act_fail = float(paths.model[:, j].max())
-        act_exp = float(paths.corrected[:, j].max())
-        here = attr.features[:, j]  # [seq] activation at the attributed positions
-        reason = _off_path_reason(j, act_fail, act_exp, float(here.max()), atlas)
-        if reason is None:
-            continue
-        fires = torch.nonzero(here > 0).squeeze(1)
-        strongest = fires[torch.argsort(here[fires], descending=True)][:8]
-        flagged.append(
-            FlaggedFeature(
-                feature=j,
-                label=atlas.label(j) if atlas is not None else "",
-                label_score=label_score(atlas, j),
-                attribution=float(per_feature[j]),
-                ablation_effect=float(effects[r]),
-                activation_failing=act_fail,
-                activation_expected=act_exp,
-                atlas_mean_activation=float(atlas.mean_activation[j])
-                if atlas is not None
-                else None,
-                atlas_density=float(atlas.density[j]) if atlas is not None else None,
-                off_path_reason=reason,
-                fires_at=[
-                    TokenActivation(
-                        position=int(p),
-                        token=lm.tokenizer.decode([int(gap.input_ids[p])]),
-                        activation=float(here[p]),
-                    )
-                    for p in strongest
-                ],
-                in_prompt=bool((fires < paths.prompt_len).any()),
+    ablations = AblationScreen(lm, sae, gap, attr.residual, attr.features, before=attr.metric)
+    effects = ablations.effects(screen)  # [m]
+    selection = SpuriousSelection(attr, paths, usual_all, atlas, top_k)
+    flagged = [
+        _flagged_record(lm, gap, attr, paths, atlas, screen[r], float(effects[r]), reason)
+        for r, reason in selection.select(screen, effects)
+    ]
+    return Flagging(flagged, screen, effects, selection, ablations)
+
+
+def _flagged_record(
+    lm: LanguageModel,
+    gap: LogitGap,
+    attr: AttributionResult,
+    paths: PathFeatures,
+    atlas: Atlas | None,
+    j: int,
+    effect: float,
+    reason: str,
+) -> FlaggedFeature:
+    here = attr.features[:, j]  # [seq] activation at the attributed positions
+    fires = torch.nonzero(here > 0).squeeze(1)
+    strongest = fires[torch.argsort(here[fires], descending=True)][:8]
+    return FlaggedFeature(
+        feature=j,
+        label=atlas.label(j) if atlas is not None else "",
+        label_score=label_score(atlas, j),
+        attribution=float(attr.per_feature[j]),
+        ablation_effect=effect,
+        activation_failing=float(paths.model[:, j].max()),
+        activation_expected=float(paths.corrected[:, j].max()),
+        atlas_mean_activation=float(atlas.mean_activation[j]) if atlas is not None else None,
+        atlas_density=float(atlas.density[j]) if atlas is not None else None,
+        off_path_reason=reason,
+        fires_at=[
+            TokenActivation(
+                position=int(p),
+                token=lm.tokenizer.decode([int(gap.input_ids[p])]),
+                activation=float(here[p]),
             )
-        )
-    return flagged
+            for p in strongest
+        ],
+        in_prompt=bool((fires < paths.prompt_len).any()),
+    )
 
 
 def _off_path_reason(
     j: int, act_fail: float, act_exp: float, peak_here: float, atlas: Atlas | None
 ) -> str | None:
-    """Why latent j is off the correct path, or None when it is on it."""
-    if act_exp > act_fail * 1.05:
+    """Why latent j is off the correct path, or None when it is on it (more active on the
+    corrected path than on the model's own, by any margin)."""
+    if act_exp > act_fail:
         return None
     if act_fail > act_exp * 1.05:
         return "more active on the model's path than on the corrected one"

@@ -42,6 +42,9 @@ class FeatureAttribution(BaseModel):
 
     feature: int
     attribution: float
+    label: str = ""
+    ablation_effect: float | None = None  # measured, when it was among the screened candidates
+    flagged: bool = False
 
 
 class PathToken(BaseModel):
@@ -124,19 +127,51 @@ class AblationResult(BaseModel):
 
 
 class ControlResult(BaseModel):
-    """The same ablation on random active latents matched by activation (several draws)."""
+    """The same ablation on random active latents matched by activation (several draws), with
+    no selection: a baseline for scale, not the evidence (see SelectionMatchedNull)."""
 
+    kind: Literal["matched_random"] = "matched_random"
     draws: list[AblationResult]
     median_metric_change: float
     fix_rate: float
 
 
-class Attribution(BaseModel):
-    """How the metric at the divergence splits over SAE latents and the SAE error term."""
+class NullDraw(BaseModel):
+    """One draw of the selection-matched null: the random latents its selection kept."""
 
-    metric: float
-    total_feature_attribution: float
-    error_attribution: float
+    features: list[int]  # empty when the selection kept none
+    metric_change: float  # gap change with them ablated together
+    fixed: bool | None = None  # None: no continuation was run for this draw
+    continuation: str | None = None
+
+
+class SelectionMatchedNull(BaseModel):
+    """Random candidates put through the flagged latents' screen-and-select procedure."""
+
+    kind: Literal["selection_matched"] = "selection_matched"
+    candidates_per_draw: int  # as many random latents as were screened
+    pool: int  # random latents ablated alone, resampled into the draws
+    draws: list[NullDraw]
+    median_metric_change: float
+    p90_metric_change: float
+    percentile: float  # of the flagged set's gap change among the draws' (0-100)
+    fix_rate: float | None  # over the draws with a continuation
+    threshold_percentile: float  # the flagged set explains the failure only above this
+    seconds: float
+
+
+class Attribution(BaseModel):
+    """How the gap at the divergence splits over SAE latents and the SAE error term.
+
+    Attributions are linear estimates (activation x gradient, zero baseline). With the gap when
+    every node at the SAE's layer is zero (`baseline`) they add up to the exact gap:
+    metric = baseline + total_feature_attribution + error_attribution + nonlinear."""
+
+    metric: float  # the exact gap, logit(corrected) - logit(model's token)
+    baseline: float | None = None  # the gap with the SAE's layer zeroed (all nodes off)
+    total_feature_attribution: float  # linear estimate, all latents
+    error_attribution: float  # linear estimate, the SAE error term
+    nonlinear: float | None = None  # what the linear estimates leave out
     error_share: float  # |error| / (|error| + sum |feature attributions|)
     top_positive: list[FeatureAttribution] = Field(
         default_factory=list
@@ -192,7 +227,9 @@ class DriftReport(BaseModel):
     attribution: Attribution | None = None
     flagged: list[FlaggedFeature] = Field(default_factory=list)
     verification: AblationResult | None = None
+    null: SelectionMatchedNull | None = None
     control: ControlResult | None = None
+    evidence: Literal["supported", "weak", "none"] = "none"  # flagged vs the selection-matched null
     verdict: str
     timings: Timings = Field(default_factory=Timings)
     warnings: list[str] = Field(default_factory=list)

@@ -44,10 +44,24 @@ def render_report(report: DriftReport) -> str:
         )
     a = report.attribution
     if a is not None:
+        rest = f" + nonlinear {a.nonlinear:+.2f}" if a.nonlinear is not None else ""
+        base = f"baseline {a.baseline:+.2f} + " if a.baseline is not None else ""
         lines.append(
-            f"attribution: latents {a.total_feature_attribution:+.2f}, SAE error "
-            f"{a.error_attribution:+.2f} (error share {a.error_share:.0%})"
+            f"gap {a.metric:+.2f} = {base}latents {a.total_feature_attribution:+.2f} + SAE error "
+            f"{a.error_attribution:+.2f}{rest}  (linear estimates; error share {a.error_share:.0%})"
         )
+        unflagged = [t for t in a.top_negative[:5] if not t.flagged]
+        if unflagged:
+            shown = ", ".join(
+                f"#{t.feature} {t.attribution:+.2f}"
+                + (
+                    f" (ablated alone {t.ablation_effect:+.2f})"
+                    if t.ablation_effect is not None
+                    else ""
+                )
+                for t in unflagged
+            )
+            lines.append(f"  strongest push toward the wrong token, not flagged: {shown}")
     if report.flagged:
         lines += ["", "flagged latents (push toward the wrong token, off the correct path):"]
         lines.append(
@@ -76,9 +90,22 @@ def render_report(report: DriftReport) -> str:
             f"{'FIXED' if v.fixed else 'not fixed'}",
             "  continuation: " + v.continuation.strip().replace("\n", " ")[:160],
         ]
+        n = report.null
+        if n is not None:
+            fixes = (
+                f", fix rate {n.fix_rate:.0%} of {sum(d.fixed is not None for d in n.draws)}"
+                if n.fix_rate is not None
+                else ""
+            )
+            lines.append(
+                f"selection-matched null, {len(n.draws)} draws ({n.candidates_per_draw} random "
+                f"candidates each, pool {n.pool}): median {n.median_metric_change:+.2f}, 90th "
+                f"percentile {n.p90_metric_change:+.2f}{fixes}; flagged at percentile "
+                f"{n.percentile:.0f} -> evidence {report.evidence}"
+            )
         if c is not None:
             lines.append(
-                f"control, {len(c.draws)} matched random sets: median change "
+                f"plain matched-random baseline, {len(c.draws)} sets (no selection): median change "
                 f"{c.median_metric_change:+.2f}, fix rate {c.fix_rate:.0%}"
             )
     for w in report.warnings:

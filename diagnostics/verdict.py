@@ -1,9 +1,12 @@
 """The verdict: one paragraph that says where the model went wrong and what the evidence shows,
-each claim backed by a number in the same report."""
+each claim backed by a number in the same report, and the caveats a reader must know."""
 
 from __future__ import annotations
 
 from diagnostics.report import DriftReport
+
+ERROR_SHARE_WARNING = 0.5
+"""Above this share of the attribution in the SAE error term, the latents explain little."""
 
 
 def write_verdict(report: DriftReport) -> str:
@@ -34,20 +37,78 @@ def write_verdict(report: DriftReport) -> str:
         f"There the model preferred {d.model_token!r} (p={d.prob_model:.2f}) over "
         f"{d.expected_token!r} (p={d.prob_expected:.2f}), {turn}."
     )
-    if report.flagged:
-        names = ", ".join(
-            f"#{f.feature}" + (f" '{f.label}'" if f.label else "") for f in report.flagged[:3]
-        )
-        parts.append(f"Strongest latents pushing toward the wrong token: {names}.")
-    v, c = report.verification, report.control
-    if v is not None:
-        ctrl = f" vs {c.median_metric_change:+.2f} for matched random latents" if c else ""
-        fixed = "fixed the answer" if v.fixed else "did not fix the answer"
+    v, null = report.verification, report.null
+    if not report.flagged:
+        parts.append("No latent was confirmed by its own ablation; no feature explanation.")
+        return " ".join(parts)
+    names = ", ".join(
+        f"#{f.feature}" + (f" '{f.label}'" if f.label else "") for f in report.flagged[:3]
+    )
+    if v is None:
+        parts.append(f"Candidate latents (not verified): {names}.")
+        return " ".join(parts)
+    fixed = "fixes the answer" if v.fixed else "does not fix the answer"
+    if null is None:
         parts.append(
-            f"Ablating the {len(v.features)} flagged latents changed the logit gap by "
-            f"{v.metric_change:+.2f}{ctrl}, and {fixed}."
+            f"Latents pushing toward the wrong token: {names}. Ablating the {len(v.features)} "
+            f"flagged latents changes the gap by {v.metric_change:+.2f} and {fixed}; without a "
+            "selection-matched null this is not evidence."
+        )
+    elif report.evidence == "supported":
+        parts.append(
+            f"The latents that pushed it there: {names}. Ablating the {len(v.features)} flagged "
+            f"latents changes the gap by {v.metric_change:+.2f}, more than "
+            f"{null.percentile:.0f}% of {len(null.draws)} random sets chosen the same way "
+            f"(their median {null.median_metric_change:+.2f}, 90th percentile "
+            f"{null.p90_metric_change:+.2f}), and {fixed}."
+        )
+    else:
+        parts.append(
+            f"The evidence is weak: ablating the flagged latents ({names}) changes the gap by "
+            f"{v.metric_change:+.2f}, which puts them at the {null.percentile:.0f}th percentile of "
+            f"{len(null.draws)} random sets chosen the same way (90th percentile "
+            f"{null.p90_metric_change:+.2f}); they do not explain the failure better than chance "
+            f"selection, and the ablation {fixed}."
         )
     return " ".join(parts)
+
+
+def caveats(report: DriftReport) -> list[str]:
+    """What a reader must know before trusting the report's evidence."""
+    out = []
+    d, v, a = report.divergence, report.verification, report.attribution
+    if d is not None and d.near_tie:
+        out.append(
+            f"near-tie at the divergence: p(model's token) - p(corrected) = "
+            f"{d.prob_model - d.prob_expected:.2f}; the model nearly took the corrected turn"
+        )
+    if a is not None and a.error_share > ERROR_SHARE_WARNING:
+        out.append(
+            f"the SAE error term holds {a.error_share:.0%} of the attribution: the latents "
+            "explain less than half of what moved the gap"
+        )
+    if v is None:
+        return out
+    random_fixes = [r.fixed for r in (report.control.draws if report.control else [])]
+    random_fixes += [n.fixed for n in (report.null.draws if report.null else []) if n.fixed]
+    if any(random_fixes) and not v.fixed:
+        out.append(
+            "a random control set fixed the answer and the flagged set did not: the fix is not "
+            "specific to the flagged latents"
+        )
+    if v.metric_after > 0 and not v.fixed:
+        if v.takes_correction:
+            out.append(
+                f"with the flagged latents ablated the model takes the corrected token (gap "
+                f"{v.metric_after:+.2f}), but later steps still reach a wrong answer: the "
+                "ablation repairs this step, not the rest of the solution"
+            )
+        else:
+            out.append(
+                f"the gap crossed zero ({v.metric_after:+.2f}), but a third token became the "
+                "most likely, so the continuation still leaves the corrected path"
+            )
+    return out
 
 
 def _short(text: str, n: int = 80) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from diagnostics.attribution import LogitGap
+from diagnostics.hooks import hook_resid_post
 from diagnostics.language_model import LanguageModel, StopRule
 from diagnostics.report import AblationResult, ControlResult
 from diagnostics.sae.modules import SparseAutoencoder
@@ -49,41 +50,68 @@ class AblationScreen:
     @torch.no_grad()
     def effects(self, latents: list[int]) -> torch.Tensor:
         """The gap change [m] for each latent of `latents` ablated alone."""
+        return self.set_effects([[j] for j in latents])
+
+    @torch.no_grad()
+    def set_effects(self, sets: list[list[int]]) -> torch.Tensor:
+        """The gap change [n] for each set of latents ablated together.
+
+        Sets are batched in order of the first position they fire at, and each batch runs from
+        the earliest of those (the positions before it are unchanged); a set that does not fire
+        has no effect and costs nothing."""
         if self._upper is None:
             self._upper = UpperLayers(self.lm, self.sae.cfg.hook_layer)
-            full = self._full_logits(None)
-            self._upper.check(self.residual[None], full)
-        out = []
-        for start in range(0, len(latents), self.batch_size):
-            index = torch.tensor(latents[start : start + self.batch_size], dtype=torch.long)
+            self._upper.check(self.residual[None], self._full_logits([])[0])
+        out = torch.zeros(len(sets))
+        first = torch.tensor([self._first_firing(s) for s in sets], dtype=torch.long)  # [n]
+        order = [r for r in torch.argsort(first).tolist() if first[r] >= 0]
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            batch = [sets[r] for r in rows]
             if self._upper.exact:
-                logits = self._upper.last_logits(self._ablated(index))  # [b, vocab]
+                logits = self._upper.last_logits(self._ablated(batch), start=int(first[rows[0]]))
             else:
-                logits = self._full_logits(index)
-            out.append(logits[:, self.gap.target] - logits[:, self.gap.other] - self.before)
-        return torch.cat(out) if out else torch.zeros(0)
+                logits = self._full_logits(batch)
+            out[rows] = logits[:, self.gap.target] - logits[:, self.gap.other] - self.before
+        return out
 
-    def _ablated(self, index: torch.Tensor) -> torch.Tensor:
-        """Residuals [b, seq, d_model] with latent index[r] zero-ablated in row r."""
-        w = self.sae.W_dec[index].to(self.residual.dtype)  # [b, d_model]
-        f = self.features[:, index].T.to(self.residual.dtype)  # [b, seq]
-        return self.residual[None] - f[:, :, None] * w[:, None, :]
+    @torch.no_grad()
+    def baseline(self) -> float:
+        """The gap with every node at the SAE's layer off (features and error term zero: the
+        residual is the decoder bias at every position), the zero point of the attributions."""
+        bias = self.sae.b_dec.to(self.residual.dtype).expand_as(self.residual)[None]
+        if self._upper is not None and self._upper.exact:
+            logits = self._upper.last_logits(bias)[0]
+        else:
+            layer = self.sae.cfg.hook_layer
+            ids = self.gap.prefix[None].to(self.lm.device)
+            with hook_resid_post(self.lm, layer, lambda x: bias.to(x.dtype).expand_as(x)):
+                logits = self.lm.model(ids).logits[0, self.gap.position].float().cpu()
+        return float(logits[self.gap.target] - logits[self.gap.other])
 
-    def _full_logits(self, index: torch.Tensor | None) -> torch.Tensor:
-        """Logits [b, vocab] at the gap's position from full spliced forwards."""
+    def _first_firing(self, latents: list[int]) -> int:
+        """The first position any of `latents` fires at, -1 if none fires."""
+        fires = (self.features[:, latents] > 0).any(1) if latents else torch.zeros(0, dtype=bool)
+        return int(fires.float().argmax()) if fires.any() else -1
+
+    def _ablated(self, sets: list[list[int]]) -> torch.Tensor:
+        """Residuals [b, seq, d_model] with the latents of sets[r] zero-ablated in row r."""
+        out = self.residual[None].repeat(len(sets), 1, 1)
+        for r, latents in enumerate(sets):
+            index = torch.tensor(latents, dtype=torch.long)
+            w = self.sae.W_dec[index].to(out.dtype)  # [k, d_model]
+            f = self.features[:, index].to(out.dtype)  # [seq, k]
+            out[r] -= f @ w
+        return out
+
+    def _full_logits(self, sets: list[list[int]]) -> torch.Tensor:
+        """Logits [b, vocab] at the gap's position from full spliced forwards ([] unedited)."""
         ids = self.gap.prefix[None].to(self.lm.device)
-        if index is None:
+        if not sets:
             with splice_sae(self.lm, self.sae):
                 return self.lm.model(ids).logits[:, self.gap.position].float().cpu()
-        rows = torch.arange(len(index))
-
-        def edit(f: torch.Tensor) -> torch.Tensor:  # [b, seq, d_sae]
-            f = f.clone()
-            f[rows, :, index.to(f.device)] = 0.0  # row r loses latent index[r]
-            return f
-
-        with splice_sae(self.lm, self.sae, edit=edit):
-            out = self.lm.model(ids.expand(len(index), -1)).logits[:, self.gap.position]
+        with splice_sae(self.lm, self.sae, edit=row_ablation(sets)):
+            out = self.lm.model(ids.expand(len(sets), -1)).logits[:, self.gap.position]
         return out.float().cpu()
 
 

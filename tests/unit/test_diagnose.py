@@ -103,6 +103,19 @@ def test_planted_latent_is_flagged_and_its_ablation_fixes_the_answer(tiny_lm, sa
     assert report.control is not None and len(report.control.draws) == 3
     assert report.verification.metric_change > 3 * abs(report.control.median_metric_change)
     assert planted not in {f for d in report.control.draws for f in d.features}
+    # the selection-matched null repeats the screen-and-select on random latents: the planted
+    # latent beats it, and no null draw ever contains a screened candidate
+    null = report.null
+    assert null.kind == "selection_matched" and len(null.draws) == opts.null_draws
+    assert null.candidates_per_draw >= len(report.flagged)
+    assert null.pool > 0
+    assert null.percentile >= 90 and report.evidence == "supported"
+    assert planted not in {f for d in null.draws for f in d.features}
+    assert sum(d.fixed is not None for d in null.draws) <= opts.null_continuations
+    a = report.attribution  # the linear decomposition adds up to the exact gap
+    assert a.metric == pytest.approx(
+        a.baseline + a.total_feature_attribution + a.error_attribution + a.nonlinear
+    )
     # the flagged latents are marked on the tokens where they fire
     assert any(t.flagged for t in report.model_path.tokens)
     again = DriftReport.model_validate_json(report.model_dump_json())
