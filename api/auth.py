@@ -12,10 +12,10 @@ from fastapi import Depends
 from fastapi.security import APIKeyHeader
 from sqlmodel import Session, select
 
-from api.db import get_session
-from api.models import ApiKey
-from api.problems import Problem
-from api.settings import get_settings
+from service.db import get_session
+from service.models import ApiKey
+from api.problem_details import Problem
+from service.settings import get_settings
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
 

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Header
 from sqlmodel import Session
 
-from api.db import get_session
-from api.settings import Settings, get_settings
+from service.db import get_session
+from service.settings import Settings, get_settings
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

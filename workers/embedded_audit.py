@@ -10,13 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from api.audit_progress import audit_progress
-from api.audit_summary import audit_frames, export_frame, summarize, to_csv_bytes, to_parquet_bytes
-from api.datasets import DatasetError, parse_dataset, sample_items
-from api.db import migrate, session_scope
+from service.audit_progress import audit_progress
+from service.audit_summary import audit_frames, export_frame, summarize, to_csv_bytes, to_parquet_bytes
+from service.datasets import DatasetError, parse_dataset, sample_items
+from service.db import migrate, session_scope
 from api.schemas import AuditProgress
-from api.settings import Settings
-from api.submissions import create_audit
+from service.settings import Settings
+from service.submissions import create_audit
 from diagnostics.diagnose import DiagnosisOptions
 from workers.jobs import run_job
 from workers.runtime import get_runtime

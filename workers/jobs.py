@@ -18,10 +18,10 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
-from api.db import session_scope
-from api.models import TERMINAL, Audit, Job, JobKind, JobStatus
-from api.report_store import store_report
-from api.settings import Settings, get_settings
+from service.db import session_scope
+from service.models import TERMINAL, Audit, Job, JobKind, JobStatus
+from service.report_store import store_report
+from service.settings import Settings, get_settings
 from workers.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import select
 
-from api.db import session_scope
-from api.models import Job, JobStatus
-from api.settings import Settings, get_settings
+from service.db import session_scope
+from service.models import Job, JobStatus
+from service.settings import Settings, get_settings
 from workers.queue import enqueue, queue_depth
 
 log = logging.getLogger(__name__)

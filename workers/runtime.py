@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from api.settings import Settings, get_settings
+from service.settings import Settings, get_settings
 from diagnostics.atlas.store import FeatureAtlas
 from diagnostics.language_model import LanguageModel
 from diagnostics.sae.modules import SparseAutoencoder

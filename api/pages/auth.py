@@ -14,9 +14,9 @@ from fastapi import Depends, Request
 from sqlmodel import Session
 
 from api.auth import API_KEY_HEADER, verify_api_key
-from api.db import get_session
-from api.problems import Problem
-from api.settings import get_settings
+from service.db import get_session
+from api.problem_details import Problem
+from service.settings import get_settings
 
 KEY_COOKIE = "driftscope_key"
 

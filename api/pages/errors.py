@@ -1,5 +1,5 @@
 """Errors on page requests as HTML pages (401 as the login form); API requests keep their
-`application/problem+json` answers from api.problems."""
+`application/problem+json` answers from api.problem_details."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from api.pages.templating import render
-from api.problems import Problem
+from api.problem_details import Problem
 
 PAGE_PREFIXES = ("/reports", "/features", "/audits", "/login", "/logout")
 API_PREFIXES = ("/v1", "/docs", "/healthz", "/readyz", "/static")

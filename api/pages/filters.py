@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from api.report_queries import ReportFilters
+from service.report_queries import ReportFilters
 from diagnostics.failure_classes import FailureClass
 
 PAGE_SIZE = 50

@@ -10,17 +10,17 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from api.audit_progress import audit_progress, recent_audits
-from api.audit_summary import audit_frames, export_frame, summarize, to_csv_bytes, to_parquet_bytes
+from service.audit_progress import audit_progress, recent_audits
+from service.audit_summary import audit_frames, export_frame, summarize, to_csv_bytes, to_parquet_bytes
 from api.auth import CallerKey
-from api.datasets import DatasetError, parse_dataset, read_named_dataset, sample_items
+from service.datasets import DatasetError, parse_dataset, read_named_dataset, sample_items
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
-from api.idempotency import Idempotency
-from api.models import Audit
-from api.problems import Problem, not_found
-from api.routes.jobs_common import RETRY_AFTER_S
+from service.idempotency import Idempotency
+from service.models import Audit
+from api.problem_details import Problem, not_found
+from api.routes.queued import RETRY_AFTER_S
 from api.schemas import AuditProgress, Page
-from api.submissions import create_audit
+from service.submissions import create_audit
 from diagnostics.answers import ANSWER_MODES
 from diagnostics.diagnose import DiagnosisOptions
 from workers.queue import enqueue

@@ -8,13 +8,13 @@ from sqlmodel import select
 
 from api.auth import CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
-from api.idempotency import Idempotency
-from api.models import Job, JobKind, Report
-from api.problems import check_text_length, not_found
-from api.report_store import load_report
-from api.routes.jobs_common import job_state, submit
+from service.idempotency import Idempotency
+from service.models import Job, JobKind, Report
+from api.problem_details import check_text_length, not_found
+from service.report_store import load_report
+from api.routes.queued import job_state, submit
 from api.schemas import Diagnosis, DiagnosisRequest
-from api.submissions import diagnosis_payload
+from service.submissions import diagnosis_payload
 
 router = APIRouter(prefix="/v1/diagnoses", tags=["diagnoses"])
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path, Query
 from api.atlas_cache import load_atlas
 from api.auth import CallerKey
 from api.deps import SessionDep, SettingsDep
-from api.problems import not_found
-from api.report_queries import ReportFilters, feature_stats, list_reports
+from api.problem_details import not_found
+from service.report_queries import ReportFilters, feature_stats, list_reports
 from api.schemas import FeatureReports
 
 router = APIRouter(prefix="/v1/features", tags=["features"])

@@ -8,17 +8,17 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from api.atlas_cache import load_atlas
-from api.audit_progress import audit_progress, recent_audits
-from api.audit_summary import audit_frames, summarize
+from service.audit_progress import audit_progress, recent_audits
+from service.audit_summary import audit_frames, summarize
 from api.auth import verify_api_key
 from api.deps import SessionDep, SettingsDep
-from api.models import Audit
+from service.models import Audit
 from api.pages.auth import KEY_COOKIE, PageCaller, safe_next, same_origin
 from api.pages.filters import parse_list_query
 from api.pages.heatmap import context_cells, path_cells, prompt_length, report_scale
 from api.pages.templating import render
-from api.problems import Problem, not_found
-from api.report_queries import ReportFilters, feature_stats, list_reports, stored_report
+from api.problem_details import Problem, not_found
+from service.report_queries import ReportFilters, feature_stats, list_reports, stored_report
 from diagnostics.failure_classes import FailureClass
 
 router = APIRouter(include_in_schema=False)

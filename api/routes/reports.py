@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 
 from api.auth import CallerKey
 from api.deps import SessionDep
-from api.problems import not_found
-from api.report_queries import ReportFilters, list_reports, stored_report
+from api.problem_details import not_found
+from service.report_queries import ReportFilters, list_reports, stored_report
 from api.schemas import Page, ReportSummary, StoredReport
 from diagnostics.failure_classes import FailureClass
 

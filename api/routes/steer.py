@@ -7,10 +7,10 @@ from fastapi.responses import JSONResponse
 
 from api.auth import CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
-from api.idempotency import Idempotency
-from api.models import Job, JobKind
-from api.problems import Problem, check_text_length, not_found
-from api.routes.jobs_common import job_state, submit
+from service.idempotency import Idempotency
+from service.models import Job, JobKind
+from api.problem_details import Problem, check_text_length, not_found
+from api.routes.queued import job_state, submit
 from api.schemas import Steering, SteerRequest
 
 router = APIRouter(prefix="/v1/steer", tags=["steering"])

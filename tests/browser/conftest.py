@@ -20,13 +20,13 @@ from sqlmodel import select
 
 from api.atlas_cache import load_atlas
 from api.auth import create_api_key
-from api.datasets import ProblemItem
-from api.db import dispose_engines, migrate, session_scope
-from api.models import JobKind, JobStatus, Report
+from service.datasets import ProblemItem
+from service.db import dispose_engines, migrate, session_scope
+from service.models import JobKind, JobStatus, Report
 from api.pages.auth import KEY_COOKIE
-from api.report_store import store_report
-from api.settings import get_settings
-from api.submissions import create_audit, create_job
+from service.report_store import store_report
+from service.settings import get_settings
+from service.submissions import create_audit, create_job
 from diagnostics.atlas import build_atlas
 from diagnostics.diagnose import DiagnosisOptions
 from diagnostics.sae import save_sae

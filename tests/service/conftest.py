@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from api.db import dispose_engines, migrate, session_scope
-from api.settings import Settings, get_settings
+from service.db import dispose_engines, migrate, session_scope
+from service.settings import Settings, get_settings
 from diagnostics.sae import save_sae
 from tests.conftest import make_random_sae, make_tiny_lm
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sqlmodel import func, select
 
-from api.db import session_scope
-from api.models import Audit, Job
+from service.db import session_scope
+from service.models import Audit, Job
 from tests.service.conftest import FAST_OPTIONS, gsm8k_jsonl
 from workers.jobs import run_job
 
@@ -93,7 +93,7 @@ def test_api_key_required_and_problem_json(client, service_env):
 
 def test_stored_keys_are_hashed(service_env, api_key):
     from api.auth import revoke_api_key, verify_api_key
-    from api.models import ApiKey
+    from service.models import ApiKey
 
     with session_scope() as session:
         row = session.exec(select(ApiKey)).one()
@@ -125,7 +125,7 @@ def test_idempotency_key_replays_and_rejects_a_different_body(client):
 
 
 def test_size_limits(client, service_env, monkeypatch):
-    from api.settings import get_settings
+    from service.settings import get_settings
 
     too_long = "what " * (service_env.max_prompt_chars // 5 + 1)
     resp = _diagnose(client, prompt=too_long)

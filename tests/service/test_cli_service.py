@@ -9,9 +9,9 @@ import pytest
 from sqlmodel import func, select
 from typer.testing import CliRunner
 
-from api.db import migrate, session_scope
-from api.models import Report
-from diagnostics.cli import app
+from service.db import migrate, session_scope
+from service.models import Report
+from cli.main import app
 from tests.service.conftest import gsm8k_jsonl
 
 runner = CliRunner()
@@ -23,7 +23,7 @@ def cli_env(tmp_path, runtime_dirs, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("DRIFTSCOPE_MODEL", runtime_dirs["model"])
     monkeypatch.setenv("DRIFTSCOPE_SAE", runtime_dirs["sae"])
-    from api.settings import get_settings
+    from service.settings import get_settings
 
     get_settings.cache_clear()
     yield url

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from api.db import session_scope
-from api.models import JobKind, JobStatus
-from api.submissions import create_job, diagnosis_payload
+from service.db import session_scope
+from service.models import JobKind, JobStatus
+from service.submissions import create_job, diagnosis_payload
 from diagnostics.diagnose import DiagnosisOptions
 from tests.service.conftest import FAST_OPTIONS, gsm8k_jsonl, repo_root
 from workers.reconciler import reconcile_once
@@ -27,7 +27,7 @@ DEADLINE_S = 300
 
 @pytest.fixture
 def pg_service_env(pg_url, runtime_dirs, monkeypatch):
-    from api.settings import get_settings
+    from service.settings import get_settings
     from tests.service.conftest import QUEUE, REDIS_URL, truncate
 
     env = {

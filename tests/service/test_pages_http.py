@@ -8,12 +8,12 @@ import re
 
 from fastapi.testclient import TestClient
 
-from api.db import session_scope
-from api.models import JobKind
+from service.db import session_scope
+from service.models import JobKind
 from api.pages.auth import KEY_COOKIE, safe_next
-from api.report_store import store_report
-from api.settings import get_settings
-from api.submissions import create_job
+from service.report_store import store_report
+from service.settings import get_settings
+from service.submissions import create_job
 from tests.service.factories import synthetic_report
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from diagnostics.cli import app
+from cli.main import app
 from diagnostics.sae import save_sae
 from tests.conftest import make_tiny_lm
 from tests.unit.test_atlas_build import GATE_LATENT, make_corpus, make_planted_sae

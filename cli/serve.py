@@ -13,8 +13,8 @@ import subprocess
 import sys
 import threading
 
-from api.db import migrate
-from api.settings import get_settings
+from service.db import migrate
+from service.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -632,7 +632,7 @@ def audit_command(
 
     from tqdm.auto import tqdm
 
-    from api.settings import Settings, normalise_database_url
+    from service.settings import Settings, normalise_database_url
     from diagnostics.diagnose import DiagnosisOptions
     from workers.embedded_audit import export_audit, format_summary, run_audit_in_process
 
@@ -682,7 +682,7 @@ def serve_command(
     ] = "auto",
 ) -> None:
     """Start the HTTP API, a worker and the reconciler on this machine (a single-machine trial)."""
-    from api.serve import serve
+    from cli.serve import serve
 
     if queue not in ("auto", "celery", "local"):
         raise ValueError(f"--queue must be auto, celery or local, not {queue!r}")
@@ -700,7 +700,7 @@ def apikey_create(
 ) -> None:
     """Create an API key (stored hashed in DATABASE_URL) and print it once."""
     from api.auth import create_api_key
-    from api.db import migrate, session_scope
+    from service.db import migrate, session_scope
 
     migrate()
     with session_scope() as session:

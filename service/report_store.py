@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
-from api.models import Report, ReportFeature, new_id
+from service.models import Report, ReportFeature, new_id
 from diagnostics.report import DriftReport
 
 

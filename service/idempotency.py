@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from api.models import IdempotentRequest
-from api.problems import Problem
+from service.models import IdempotentRequest
+from api.problem_details import Problem
 
 IN_FLIGHT = 0
 

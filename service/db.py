@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from api.settings import get_settings
+from service.settings import get_settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _engines: dict[tuple[str, int], Engine] = {}

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from api.idempotency import Idempotency
-from api.models import Job, JobKind
-from api.report_store import as_aware
+from service.idempotency import Idempotency
+from service.models import Job, JobKind
+from service.report_store import as_aware
 from api.schemas import JobState
-from api.submissions import create_job
+from service.submissions import create_job
 from workers.queue import enqueue
 
 RETRY_AFTER_S = "5"

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from api.datasets import ProblemItem
-from api.models import Audit, Job, JobKind, JobStatus, new_id
+from service.datasets import ProblemItem
+from service.models import Audit, Job, JobKind, JobStatus, new_id
 from diagnostics.diagnose import DiagnosisOptions
 
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session, func, select
 
-from api.models import Audit, Job, JobStatus
-from api.report_store import as_aware
+from service.models import Audit, Job, JobStatus
+from service.report_store import as_aware
 from api.schemas import AuditProgress
 
 

@@ -9,8 +9,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
-from api.models import Report, ReportFeature
-from api.report_store import as_aware, load_report
+from service.models import Report, ReportFeature
+from service.report_store import as_aware, load_report
 from api.schemas import FlaggedBrief, ReportSummary, StoredReport
 
 

@@ -1,5 +1,5 @@
 """`python -m diagnostics` is the `driftscope` command."""
 
-from diagnostics.cli import app
+from cli.main import app
 
 app(prog_name="driftscope")
