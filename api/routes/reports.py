@@ -10,9 +10,15 @@ from fastapi import APIRouter, Query
 from api.auth import CallerKey
 from api.deps import SessionDep
 from api.problem_details import not_found
-from service.report_queries import ReportFilters, list_reports, stored_report
-from api.schemas import Page, ReportSummary, StoredReport
+from api.schemas import Page
 from diagnostics.failure_classes import FailureClass
+from service.report_queries import (
+    ReportFilters,
+    ReportSummary,
+    StoredReport,
+    list_reports,
+    stored_report,
+)
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 

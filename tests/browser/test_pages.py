@@ -6,10 +6,10 @@ import re
 
 from playwright.sync_api import BrowserContext, Page, expect
 
-from service.db import session_scope
 from api.pages.heatmap import display_text
-from service.report_queries import stored_report
 from diagnostics.atlas import FeatureAtlas
+from service.db import session_scope
+from service.report_queries import stored_report
 from tests.browser.conftest import XSS_LABEL, XSS_PROMPT, Site
 
 
