@@ -8,13 +8,14 @@ from sqlmodel import select
 
 from api.auth import CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
-from service.idempotency import Idempotency
-from service.models import Job, JobKind, Report
 from api.problem_details import check_text_length, not_found
-from service.report_store import load_report
-from api.routes.queued import job_state, submit
+from api.routes.queued import accept_queued, job_state
 from api.schemas import Diagnosis, DiagnosisRequest
-from service.submissions import diagnosis_payload
+from service.job_payloads import DiagnosisPayload
+from service.models import Job, JobKind, Report
+from service.report_store import load_report
+from service.submissions import create_job
+from workers.queue import enqueue
 
 router = APIRouter(prefix="/v1/diagnoses", tags=["diagnoses"])
 
@@ -34,12 +35,21 @@ def create_diagnosis(
 ) -> JSONResponse:
     """Queue a diagnosis of a (failing) prompt; poll the Location for status and report."""
     check_text_length(settings.max_prompt_chars, prompt=body.prompt, reference=body.reference)
-    options = body.resolved_options()
-    payload = diagnosis_payload(body.prompt, body.expected, body.reference, options)
-    idem = Idempotency(
-        session, idempotency_key, f"{caller}:POST:/v1/diagnoses", body.model_dump_json().encode()
+    payload = DiagnosisPayload(
+        prompt=body.prompt,
+        expected=body.expected,
+        reference=body.reference,
+        options=body.resolved_options(),
     )
-    return submit(idem, JobKind.diagnosis, payload, "/v1/diagnoses", Diagnosis)
+
+    def answer(job: Job) -> tuple[dict, str]:
+        enqueue([job.id])
+        return Diagnosis(**job_state(job)).model_dump(mode="json"), f"/v1/diagnoses/{job.id}"
+
+    return accept_queued(
+        session, idempotency_key, f"{caller}:POST:/v1/diagnoses", body.model_dump_json().encode(),
+        lambda: create_job(session, payload), answer,
+    )  # fmt: skip
 
 
 @router.get("/{diagnosis_id}", response_model=Diagnosis)

@@ -1,18 +1,67 @@
-"""Helpers for the job-backed resources (diagnoses, steering): submit and describe."""
+"""POSTs that queue work (diagnoses, steering, audits): 202 + Location, retry-safe with an
+Idempotency-Key; and the state of a job row as the API shows it."""
 
 from __future__ import annotations
 
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from collections.abc import Callable
+from typing import TypeVar
 
-from service.idempotency import Idempotency
-from service.models import Job, JobKind
-from service.report_store import as_aware
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
+
+from api.problem_details import Problem
 from api.schemas import JobState
-from service.submissions import create_job
-from workers.queue import enqueue
+from service.db import as_aware
+from service.idempotency import (
+    BadIdempotencyKey,
+    Idempotency,
+    IdempotencyInFlight,
+    IdempotencyMismatch,
+)
+from service.models import Job
 
 RETRY_AFTER_S = "5"
+T = TypeVar("T")
+
+
+def accept_queued(
+    session: Session,
+    idempotency_key: str | None,
+    scope: str,
+    fingerprint: bytes,
+    write: Callable[[], T],
+    answer: Callable[[T], tuple[dict, str]],
+) -> JSONResponse:
+    """Answer 202 with `answer(write())` = (body, location), or replay the stored answer.
+
+    `write` commits the rows (the key is released if it fails, so the client may retry);
+    `answer` enqueues the work and describes it. `scope` is caller + method + route and
+    `fingerprint` the request's content: the same key with another fingerprint is a 422.
+    """
+    try:
+        idem = Idempotency(session, idempotency_key, scope, fingerprint)
+        replay = idem.begin()
+    except BadIdempotencyKey as err:
+        raise Problem(400, "Bad Idempotency-Key", str(err)) from None
+    except IdempotencyMismatch as err:
+        raise Problem(422, "Idempotency-Key reused", str(err), "idempotency-mismatch") from None
+    except IdempotencyInFlight as err:
+        raise Problem(409, "Request in progress", str(err), "idempotency-in-flight") from None
+    if replay is not None:
+        headers = {"Location": replay.location} if replay.location else None
+        response = JSONResponse(replay.body, status_code=replay.status_code, headers=headers)
+        response.headers["Idempotent-Replayed"] = "true"
+        return response
+    try:
+        written = write()
+    except Exception:
+        idem.abandon()
+        raise
+    body, location = answer(written)
+    idem.store(body, 202, location)
+    return JSONResponse(
+        body, status_code=202, headers={"Location": location, "Retry-After": RETRY_AFTER_S}
+    )
 
 
 def job_state(job: Job) -> dict:
@@ -26,23 +75,3 @@ def job_state(job: Job) -> dict:
         finished_at=as_aware(job.finished_at),
         audit_id=job.audit_id,
     ).model_dump()
-
-
-def submit(
-    idem: Idempotency, kind: JobKind, payload: dict, location_base: str, out: type[BaseModel]
-) -> JSONResponse:
-    """Write the job, enqueue it, answer 202 + Location (replaying a stored answer if any)."""
-    if (replay := idem.begin()) is not None:
-        return replay
-    try:
-        job = create_job(idem.session, kind, payload)
-    except Exception:
-        idem.abandon()
-        raise
-    enqueue([job.id])
-    location = f"{location_base}/{job.id}"
-    body = out.model_validate(job_state(job)).model_dump(mode="json")
-    idem.store(body, 202, location)
-    return JSONResponse(
-        body, status_code=202, headers={"Location": location, "Retry-After": RETRY_AFTER_S}
-    )

@@ -7,11 +7,12 @@ from fastapi.responses import JSONResponse
 
 from api.auth import CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
-from service.idempotency import Idempotency
-from service.models import Job, JobKind
 from api.problem_details import Problem, check_text_length, not_found
-from api.routes.queued import job_state, submit
+from api.routes.queued import accept_queued, job_state
 from api.schemas import Steering, SteerRequest
+from service.models import Job, JobKind
+from service.submissions import create_job
+from workers.queue import enqueue
 
 router = APIRouter(prefix="/v1/steer", tags=["steering"])
 
@@ -28,11 +29,15 @@ def create_steering(
     check_text_length(settings.max_prompt_chars, prompt=body.prompt)
     if any(f < 0 for f in body.clamps):
         raise Problem(422, "Invalid request", "feature ids must be non-negative", "validation")
-    payload = body.model_dump(mode="json")
-    idem = Idempotency(
-        session, idempotency_key, f"{caller}:POST:/v1/steer", body.model_dump_json().encode()
-    )
-    return submit(idem, JobKind.steer, payload, "/v1/steer", Steering)
+
+    def answer(job: Job) -> tuple[dict, str]:
+        enqueue([job.id])
+        return Steering(**job_state(job)).model_dump(mode="json"), f"/v1/steer/{job.id}"
+
+    return accept_queued(
+        session, idempotency_key, f"{caller}:POST:/v1/steer", body.model_dump_json().encode(),
+        lambda: create_job(session, body), answer,
+    )  # fmt: skip
 
 
 @router.get("/{steer_id}", response_model=Steering)

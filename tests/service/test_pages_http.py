@@ -8,9 +8,9 @@ import re
 
 from fastapi.testclient import TestClient
 
-from service.db import session_scope
-from service.models import JobKind
 from api.pages.auth import KEY_COOKIE, safe_next
+from service.db import session_scope
+from service.job_payloads import DiagnosisPayload
 from service.report_store import store_report
 from service.settings import get_settings
 from service.submissions import create_job
@@ -22,7 +22,7 @@ def _store(n: int = 3) -> list[str]:
     ids = []
     with session_scope() as session:
         for _ in range(n):
-            job = create_job(session, JobKind.diagnosis, {})
+            job = create_job(session, DiagnosisPayload(prompt="q", expected="1"))
             ids.append(store_report(session, synthetic_report(rng, correct=False), job.id)[0])
     return ids
 
