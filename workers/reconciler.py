@@ -121,7 +121,5 @@ def run_forever(interval_s: float = 60.0, stop=None) -> None:
 
 
 if __name__ == "__main__":
-    import os
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    run_forever(float(os.environ.get("DRIFTSCOPE_RECONCILE_INTERVAL", "60")))
+    run_forever(get_settings().reconcile_interval_s)
