@@ -1,4 +1,4 @@
-"""`python -m diagnostics` is the `driftscope` command."""
+"""`python -m cli` is the `driftscope` command."""
 
 from cli.main import app
 
