@@ -18,14 +18,14 @@ from diagnostics.verification import (
     single_ablation_effects,
     zero_ablation,
 )
-from tests.conftest import make_random_sae
+from tests.conftest import make_firing_sae
 
 PROMPT = "what is 2 plus 3 ?"
 
 
 @pytest.fixture(scope="module")
 def sae(tiny_lm):
-    return make_random_sae(tiny_lm.d_model, 128, layer=2, seed=3)
+    return make_firing_sae(tiny_lm, 128, seed=3)
 
 
 def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -50,9 +50,10 @@ def test_attribution_predicts_single_latent_ablation(tiny_lm, sae):
             for j in top
         ]
     )
-    # zero-ablating a latent removes its contribution: change ~ -attribution
+    # zero-ablating a latent removes its contribution: change ~ -attribution (a linear estimate
+    # of a large intervention: the order holds, and the sign where the attribution is large)
     assert _spearman(-res.per_feature[top], effects) > 0.8
-    assert (torch.sign(effects) == torch.sign(-res.per_feature[top])).float().mean() >= 0.8
+    assert (torch.sign(effects[:8]) == torch.sign(-res.per_feature[top[:8]])).all()
 
 
 def test_batched_single_ablations_equal_one_at_a_time(tiny_lm, sae):
