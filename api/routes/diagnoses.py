@@ -9,13 +9,11 @@ from sqlmodel import select
 from api.auth import CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
 from api.problem_details import check_text_length, not_found
-from api.routes.queued import accept_queued, job_state
+from api.routes.queued import accept_job, job_state
 from api.schemas import Diagnosis, DiagnosisRequest
 from service.job_payloads import DiagnosisPayload
 from service.models import Job, JobKind, Report
 from service.report_store import load_report
-from service.submissions import create_job
-from workers.queue import enqueue
 
 router = APIRouter(prefix="/v1/diagnoses", tags=["diagnoses"])
 
@@ -41,15 +39,7 @@ def create_diagnosis(
         reference=body.reference,
         options=body.resolved_options(),
     )
-
-    def answer(job: Job) -> tuple[dict, str]:
-        enqueue([job.id])
-        return Diagnosis(**job_state(job)).model_dump(mode="json"), f"/v1/diagnoses/{job.id}"
-
-    return accept_queued(
-        session, idempotency_key, f"{caller}:POST:/v1/diagnoses", body.model_dump_json().encode(),
-        lambda: create_job(session, payload), answer,
-    )  # fmt: skip
+    return accept_job(session, caller, idempotency_key, body, payload, Diagnosis, "/v1/diagnoses")
 
 
 @router.get("/{diagnosis_id}", response_model=Diagnosis)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlmodel import Session
 
 from api.problem_details import Problem
@@ -18,7 +19,10 @@ from service.idempotency import (
     IdempotencyInFlight,
     IdempotencyMismatch,
 )
+from service.job_payloads import JobPayload
 from service.models import Job
+from service.submissions import create_job
+from workers.queue import enqueue
 
 RETRY_AFTER_S = "5"
 T = TypeVar("T")
@@ -62,6 +66,28 @@ def accept_queued(
     return JSONResponse(
         body, status_code=202, headers={"Location": location, "Retry-After": RETRY_AFTER_S}
     )
+
+
+def accept_job(
+    session: Session,
+    caller: str,
+    idempotency_key: str | None,
+    request: BaseModel,
+    payload: JobPayload,
+    out: type[JobState],
+    location_base: str,
+) -> JSONResponse:
+    """accept_queued for one job: write it, enqueue it, answer its state (`out`) at
+    `location_base/<id>`; the idempotency fingerprint is the request body."""
+
+    def answer(job: Job) -> tuple[dict, str]:
+        enqueue([job.id])
+        return out(**job_state(job)).model_dump(mode="json"), f"{location_base}/{job.id}"
+
+    return accept_queued(
+        session, idempotency_key, f"{caller}:POST:{location_base}",
+        request.model_dump_json().encode(), lambda: create_job(session, payload), answer,
+    )  # fmt: skip
 
 
 def job_state(job: Job) -> dict:

@@ -8,11 +8,9 @@ from fastapi.responses import JSONResponse
 from api.auth import CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
 from api.problem_details import Problem, check_text_length, not_found
-from api.routes.queued import accept_queued, job_state
+from api.routes.queued import accept_job, job_state
 from api.schemas import Steering, SteerRequest
 from service.models import Job, JobKind
-from service.submissions import create_job
-from workers.queue import enqueue
 
 router = APIRouter(prefix="/v1/steer", tags=["steering"])
 
@@ -30,14 +28,7 @@ def create_steering(
     if any(f < 0 for f in body.clamps):
         raise Problem(422, "Invalid request", "feature ids must be non-negative", "validation")
 
-    def answer(job: Job) -> tuple[dict, str]:
-        enqueue([job.id])
-        return Steering(**job_state(job)).model_dump(mode="json"), f"/v1/steer/{job.id}"
-
-    return accept_queued(
-        session, idempotency_key, f"{caller}:POST:/v1/steer", body.model_dump_json().encode(),
-        lambda: create_job(session, body), answer,
-    )  # fmt: skip
+    return accept_job(session, caller, idempotency_key, body, body, Steering, "/v1/steer")
 
 
 @router.get("/{steer_id}", response_model=Steering)
