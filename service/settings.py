@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
+from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 EXAMPLES = Path(__file__).parent / "data" / "example_problems.jsonl"
@@ -27,9 +28,11 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-def _env(name: str) -> AliasChoices:
-    """The field is read from environment variable `name` only; in code, pass it by field name."""
-    return AliasChoices(name)
+def _var(env: str, default: Any, description: str, **constraints: Any) -> Any:
+    """A field read from environment variable `env` only (in code, pass it by field name)."""
+    return Field(
+        default, validation_alias=AliasChoices(env), description=description, **constraints
+    )
 
 
 class Settings(BaseSettings):
@@ -37,94 +40,94 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, env_ignore_empty=True, extra="ignore")
 
-    database_url: str = Field(
+    database_url: str = _var(
+        "DATABASE_URL",
         "sqlite:///./driftscope.db",
-        validation_alias=_env("DATABASE_URL"),
-        description="SQLite file or PostgreSQL (`postgresql+psycopg://...`; `postgres://` works).",
+        "SQLite file or PostgreSQL (`postgresql+psycopg://...`; `postgres://` works).",
     )
-    redis_url: str = Field(
-        "redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"), description="The broker."
-    )
-    queue_name: str = Field(
-        "driftscope", validation_alias=_env("DRIFTSCOPE_QUEUE"), description="Celery queue name."
-    )
-    queue_backend: Literal["celery", "local"] = Field(
+    redis_url: str = _var("REDIS_URL", "redis://127.0.0.1:6379/0", "The broker.")
+    queue_name: str = _var("DRIFTSCOPE_QUEUE", "driftscope", "Celery queue name.")
+    queue_backend: Literal["celery", "local"] = _var(
+        "DRIFTSCOPE_QUEUE_BACKEND",
         "celery",
-        validation_alias=_env("DRIFTSCOPE_QUEUE_BACKEND"),
-        description="`celery` (Redis), or `local` (a worker polling the database).",
+        "`celery` (Redis), or `local` (a worker polling the database).",
     )
-    model: str = Field(
+    model: str = _var(
+        "DRIFTSCOPE_MODEL",
         "bundled",
-        validation_alias=_env("DRIFTSCOPE_MODEL"),
-        description="The model the workers load: `bundled`, a .gguf, a directory or a hub id.",
+        "The model the workers load: `bundled`, a .gguf, a directory or a hub id.",
     )
-    sae: str = Field(
+    sae: str = _var(
+        "DRIFTSCOPE_SAE",
         "default",
-        validation_alias=_env("DRIFTSCOPE_SAE"),
-        description="The SAE the workers load: `default` (shipped) or an SAE directory.",
+        "The SAE the workers load: `default` (shipped) or an SAE directory.",
     )
-    atlas: str | None = Field(
+    atlas: str | None = _var(
+        "DRIFTSCOPE_ATLAS",
         None,
-        validation_alias=_env("DRIFTSCOPE_ATLAS"),
-        description="Feature atlas: an SAE directory holding atlas/, or the atlas directory; "
-        "unset: the SAE's own. Set, it must exist and match the SAE.",
+        "Feature atlas: an SAE directory holding atlas/, or the atlas directory; unset: the "
+        "SAE's own. Set, it must exist and match the SAE.",
     )
-    sae_id: str = Field(
+    sae_id: str = _var(
+        "DRIFTSCOPE_SAE_ID",
         "",
-        validation_alias=_env("DRIFTSCOPE_SAE_ID"),
-        description="The SAE identity stored in reports (unset: its own id or directory name).",
+        "The SAE identity stored in reports (unset: its own id or directory name).",
     )
-    auth_required: bool = Field(
-        True,
-        validation_alias=_env("DRIFTSCOPE_AUTH"),
-        description="`0` turns API keys off (trials only).",
+    auth_required: bool = _var("DRIFTSCOPE_AUTH", True, "`0` turns API keys off (trials only).")
+    max_prompt_chars: int = _var(
+        "DRIFTSCOPE_MAX_PROMPT_CHARS", 8_000, "Longest prompt or reference accepted.", ge=1
     )
-    max_prompt_chars: int = Field(
-        8_000, ge=1, validation_alias=_env("DRIFTSCOPE_MAX_PROMPT_CHARS"),
-        description="Longest prompt or reference accepted.",
-    )  # fmt: skip
-    max_upload_bytes: int = Field(
-        20_000_000, ge=1, validation_alias=_env("DRIFTSCOPE_MAX_UPLOAD_BYTES"),
-        description="Largest request body / uploaded dataset.",
-    )  # fmt: skip
-    max_audit_items: int = Field(
-        5_000, ge=1, validation_alias=_env("DRIFTSCOPE_MAX_AUDIT_ITEMS"),
-        description="Most problems in one audit.",
-    )  # fmt: skip
-    max_deliveries: int = Field(
-        3, ge=1, validation_alias=_env("DRIFTSCOPE_MAX_DELIVERIES"),
-        description="A job delivered more often than this (its worker kept dying) is failed.",
-    )  # fmt: skip
-    task_soft_time_limit_s: int = Field(
-        1_500, ge=1, validation_alias=_env("DRIFTSCOPE_SOFT_TIME_LIMIT"),
-        description="Seconds before a task is asked to stop (then failed as timed out).",
-    )  # fmt: skip
-    task_time_limit_s: int = Field(
-        1_800, ge=1, validation_alias=_env("DRIFTSCOPE_TIME_LIMIT"),
-        description="Seconds before a task's worker process is killed.",
-    )  # fmt: skip
-    queued_deadline_s: int = Field(
-        600, ge=1, validation_alias=_env("DRIFTSCOPE_QUEUED_DEADLINE"),
-        description="The reconciler re-sends a job queued this long while the broker queue is "
-        "empty.",
-    )  # fmt: skip
-    running_deadline_s: int = Field(
-        2_400, ge=1, validation_alias=_env("DRIFTSCOPE_RUNNING_DEADLINE"),
-        description="The reconciler re-queues a job running this long (above the time limit).",
-    )  # fmt: skip
-    reconcile_interval_s: float = Field(
-        60.0, gt=0, validation_alias=_env("DRIFTSCOPE_RECONCILE_INTERVAL"),
-        description="Seconds between reconciler passes (`python -m workers.reconciler`).",
-    )  # fmt: skip
-    torch_threads: int | None = Field(
-        None, ge=1, validation_alias=_env("DRIFTSCOPE_TORCH_THREADS"),
-        description="torch threads of a worker process (unset: torch's default).",
-    )  # fmt: skip
-    datasets: Annotated[dict[str, Path], NoDecode] = Field(
+    max_upload_bytes: int = _var(
+        "DRIFTSCOPE_MAX_UPLOAD_BYTES", 20_000_000, "Largest request body / dataset upload.", ge=1
+    )
+    max_audit_items: int = _var(
+        "DRIFTSCOPE_MAX_AUDIT_ITEMS", 5_000, "Most problems in one audit.", ge=1
+    )
+    max_deliveries: int = _var(
+        "DRIFTSCOPE_MAX_DELIVERIES",
+        3,
+        "A job delivered more often than this (its worker kept dying) is failed.",
+        ge=1,
+    )
+    task_soft_time_limit_s: int = _var(
+        "DRIFTSCOPE_SOFT_TIME_LIMIT",
+        1_500,
+        "Seconds before a task is asked to stop (then failed as timed out).",
+        ge=1,
+    )
+    task_time_limit_s: int = _var(
+        "DRIFTSCOPE_TIME_LIMIT", 1_800, "Seconds before a task's worker process is killed.", ge=1
+    )
+    queued_deadline_s: int = _var(
+        "DRIFTSCOPE_QUEUED_DEADLINE",
+        600,
+        "The reconciler re-sends a job queued this long while the broker queue is empty.",
+        ge=1,
+    )
+    running_deadline_s: int = _var(
+        "DRIFTSCOPE_RUNNING_DEADLINE",
+        2_400,
+        "The reconciler re-queues a job running this long (above the time limit).",
+        ge=1,
+    )
+    reconcile_interval_s: float = _var(
+        "DRIFTSCOPE_RECONCILE_INTERVAL",
+        60.0,
+        "Seconds between reconciler passes (`python -m workers.reconciler`).",
+        gt=0,
+    )
+    torch_threads: int | None = _var(
+        "DRIFTSCOPE_TORCH_THREADS",
+        None,
+        "torch threads of a worker process (unset: torch's default).",
+        ge=1,
+    )
+    datasets: Annotated[dict[str, Path], NoDecode] = _var(
+        "DRIFTSCOPE_DATASETS",
+        PydanticUndefined,
+        "Named audit datasets, `name=path,name=path` or a JSON object; `examples` (the "
+        "project's own problems) is always there.",
         default_factory=lambda: {"examples": EXAMPLES},
-        validation_alias=_env("DRIFTSCOPE_DATASETS"),
-        description="Named audit datasets, `name=path,name=path` or a JSON object; `examples` "
-        "(the project's own problems) is always there.",
     )
 
     @field_validator("database_url")
