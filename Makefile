@@ -35,8 +35,8 @@ natalia: install
 	$(BIN)/driftscope diagnose "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether in April and May?" --expected 72
 
 lint: install
-	$(BIN)/ruff check diagnostics workers api tests benchmarks
-	$(BIN)/ruff format --check diagnostics workers api tests benchmarks
+	$(BIN)/ruff check diagnostics service workers api cli tests benchmarks
+	$(BIN)/ruff format --check diagnostics service workers api cli tests benchmarks
 
 # The README's test command: lint, then every test (unit + integration on the real model).
 test: install lint

@@ -1,57 +1,19 @@
-"""API keys: `ds_<prefix>_<secret>`, stored as sha256 of the whole key and found by its prefix."""
+"""The API-key dependency of the HTTP routes (the keys themselves: service.api_keys)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends
 from fastapi.security import APIKeyHeader
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from api.db import get_session
-from api.models import ApiKey
-from api.problems import Problem
-from api.settings import get_settings
+from api.deps import get_session
+from api.problem_details import Problem
+from service.api_keys import verify_api_key
+from service.settings import get_settings
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def create_api_key(session: Session, name: str = "") -> str:
-    """Store a new key (hashed) and return it: the only time its secret is visible."""
-    prefix = secrets.token_hex(6)
-    key = f"ds_{prefix}_{secrets.token_urlsafe(24)}"
-    session.add(ApiKey(prefix=prefix, key_hash=hash_key(key), name=name))
-    session.commit()
-    return key
-
-
-def verify_api_key(session: Session, key: str) -> ApiKey | None:
-    """The stored key matching `key`, if it exists and is not revoked."""
-    parts = key.split("_", 2)
-    if len(parts) != 3 or parts[0] != "ds":
-        return None
-    row = session.exec(select(ApiKey).where(ApiKey.prefix == parts[1])).first()
-    if row is None or row.revoked_at is not None:
-        return None
-    return row if hmac.compare_digest(row.key_hash, hash_key(key)) else None
-
-
-def revoke_api_key(session: Session, prefix: str) -> bool:
-    row = session.exec(select(ApiKey).where(ApiKey.prefix == prefix)).first()
-    if row is None:
-        return False
-    row.revoked_at = datetime.now(UTC)
-    session.add(row)
-    session.commit()
-    return True
 
 
 def require_api_key(

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header
 from sqlmodel import Session
 
-from api.db import get_session
-from api.settings import Settings, get_settings
+from service.db import session_scope
+from service.settings import Settings, get_settings
+
+
+def get_session() -> Iterator[Session]:
+    """One database session per request."""
+    with session_scope() as session:
+        yield session
+
 
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -8,16 +8,16 @@ from fastapi.staticfiles import StaticFiles
 
 from api.pages.errors import install_page_handlers
 from api.pages.templating import STATIC_DIR
-from api.problems import install_problem_handlers, problem_response
+from api.problem_details import install_problem_handlers, problem_response
 from api.routes import audits, diagnoses, features, health, pages, reports, steer
-from api.settings import get_settings
+from service.settings import get_settings
 
 API_VERSION = "1.0.0"
 BODY_SLACK = 64 * 1024  # multipart framing on top of the upload limit
 
 
 def create_app() -> FastAPI:
-    """Build the app; settings are read from the environment (see api.settings)."""
+    """Build the app; settings are read from the environment (see service.settings)."""
     app = FastAPI(
         title="driftscope",
         version=API_VERSION,

@@ -1,19 +1,24 @@
-"""Request and response bodies of the HTTP API (the OpenAPI contract)."""
+"""Request and response bodies of the HTTP API (the OpenAPI contract).
+
+Bodies the service layer builds are defined next to the code that builds them and used here:
+ReportSummary and StoredReport (service.report_queries), AuditProgress (service.audit_progress),
+and the steering request, which is the steering job's payload (service.job_payloads).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
 from diagnostics.answers import AnswerMode
-from diagnostics.diagnose import DiagnosisOptions
+from diagnostics.options import DiagnosisOptions
 from diagnostics.report import DriftReport
+from service.job_payloads import PROMPT_HARD_LIMIT, SteerPayload
+from service.report_queries import ReportSummary
 
 T = TypeVar("T")
-
-PROMPT_HARD_LIMIT = 100_000  # schema bound; settings.max_prompt_chars is the configured limit
 
 
 class DiagnosisRequest(BaseModel):
@@ -49,41 +54,6 @@ class Diagnosis(JobState):
     report: DriftReport | None = None
 
 
-class FlaggedBrief(BaseModel):
-    feature: int
-    label: str
-    attribution: float
-
-
-class ReportSummary(BaseModel):
-    """One row of the report list (the full report is at /v1/reports/{id})."""
-
-    id: str
-    job_id: str
-    audit_id: str | None
-    created_at: datetime
-    correct: bool
-    failure_class: str
-    model_id: str
-    sae_id: str
-    n_flagged: int
-    ablation_fixed: bool | None
-    control_fix_rate: float | None
-    prompt: str
-    expected: str
-    extracted: str | None
-    verdict: str
-    flagged: list[FlaggedBrief] = Field(default_factory=list)
-
-
-class StoredReport(BaseModel):
-    id: str
-    job_id: str
-    audit_id: str | None
-    created_at: datetime
-    report: DriftReport
-
-
 class Page(BaseModel, Generic[T]):
     data: list[T]
     count: int = Field(description="Rows matching the filters (all pages).")
@@ -104,31 +74,9 @@ class FeatureReports(BaseModel):
     reports: list[ReportSummary]
 
 
-class SteerRequest(BaseModel):
+class SteerRequest(SteerPayload):
     """Generate with SAE features clamped (multiples of their max activation)."""
-
-    prompt: str = Field(min_length=1, max_length=PROMPT_HARD_LIMIT)
-    clamps: dict[int, float] = Field(min_length=1, max_length=64)
-    max_new_tokens: int = Field(40, ge=1, le=512)
-    chat: bool = True
-    concept: list[str | int] | None = Field(None, max_length=64)
 
 
 class Steering(JobState):
     result: dict[str, Any] | None = None
-
-
-class AuditProgress(BaseModel):
-    id: str
-    name: str
-    source: str
-    status: Literal["queued", "running", "done"]
-    total: int
-    done: int
-    failed: int
-    queued: int
-    running: int
-    eta_s: float | None = Field(description="Estimated seconds left (from the pace so far).")
-    created_at: datetime
-    finished_at: datetime | None
-    options: dict[str, Any]

@@ -37,11 +37,13 @@ import torch
 from tqdm.auto import tqdm
 
 from diagnostics.answers import judge
+from diagnostics.atlas import FeatureAtlas
 from diagnostics.attribution import attribute, logit_difference
-from diagnostics.diagnose import DiagnosisOptions, diagnose
+from diagnostics.diagnose import diagnose
 from diagnostics.hooks import hook_resid_post, residuals_at
-from diagnostics.language_model import Generation
+from diagnostics.language_model import Generation, special_token_ids
 from diagnostics.model_loading import load_model
+from diagnostics.options import DiagnosisOptions
 from diagnostics.report import DriftReport
 from diagnostics.sae import load_sae
 from diagnostics.verification import single_ablation_effects
@@ -316,7 +318,7 @@ def plant(lm, layer: int, vector: torch.Tensor, prompt_ids: torch.Tensor, at: st
     firing there); at="text": at every text token of the prompt. Special tokens (BOS, chat
     markers: attention sinks the SAE never sees) are never touched, nor are generated tokens.
     """
-    special = torch.tensor(sorted(set(lm.tokenizer.all_special_ids)))
+    special = special_token_ids(lm.tokenizer)
     where = (~torch.isin(prompt_ids, special)).float()  # [P]
     if at == "last":
         where = torch.zeros(len(prompt_ids))
@@ -377,7 +379,7 @@ def main() -> None:
 
     lm = load_model()
     sae = load_sae(args.sae)
-    atlas = _atlas(args.sae)
+    atlas = FeatureAtlas.for_sae(sae, args.sae, missing_ok=True)
     start = time.perf_counter()
     fmt, accuracy = calibrate(lm, args.calibration, args.seed)
     print(f"calibration: {accuracy} -> {fmt.name}")
@@ -414,16 +416,6 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-
-
-def _atlas(sae: str):
-    try:
-        from diagnostics.cli import _load_atlas
-
-        return _load_atlas(sae)
-    except Exception as err:  # noqa: BLE001 - the benchmark runs without an atlas too
-        print(f"no atlas: {err}")
-        return None
 
 
 if __name__ == "__main__":

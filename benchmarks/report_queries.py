@@ -2,9 +2,9 @@
 
     .venv/bin/python -m benchmarks.report_queries --n 10000      # from the repository root
 
-Inserts N schema-valid synthetic DriftReports (through api.report_store, as the workers do) into a
+Inserts N schema-valid synthetic DriftReports (through service.report_store, as the workers do) into a
 fresh SQLite file and a fresh PostgreSQL database (both created by the Alembic migration), then
-times each query of GET /v1/reports (api.report_queries.list_reports, the same code) and prints
+times each query of GET /v1/reports (service.report_queries.list_reports, the same code) and prints
 p50/p99 in milliseconds. Writes benchmarks/results/report_queries.json.
 """
 
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from api.db import dispose_engines, migrate, session_scope
-from api.models import Job
-from api.report_queries import ReportFilters, list_reports
-from api.report_store import store_report
+from service.db import dispose_engines, migrate, session_scope
+from service.models import Job
+from service.report_queries import ReportFilters, list_reports
+from service.report_store import store_report
 from tests.service.factories import synthetic_report
 
 RESULTS = Path(__file__).parent / "results" / "report_queries.json"
@@ -49,7 +49,7 @@ QUERIES: dict[str, ReportFilters] = {
 
 def populate(url: str, n: int, seed: int = 0) -> str:
     """Insert n reports (with jobs; a tenth in one audit); returns the audit id."""
-    from api.models import Audit
+    from service.models import Audit
 
     rng = random.Random(seed)
     audit_id = str(uuid.uuid4())

@@ -15,11 +15,11 @@ import argparse
 import json
 from pathlib import Path
 
+from diagnostics.documents import interleave_documents
 from diagnostics.model_loading import load_model
 from diagnostics.sae.evaluate import evaluate_sae
 from diagnostics.sae.trainer import train
 from diagnostics.sae.training_config import TrainConfig
-from diagnostics.texts import interleave_documents
 
 RESULTS = Path(__file__).parent / "results" / "sae_sweep.json"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"

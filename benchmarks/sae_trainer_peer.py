@@ -232,9 +232,9 @@ def heldout_metrics(sae: SparseAutoencoder, x: torch.Tensor, chunk: int = 4096) 
 
 def ce_metrics(args: argparse.Namespace, saes: dict[str, SparseAutoencoder]) -> dict[str, dict]:
     """CE loss recovered (and friends) of every SAE spliced into the model on held-out text."""
+    from diagnostics.documents import iter_documents
     from diagnostics.model_loading import load_model
     from diagnostics.sae.evaluate import evaluate_sae
-    from diagnostics.texts import iter_documents
 
     meta = ActivationCache(args.heldout_cache).meta
     lm = load_model(args.model)

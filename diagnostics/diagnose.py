@@ -14,9 +14,8 @@ from __future__ import annotations
 import time
 
 import torch
-from pydantic import BaseModel, Field
 
-from diagnostics.answers import AnswerMode, Judgment, answer_is_final, judge, to_float
+from diagnostics.answers import Judgment, answer_is_final, judge, to_float
 from diagnostics.attribution import LogitGap, attribute
 from diagnostics.failure_classes import classify_failure
 from diagnostics.first_error import Correction, Edit, StepError, locate_first_error
@@ -30,6 +29,7 @@ from diagnostics.gold_solution import (
 )
 from diagnostics.language_model import LanguageModel
 from diagnostics.null import EVIDENCE_PERCENTILE, draw_null, null_record
+from diagnostics.options import DiagnosisOptions
 from diagnostics.paths import corrected_path, divergence_at, token_char_spans
 from diagnostics.report import (
     Attribution,
@@ -47,38 +47,6 @@ from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.splice import splice_sae
 from diagnostics.verdict import caveats, write_verdict
 from diagnostics.verification import Verifier, control_summary, matched_random_features
-
-__all__ = ["Atlas", "DiagnosisOptions", "diagnose"]
-
-
-class DiagnosisOptions(BaseModel):
-    """Knobs of one diagnosis (shared by the library, CLI and API)."""
-
-    mode: AnswerMode | None = Field(
-        None,
-        description="How the answer is judged: gsm8k, worked, exact, contains, regex or numeric "
-        "(default: gsm8k for chat prompts, worked for raw ones).",
-    )
-    pattern: str | None = Field(None, max_length=500, description="Regex for mode 'regex'.")
-    tolerance: float = Field(1e-6, ge=0, le=1, description="Relative tolerance for numbers.")
-    chat: bool = Field(True, description="Wrap the prompt in the chat template.")
-    max_new_tokens: int = Field(256, ge=1, le=1024, description="Generation budget.")
-    top_k: int = Field(5, ge=1, le=50, description="Latents to flag and ablate together.")
-    control_draws: int = Field(3, ge=0, le=20, description="Random matched control sets.")
-    null_draws: int = Field(
-        20, ge=0, le=200, description="Draws of the selection-matched null (0: none)."
-    )
-    null_continuations: int = Field(
-        3, ge=0, le=20, description="Null draws whose greedy continuation is also judged."
-    )
-    top_features_per_token: int = Field(3, ge=0, le=20, description="Features kept per token.")
-    verify: bool = Field(True, description="Run the ablation checks (slower).")
-    seed: int = Field(0, description="Seed of the random control.")
-
-    @property
-    def answer_mode(self) -> AnswerMode:
-        """The mode in effect: the one asked for, else gsm8k for chat and worked for raw."""
-        return self.mode or ("gsm8k" if self.chat else "worked")
 
 
 def diagnose(

@@ -107,14 +107,19 @@ def locate_first_error(
     answer_span: tuple[int, int] | None,
 ) -> StepError | None:
     """The first wrong step of `output` (the model's answer to `question`), or None when the
-    output has neither a checkable step nor an answer to point at."""
+    output has neither a checkable step nor an answer to point at. Only the text up to the end of
+    the judged answer (`answer_span`) is its solution: a raw prompt's model often goes on to
+    write new examples."""
     solution = parse_solution(output)
     q_values = [n.value for n in question_numbers(question)]
     known = [*q_values, *gold.values, *SMALL_CONSTANTS]
     if expected is not None:
         known.append(expected)
     done: list[GoldStep] = []
-    for event in solution.events():
+    limit = answer_span[1] if answer_span is not None else len(output)
+    for event in solution.events():  # what comes after the judged answer is not its solution
+        if (event.start if isinstance(event, Step) else event.number.start) >= limit:
+            break
         if not isinstance(event, Step):
             known.append(event.number.value)  # a stated quantity is available afterwards
             continue

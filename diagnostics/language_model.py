@@ -172,6 +172,11 @@ class _RowStop(StoppingCriteria):
         return done
 
 
+def special_token_ids(tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
+    """The tokenizer's special-token ids [n_special] (sorted, int64): BOS, chat markers, EOS."""
+    return torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=torch.long)
+
+
 def bos_like_id(tokenizer: PreTrainedTokenizerBase) -> int:
     """The token every sequence starts with: BOS, or EOS for tokenizers without one."""
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from diagnostics.hooks import hook_resid_post
-from diagnostics.language_model import LanguageModel
+from diagnostics.language_model import LanguageModel, special_token_ids
 from diagnostics.sae.modules import SparseAutoencoder
 
 FeatureEdit = Callable[[torch.Tensor], torch.Tensor]
@@ -54,7 +54,7 @@ def splice_sae(
     """
     record = SpliceRecord()
     at = sae.cfg.hook_layer if layer is None else layer
-    special = torch.tensor(sorted(set(lm.tokenizer.all_special_ids)), dtype=torch.long)
+    special = special_token_ids(lm.tokenizer)
 
     def see_ids(_module, args, kwargs) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)

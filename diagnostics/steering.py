@@ -11,7 +11,7 @@ from the edit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -50,6 +50,13 @@ class SteeringResult:
     baseline_ids: list[int] = field(default_factory=list)
     concept: ConceptShift | None = None
     labels: dict[int, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """Plain JSON-ready values, the concept shift with its ratio (CLI --json, steer jobs)."""
+        out = asdict(self)
+        if self.concept is not None:
+            out["concept"]["ratio"] = self.concept.ratio
+        return out
 
 
 def clamp_values(

@@ -63,7 +63,8 @@ def make_tiny_lm(seed: int = 0, n_layers: int = 4) -> LanguageModel:
 
 
 def make_random_sae(d_in: int, d_sae: int, layer: int, seed: int = 0) -> JumpReLUSAE:
-    """A JumpReLU SAE with random weights at a plausible scale (about a tenth of latents fire)."""
+    """A JumpReLU SAE with random unit decoder rows. On the tiny model's residual (norm ~0.15)
+    almost no latent fires; use make_firing_sae where latents must fire."""
     gen = torch.Generator().manual_seed(seed)
     cfg = SaeConfig(
         architecture="jumprelu",
@@ -80,6 +81,23 @@ def make_random_sae(d_in: int, d_sae: int, layer: int, seed: int = 0) -> JumpReL
         sae.b_dec.copy_(0.01 * torch.randn(d_in, generator=gen))
         sae.threshold.copy_(0.05 + 0.05 * torch.rand(d_sae, generator=gen))
     return sae.eval().requires_grad_(False)
+
+
+def make_firing_sae(lm: LanguageModel, d_sae: int, seed: int = 0, density: float = 0.1):
+    """make_random_sae at the middle layer with encoder biases set from the tiny model's residuals
+    on random word text, so each latent fires on about `density` of the text tokens."""
+    from diagnostics.hooks import residuals_at
+
+    sae = make_random_sae(lm.d_model, d_sae, layer=lm.default_layer, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    first = len(SPECIALS)  # ids of WORDS come after the special tokens
+    ids = torch.randint(first, first + len(WORDS), (16, 24), generator=gen)
+    ids[:, 0] = lm.tokenizer.bos_token_id
+    x = residuals_at(lm, ids, lm.default_layer)[:, 1:].reshape(-1, lm.d_model)  # [n, d]
+    with torch.no_grad():
+        pre = sae.pre_acts(x)  # [n, d_sae]
+        sae.b_enc += sae.threshold - pre.quantile(1 - density, dim=0)
+    return sae
 
 
 @pytest.fixture(scope="session")

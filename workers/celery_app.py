@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from api.settings import Settings, get_settings
+from service.settings import Settings, get_settings
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -10,14 +10,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from api.audit_progress import audit_progress
-from api.audit_summary import audit_frames, export_frame, summarize, to_csv_bytes, to_parquet_bytes
-from api.datasets import DatasetError, parse_dataset, sample_items
-from api.db import migrate, session_scope
-from api.schemas import AuditProgress
-from api.settings import Settings
-from api.submissions import create_audit
-from diagnostics.diagnose import DiagnosisOptions
+from diagnostics.options import DiagnosisOptions
+from service.audit_progress import AuditProgress, audit_progress
+from service.audit_summary import (
+    audit_frames,
+    export_frame,
+    summarize,
+    to_csv_bytes,
+    to_parquet_bytes,
+)
+from service.datasets import DatasetError, read_dataset_file, sample_items
+from service.db import migrate, session_scope
+from service.settings import Settings
+from service.submissions import create_audit
 from workers.jobs import run_job
 from workers.runtime import get_runtime
 
@@ -56,7 +61,7 @@ def run_audit_in_process(
     `on_progress` is called before the first job and after each one.
     """
     path = resolve_source(source, settings)
-    items = parse_dataset(path.read_bytes(), path.name, max_prompt_chars=settings.max_prompt_chars)
+    items = read_dataset_file(path, max_prompt_chars=settings.max_prompt_chars)
     chosen = sample_items(items, limit, sample, seed)
     migrate(settings.database_url)
     with session_scope(settings.database_url) as session:
@@ -86,30 +91,3 @@ def export_audit(settings: Settings, audit_id: str, path: Path) -> None:
         frame = export_frame(*audit_frames(session, audit_id))
     data = to_parquet_bytes(frame) if path.suffix == ".parquet" else to_csv_bytes(frame)
     path.write_bytes(data)
-
-
-def format_summary(summary: dict) -> str:
-    """The summary as a few lines of text."""
-
-    def pct(x: float | None) -> str:
-        return "n/a" if x is None else f"{x:.1%}"
-
-    lines = [
-        f"problems {summary['n_items']}  reports {summary['n_reports']}  "
-        f"failed jobs {summary['n_failed_jobs']}",
-        f"accuracy {pct(summary['accuracy'])}  strict {pct(summary['strict_accuracy'])}  "
-        f"wrong {summary['n_wrong']}",
-        f"ablation fixed {pct(summary['ablation_fix_rate'])} of failures "
-        f"(random control {pct(summary['control_fix_rate'])})",
-    ]
-    if summary["failure_classes"]:
-        lines.append("failure classes:")
-        lines += [f"  {k:<18} {v}" for k, v in summary["failure_classes"].items()]
-    if summary["recurring_features"]:
-        lines.append("features recurring across failures:")
-        for f in summary["recurring_features"]:
-            lines.append(
-                f"  #{f['feature']:<6} in {f['n_failures']} failures  fix {pct(f['fix_rate'])} "
-                f"(control {pct(f['control_fix_rate'])})  {f['label'] or '(no label)'}"
-            )
-    return "\n".join(lines)

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -18,10 +17,11 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
-from api.db import session_scope
-from api.models import TERMINAL, Audit, Job, JobKind, JobStatus
-from api.report_store import store_report
-from api.settings import Settings, get_settings
+from service.db import session_scope
+from service.job_payloads import DiagnosisPayload, SteerPayload, read_payload
+from service.models import TERMINAL, Audit, Job, JobStatus
+from service.report_store import store_report
+from service.settings import Settings, get_settings
 from workers.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
@@ -104,10 +104,11 @@ def run_job(
             return str(JobStatus.failed)
         try:
             rt = (runtime or (lambda: get_runtime(settings)))()
-            if job.kind == JobKind.steer:
-                finish(session, job_id, JobStatus.done, result=_steer(rt, job.payload))
+            payload = read_payload(job.kind, job.payload)
+            if isinstance(payload, SteerPayload):
+                finish(session, job_id, JobStatus.done, result=_steer(rt, payload))
             else:
-                report = _diagnose(rt, job.payload)
+                report = _diagnose(rt, payload)
                 store_report(session, report, job_id, job.audit_id)
                 finish(session, job_id, JobStatus.done)
             status = JobStatus.done
@@ -126,38 +127,35 @@ def run_job(
         return str(status)
 
 
-def _diagnose(rt: Runtime, payload: dict):
-    from diagnostics.diagnose import DiagnosisOptions, diagnose
+def _diagnose(rt: Runtime, payload: DiagnosisPayload):
+    from diagnostics.diagnose import diagnose
 
     return diagnose(
         rt.lm,
         rt.sae,
-        payload["prompt"],
-        payload["expected"],
-        reference=payload.get("reference"),
+        payload.prompt,
+        payload.expected,
+        reference=payload.reference,
         atlas=rt.atlas,
-        options=DiagnosisOptions.model_validate(payload.get("options") or {}),
+        options=payload.options,
         sae_id=rt.sae_id,
     )
 
 
-def _steer(rt: Runtime, payload: dict) -> dict:
+def _steer(rt: Runtime, payload: SteerPayload) -> dict:
     from diagnostics.steering import steer
 
     result = steer(
         rt.lm,
         rt.sae,
-        payload["prompt"],
-        {int(k): float(v) for k, v in payload["clamps"].items()},
+        payload.prompt,
+        payload.clamps,
         atlas=rt.atlas,
-        max_new_tokens=int(payload.get("max_new_tokens", 40)),
-        chat=bool(payload.get("chat", True)),
-        concept=payload.get("concept") or None,
+        max_new_tokens=payload.max_new_tokens,
+        chat=payload.chat,
+        concept=payload.concept or None,
     )
-    out = dataclasses.asdict(result)
-    if result.concept is not None:
-        out["concept"]["ratio"] = result.concept.ratio
-    return out
+    return result.to_json()
 
 
 def _maybe_finish_audit(session: Session, audit_id: str | None) -> None:

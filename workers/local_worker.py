@@ -10,9 +10,9 @@ import threading
 
 from sqlmodel import select
 
-from api.db import session_scope
-from api.models import Job, JobStatus
-from api.settings import Settings, get_settings
+from service.db import session_scope
+from service.models import Job, JobStatus
+from service.settings import Settings, get_settings
 from workers.jobs import run_job
 
 log = logging.getLogger(__name__)

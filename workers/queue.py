@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from api.settings import Settings, get_settings
+from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

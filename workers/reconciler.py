@@ -20,9 +20,9 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import select
 
-from api.db import session_scope
-from api.models import Job, JobStatus
-from api.settings import Settings, get_settings
+from service.db import session_scope
+from service.models import Job, JobStatus
+from service.settings import Settings, get_settings
 from workers.queue import enqueue, queue_depth
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,5 @@ def run_forever(interval_s: float = 60.0, stop=None) -> None:
 
 
 if __name__ == "__main__":
-    import os
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    run_forever(float(os.environ.get("DRIFTSCOPE_RECONCILE_INTERVAL", "60")))
+    run_forever(get_settings().reconcile_interval_s)

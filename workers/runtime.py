@@ -12,10 +12,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from api.settings import Settings, get_settings
 from diagnostics.atlas.store import FeatureAtlas
 from diagnostics.language_model import LanguageModel
 from diagnostics.sae.modules import SparseAutoencoder
+from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +48,13 @@ def load_runtime(settings: Settings) -> Runtime:
     from diagnostics.model_loading import load_model
     from diagnostics.sae.io import load_sae
 
-    if threads := os.environ.get("DRIFTSCOPE_TORCH_THREADS"):
-        torch.set_num_threads(int(threads))
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
     lm = load_model(settings.model)
     sae = load_sae(settings.sae)
     atlas = None
     try:
-        loaded = FeatureAtlas.load(settings.atlas_dir)
-        loaded.check_matches(sae)
-        atlas = loaded
+        atlas = FeatureAtlas.for_sae(sae, settings.atlas_dir)
     except AtlasError as err:
         if settings.atlas:
             raise

@@ -13,10 +13,11 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from api.auth import API_KEY_HEADER, verify_api_key
-from api.db import get_session
-from api.problems import Problem
-from api.settings import get_settings
+from api.auth import API_KEY_HEADER
+from api.deps import get_session
+from api.problem_details import Problem
+from service.api_keys import verify_api_key
+from service.settings import get_settings
 
 KEY_COOKIE = "driftscope_key"
 

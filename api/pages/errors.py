@@ -1,9 +1,7 @@
 """Errors on page requests as HTML pages (401 as the login form); API requests keep their
-`application/problem+json` answers from api.problems."""
+`application/problem+json` answers from api.problem_details."""
 
 from __future__ import annotations
-
-from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,7 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from api.pages.templating import render
-from api.problems import Problem
+from api.problem_details import Problem, status_phrase
 
 PAGE_PREFIXES = ("/reports", "/features", "/audits", "/login", "/logout")
 API_PREFIXES = ("/v1", "/docs", "/healthz", "/readyz", "/static")
@@ -32,19 +30,12 @@ def _describe(exc: Exception) -> tuple[int, str, str]:
     if isinstance(exc, Problem):
         return exc.status, exc.title, exc.detail
     if isinstance(exc, StarletteHTTPException):
-        return exc.status_code, _phrase(exc.status_code), str(exc.detail or "")
+        return exc.status_code, status_phrase(exc.status_code), str(exc.detail or "")
     if isinstance(exc, RequestValidationError):
         first = next(iter(exc.errors()), {})
         where = ".".join(str(p) for p in first.get("loc", ()))
         return 422, "Invalid request", f"{where}: {first.get('msg', '')}".strip(": ")
     return 500, "Internal server error", ""
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
 
 
 def error_page(request: Request, exc: Exception) -> Response:

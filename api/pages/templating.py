@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from api.pages.auth import KEY_COOKIE
 from api.pages.heatmap import display_text
-from api.settings import get_settings
+from service.settings import get_settings
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"

@@ -10,19 +10,24 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from api.audit_progress import audit_progress, recent_audits
-from api.audit_summary import audit_frames, export_frame, summarize, to_csv_bytes, to_parquet_bytes
 from api.auth import CallerKey
-from api.datasets import DatasetError, parse_dataset, read_named_dataset, sample_items
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
-from api.idempotency import Idempotency
-from api.models import Audit
-from api.problems import Problem, not_found
-from api.routes.jobs_common import RETRY_AFTER_S
-from api.schemas import AuditProgress, Page
-from api.submissions import create_audit
+from api.problem_details import Problem, not_found
+from api.routes.queued import accept_queued
+from api.schemas import Page
 from diagnostics.answers import ANSWER_MODES
-from diagnostics.diagnose import DiagnosisOptions
+from diagnostics.options import DiagnosisOptions
+from service.audit_progress import AuditProgress, audit_progress, recent_audits
+from service.audit_summary import (
+    audit_frames,
+    export_frame,
+    summarize,
+    to_csv_bytes,
+    to_parquet_bytes,
+)
+from service.datasets import DatasetError, parse_dataset, read_dataset_file, sample_items
+from service.models import Audit
+from service.submissions import create_audit
 from workers.queue import enqueue
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
@@ -77,7 +82,7 @@ def create_audit_route(
             )
         source = f"dataset:{dataset}"
         try:
-            items = read_named_dataset(path, max_prompt_chars=settings.max_prompt_chars)
+            items = read_dataset_file(path, max_prompt_chars=settings.max_prompt_chars)
         except DatasetError as err:
             raise Problem(422, "Invalid dataset", f"{dataset}: {err}", "invalid-dataset") from None
         content_hash = source
@@ -91,23 +96,20 @@ def create_audit_route(
     fingerprint = json.dumps(
         [content_hash, limit, sample, seed, name, opts.model_dump(mode="json")]
     ).encode()
-    idem = Idempotency(session, idempotency_key, f"{caller}:POST:/v1/audits", fingerprint)
-    if (replay := idem.begin()) is not None:
-        return replay
-    try:
-        audit, job_ids = create_audit(
+
+    def write():
+        return create_audit(
             session, chosen, opts, name=name, source=source,
             extra={"limit": limit, "sample": sample, "seed": seed, "n_in_file": len(items)},
         )  # fmt: skip
-    except Exception:
-        idem.abandon()
-        raise
-    enqueue(job_ids)
-    body = audit_progress(session, audit).model_dump(mode="json")
-    location = f"/v1/audits/{audit.id}"
-    idem.store(body, 202, location)
-    return JSONResponse(
-        body, status_code=202, headers={"Location": location, "Retry-After": RETRY_AFTER_S}
+
+    def answer(written) -> tuple[dict, str]:
+        audit, job_ids = written
+        enqueue(job_ids)
+        return audit_progress(session, audit).model_dump(mode="json"), f"/v1/audits/{audit.id}"
+
+    return accept_queued(
+        session, idempotency_key, f"{caller}:POST:/v1/audits", fingerprint, write, answer
     )
 
 

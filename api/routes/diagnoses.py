@@ -8,13 +8,12 @@ from sqlmodel import select
 
 from api.auth import CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
-from api.idempotency import Idempotency
-from api.models import Job, JobKind, Report
-from api.problems import check_text_length, not_found
-from api.report_store import load_report
-from api.routes.jobs_common import job_state, submit
+from api.problem_details import check_text_length, not_found
+from api.routes.queued import accept_job, job_state
 from api.schemas import Diagnosis, DiagnosisRequest
-from api.submissions import diagnosis_payload
+from service.job_payloads import DiagnosisPayload
+from service.models import Job, JobKind, Report
+from service.report_store import load_report
 
 router = APIRouter(prefix="/v1/diagnoses", tags=["diagnoses"])
 
@@ -34,12 +33,13 @@ def create_diagnosis(
 ) -> JSONResponse:
     """Queue a diagnosis of a (failing) prompt; poll the Location for status and report."""
     check_text_length(settings.max_prompt_chars, prompt=body.prompt, reference=body.reference)
-    options = body.resolved_options()
-    payload = diagnosis_payload(body.prompt, body.expected, body.reference, options)
-    idem = Idempotency(
-        session, idempotency_key, f"{caller}:POST:/v1/diagnoses", body.model_dump_json().encode()
+    payload = DiagnosisPayload(
+        prompt=body.prompt,
+        expected=body.expected,
+        reference=body.reference,
+        options=body.resolved_options(),
     )
-    return submit(idem, JobKind.diagnosis, payload, "/v1/diagnoses", Diagnosis)
+    return accept_job(session, caller, idempotency_key, body, payload, Diagnosis, "/v1/diagnoses")
 
 
 @router.get("/{diagnosis_id}", response_model=Diagnosis)

@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.atlas_cache import load_atlas
+from api.atlas_cache import atlas_of
 from api.auth import CallerKey
 from api.deps import SessionDep, SettingsDep
-from api.problems import not_found
-from api.report_queries import ReportFilters, feature_stats, list_reports
+from api.problem_details import not_found
 from api.schemas import FeatureReports
+from service.report_queries import ReportFilters, feature_stats, list_reports
 
 router = APIRouter(prefix="/v1/features", tags=["features"])
 
@@ -26,7 +26,7 @@ def get_feature(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> FeatureReports:
     """Atlas entry (label, score, density, contexts, logit effects) and reports flagging it."""
-    atlas = load_atlas(settings.atlas_dir)
+    atlas = atlas_of(settings)
     entry = None
     if atlas is not None:
         if feature_id >= atlas.d_sae:

@@ -7,12 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from api.atlas_cache import load_atlas
-from api.audit_progress import audit_progress, recent_audits
-from api.audit_summary import audit_frames, summarize
-from api.auth import verify_api_key
+from api.atlas_cache import atlas_of
 from api.deps import SessionDep, SettingsDep
-from api.models import Audit
 from api.pages.auth import KEY_COOKIE, PageCaller, safe_next, same_origin
 from api.pages.filters import parse_list_query
 from api.pages.heatmap import (
@@ -23,9 +19,13 @@ from api.pages.heatmap import (
     report_scale,
 )
 from api.pages.templating import render
-from api.problems import Problem, not_found
-from api.report_queries import ReportFilters, feature_stats, list_reports, stored_report
+from api.problem_details import Problem, not_found
 from diagnostics.failure_classes import FailureClass
+from service.api_keys import verify_api_key
+from service.audit_progress import audit_progress, recent_audits
+from service.audit_summary import audit_frames, summarize
+from service.models import Audit
+from service.report_queries import ReportFilters, feature_stats, list_reports, stored_report
 
 router = APIRouter(include_in_schema=False)
 AUDIT_ITEMS_SHOWN = 200
@@ -109,7 +109,7 @@ def feature_page(
     if not feature_id.isdigit():
         raise not_found("feature", feature_id)
     fid = int(feature_id)
-    atlas = load_atlas(settings.atlas_dir)
+    atlas = atlas_of(settings)
     entry = None
     if atlas is not None:
         if fid >= atlas.d_sae:

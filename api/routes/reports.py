@@ -9,10 +9,16 @@ from fastapi import APIRouter, Query
 
 from api.auth import CallerKey
 from api.deps import SessionDep
-from api.problems import not_found
-from api.report_queries import ReportFilters, list_reports, stored_report
-from api.schemas import Page, ReportSummary, StoredReport
+from api.problem_details import not_found
+from api.schemas import Page
 from diagnostics.failure_classes import FailureClass
+from service.report_queries import (
+    ReportFilters,
+    ReportSummary,
+    StoredReport,
+    list_reports,
+    stored_report,
+)
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 

@@ -7,11 +7,10 @@ from fastapi.responses import JSONResponse
 
 from api.auth import CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
-from api.idempotency import Idempotency
-from api.models import Job, JobKind
-from api.problems import Problem, check_text_length, not_found
-from api.routes.jobs_common import job_state, submit
+from api.problem_details import Problem, check_text_length, not_found
+from api.routes.queued import accept_job, job_state
 from api.schemas import Steering, SteerRequest
+from service.models import Job, JobKind
 
 router = APIRouter(prefix="/v1/steer", tags=["steering"])
 
@@ -28,11 +27,8 @@ def create_steering(
     check_text_length(settings.max_prompt_chars, prompt=body.prompt)
     if any(f < 0 for f in body.clamps):
         raise Problem(422, "Invalid request", "feature ids must be non-negative", "validation")
-    payload = body.model_dump(mode="json")
-    idem = Idempotency(
-        session, idempotency_key, f"{caller}:POST:/v1/steer", body.model_dump_json().encode()
-    )
-    return submit(idem, JobKind.steer, payload, "/v1/steer", Steering)
+
+    return accept_job(session, caller, idempotency_key, body, body, Steering, "/v1/steer")
 
 
 @router.get("/{steer_id}", response_model=Steering)

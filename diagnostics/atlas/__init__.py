@@ -1,7 +1,7 @@
 """The feature atlas: per-latent statistics, max-activating contexts, logit effects, scored labels.
 
 Built once per SAE over held-out text (`build_atlas`), stored next to the SAE in `<sae_dir>/atlas/`
-and loaded in milliseconds (`FeatureAtlas.load`).
+and loaded in milliseconds, checked to belong to its SAE (`FeatureAtlas.for_sae`).
 """
 
 from diagnostics.atlas.build import build_atlas
@@ -12,7 +12,7 @@ from diagnostics.atlas.records import (
     LabelRule,
     TokenValue,
 )
-from diagnostics.atlas.search import FeatureHit, search_label, search_text
+from diagnostics.atlas.search import FeatureHit, search_text
 from diagnostics.atlas.store import ATLAS_VERSION, AtlasError, FeatureAtlas
 
 __all__ = [
@@ -26,6 +26,5 @@ __all__ = [
     "LabelRule",
     "TokenValue",
     "build_atlas",
-    "search_label",
     "search_text",
 ]

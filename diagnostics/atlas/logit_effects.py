@@ -58,12 +58,3 @@ def logit_effects(
         for out, t in zip(outs, parts, strict=True):
             out.append(t)
     return tuple(torch.cat(o) for o in outs)  # type: ignore[return-value]
-
-
-@torch.no_grad()
-def direction_logits(lm: LanguageModel, direction: torch.Tensor) -> torch.Tensor:
-    """Logit effect [vocab] of a residual direction [d_model] (for tests and steering checks)."""
-    norm = final_norm(lm.model)
-    scale = getattr(norm, "weight", None)
-    d = direction.float().cpu() * (scale.float().cpu() if scale is not None else 1.0)
-    return unembedding(lm.model).float().cpu() @ d

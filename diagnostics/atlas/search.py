@@ -1,4 +1,5 @@
-"""Find features by text (optionally contrastive) and by label keyword."""
+"""Find features by the text they fire on (optionally contrastive); by label keyword:
+FeatureAtlas.search_label."""
 
 from __future__ import annotations
 
@@ -86,9 +87,3 @@ def search_text(
             )
         )
     return hits
-
-
-def search_label(atlas: FeatureAtlas, keyword: str, top: int | None = None) -> list[int]:
-    """Latents whose label mentions `keyword`, best-scored first (see FeatureAtlas.search_label)."""
-    hits = atlas.search_label(keyword)
-    return hits if top is None else hits[:top]

@@ -210,16 +210,25 @@ class FeatureAtlas:
         return target
 
     @classmethod
-    def load(cls, sae_dir: str | Path) -> FeatureAtlas:
-        """Load `<sae_dir>/atlas/` (or an atlas directory itself); `sae_dir` may be 'default'."""
-        if str(sae_dir) == "default":
-            from diagnostics.sae.io import default_sae_dir
+    def for_sae(cls, sae, location: str | Path, *, missing_ok: bool = False) -> FeatureAtlas | None:
+        """The atlas of `sae` at `location` (its SAE directory, 'default', or an atlas directory),
+        checked to belong to it: the one way every caller loads an atlas.
 
-            sae_dir = default_sae_dir()
-        path = Path(sae_dir).expanduser()
-        if not (path / JSON_FILE).is_file():
-            path = path / ATLAS_DIR
-        if not all((path / f).is_file() for f in (JSON_FILE, ARRAYS_FILE, RULES_FILE)):
+        AtlasError when there is none (None instead with `missing_ok`), when it has another layout
+        version, or when it was built for another SAE.
+        """
+        if missing_ok and not _has_atlas(_atlas_path(location)):
+            return None
+        atlas = cls.load(location)
+        atlas.check_matches(sae)
+        return atlas
+
+    @classmethod
+    def load(cls, sae_dir: str | Path) -> FeatureAtlas:
+        """Read `<sae_dir>/atlas/` (or an atlas directory itself) without checking which SAE it
+        belongs to: use `for_sae`. `sae_dir` may be 'default'."""
+        path = _atlas_path(sae_dir)
+        if not _has_atlas(path):
             raise AtlasError(
                 f"no feature atlas at {path}: build one with `driftscope features build`"
             )
@@ -239,6 +248,20 @@ class FeatureAtlas:
             vocab=doc["vocab"],
             context_peak=int(doc["context_peak"]),
         )
+
+
+def _atlas_path(location: str | Path) -> Path:
+    """The atlas directory of `location`: an atlas directory, or an SAE directory ('default')."""
+    if str(location) == "default":
+        from diagnostics.sae.io import default_sae_dir
+
+        location = default_sae_dir()
+    path = Path(location).expanduser()
+    return path if (path / JSON_FILE).is_file() else path / ATLAS_DIR
+
+
+def _has_atlas(path: Path) -> bool:
+    return all((path / f).is_file() for f in (JSON_FILE, ARRAYS_FILE, RULES_FILE))
 
 
 def _opt(x) -> float | None:

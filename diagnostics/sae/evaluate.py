@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from diagnostics.hooks import hook_resid_post
-from diagnostics.language_model import LanguageModel
+from diagnostics.language_model import LanguageModel, special_token_ids
 from diagnostics.sae.harvest import pad_windows, token_windows
 from diagnostics.sae.modules import SparseAutoencoder
 
@@ -66,7 +66,7 @@ def evaluate_sae(
 ) -> tuple[SaeEval, torch.Tensor]:
     """Evaluate on up to `max_tokens` text tokens; returns the numbers and the density [d_sae]."""
     layer = sae.cfg.hook_layer
-    special = torch.tensor(sorted(set(lm.tokenizer.all_special_ids)))
+    special = special_token_ids(lm.tokenizer)
     pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else 0
     windows, total = [], 0
     for w in token_windows(lm.tokenizer, documents, ctx_len):

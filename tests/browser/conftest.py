@@ -18,18 +18,19 @@ import uvicorn
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from sqlmodel import select
 
-from api.atlas_cache import load_atlas
-from api.auth import create_api_key
-from api.datasets import ProblemItem
-from api.db import dispose_engines, migrate, session_scope
-from api.models import JobKind, JobStatus, Report
+from api import atlas_cache
 from api.pages.auth import KEY_COOKIE
-from api.report_store import store_report
-from api.settings import get_settings
-from api.submissions import create_audit, create_job
 from diagnostics.atlas import build_atlas
-from diagnostics.diagnose import DiagnosisOptions
+from diagnostics.options import DiagnosisOptions
 from diagnostics.sae import save_sae
+from service.api_keys import create_api_key
+from service.datasets import ProblemItem
+from service.db import dispose_engines, migrate, session_scope
+from service.job_payloads import DiagnosisPayload
+from service.models import JobStatus, Report
+from service.report_store import store_report
+from service.settings import get_settings
+from service.submissions import create_audit, create_job
 from tests.conftest import make_tiny_lm
 from tests.service.factories import synthetic_report
 from tests.unit.test_atlas_build import make_corpus, make_planted_sae
@@ -95,7 +96,9 @@ def _fill_database(runtime: Runtime, url: str) -> tuple[str, list[str], str]:
         report_ids = [ids[job_id] for job_id in job_ids[:-1]]
         synthetic = synthetic_report(random.Random(0), correct=False, flagged=[5], n_features=48)
         synthetic.flagged[0].label = XSS_LABEL
-        job = create_job(session, JobKind.diagnosis, {"prompt": synthetic.prompt})
+        job = create_job(
+            session, DiagnosisPayload(prompt=synthetic.prompt, expected=synthetic.expected)
+        )
         xss_id, _ = store_report(session, synthetic, job.id)
     return audit.id, report_ids, xss_id
 
@@ -158,7 +161,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
             server.should_exit = True
             thread.join(timeout=10)
             dispose_engines()
-            load_atlas.cache_clear()
+            atlas_cache.clear_cache()
             get_settings.cache_clear()
 
 

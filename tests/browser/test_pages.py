@@ -6,10 +6,10 @@ import re
 
 from playwright.sync_api import BrowserContext, Page, expect
 
-from api.db import session_scope
 from api.pages.heatmap import display_text
-from api.report_queries import stored_report
 from diagnostics.atlas import FeatureAtlas
+from service.db import session_scope
+from service.report_queries import stored_report
 from tests.browser.conftest import XSS_LABEL, XSS_PROMPT, Site
 
 
@@ -196,7 +196,7 @@ def test_pages_need_the_api_key_and_the_login_form_keeps_it(anonymous: BrowserCo
 
 
 def test_feature_page_without_an_atlas(page: Page, site: Site, tmp_path, monkeypatch):
-    from api.settings import get_settings
+    from service.settings import get_settings
 
     flagged = _report(site, site.report_ids[0]).flagged[0].feature
     monkeypatch.setenv("DRIFTSCOPE_ATLAS", str(tmp_path))  # an empty directory

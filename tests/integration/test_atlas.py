@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from diagnostics.atlas import FeatureAtlas, build_atlas, search_text
+from diagnostics.documents import iter_documents
 from diagnostics.sae.io import default_sae_dir
 from diagnostics.steering import concept_probability
-from diagnostics.texts import iter_documents
 from tests.conftest import make_random_sae
 
 GSM8K_TEST = "/work/shared/datasets/gsm8k/test.jsonl"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -88,15 +89,16 @@ def test_real_size_sae_round_trip_is_bit_exact(tmp_path):
 
 
 def test_cli_model_info_and_generate():
+    driftscope = str(Path(sys.executable).parent / "driftscope")  # the installed console script
     info = subprocess.run(
-        [sys.executable, "-m", "diagnostics", "model", "info", "--json"],
+        [driftscope, "model", "info", "--json"],
         capture_output=True,
         text=True,
         check=True,
     )
     assert json.loads(info.stdout)["default_hook"] == "blocks.15.hook_resid_post"
     gen = subprocess.run(
-        [sys.executable, "-m", "diagnostics", "generate", "What is 2+3?", "--max-new-tokens", "12"],
+        [driftscope, "generate", "What is 2+3?", "--max-new-tokens", "12"],
         capture_output=True,
         text=True,
         check=True,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from diagnostics.diagnose import DiagnosisOptions, diagnose
+from diagnostics.diagnose import diagnose
 from diagnostics.hooks import residuals_at
+from diagnostics.options import DiagnosisOptions
 from diagnostics.sae import load_sae
 from diagnostics.sae.io import WEIGHTS_FILE, default_sae_dir
 from diagnostics.splice import splice_sae

@@ -12,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from api.db import dispose_engines, migrate, session_scope
-from api.settings import Settings, get_settings
 from diagnostics.sae import save_sae
-from tests.conftest import make_random_sae, make_tiny_lm
+from service.db import dispose_engines, migrate, session_scope
+from service.settings import Settings, get_settings
+from tests.conftest import make_firing_sae, make_tiny_lm
 
 PG_ADMIN_URL = os.environ.get(
     "DRIFTSCOPE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -28,12 +28,13 @@ FAST_OPTIONS = {"max_new_tokens": 4, "top_k": 3, "control_draws": 1, "top_featur
 
 @pytest.fixture(scope="session")
 def runtime_dirs(tmp_path_factory) -> dict[str, str]:
-    """The tiny random Llama and a random SAE at its middle layer, saved like real ones."""
+    """The tiny random Llama and a random SAE whose latents fire on it (at its middle layer), saved
+    like real ones."""
     root = tmp_path_factory.mktemp("runtime")
     lm = make_tiny_lm()
     lm.model.save_pretrained(root / "model")
     lm.tokenizer.save_pretrained(root / "model")
-    save_sae(make_random_sae(lm.d_model, 128, layer=lm.default_layer, seed=3), root / "sae")
+    save_sae(make_firing_sae(lm, 128, seed=3), root / "sae")
     return {"model": str(root / "model"), "sae": str(root / "sae")}
 
 
@@ -97,7 +98,7 @@ def service_env(db_url, runtime_dirs, monkeypatch) -> Iterator[Settings]:
 
 @pytest.fixture
 def api_key(service_env) -> str:
-    from api.auth import create_api_key
+    from service.api_keys import create_api_key
 
     with session_scope() as session:
         return create_api_key(session, "tests")

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from sqlmodel import func, select
 
-from api.db import session_scope
-from api.models import Audit, Job
+from service.db import session_scope
+from service.models import Audit, Job
 from tests.service.conftest import FAST_OPTIONS, gsm8k_jsonl
 from workers.jobs import run_job
 
@@ -27,7 +27,7 @@ def _run_all(settings) -> None:
     with session_scope() as session:
         ids = session.exec(select(Job.id).where(Job.status == "queued")).all()
     for job_id in ids:
-        assert run_job(job_id, settings=settings) in ("done", "failed")
+        assert run_job(job_id, settings=settings) == "done"
 
 
 def test_diagnosis_is_accepted_then_reported(client, service_env):
@@ -65,13 +65,18 @@ def test_report_filters(client, service_env):
     assert client.get("/v1/reports", params={"sae_id": "random-sae"}).json()["count"] == 2
     page = client.get("/v1/reports", params={"limit": 1, "offset": 1}).json()
     assert len(page["data"]) == 1 and page["count"] == 2
-    flagged = [f["feature"] for r in everything["data"] for f in r["flagged"]]
-    if flagged:  # the random model nearly always fails and flags latents
-        by_feature = client.get("/v1/reports", params={"feature": flagged[0]}).json()
-        assert by_feature["count"] >= 1
-        assert all(flagged[0] in [f["feature"] for f in r["flagged"]] for r in by_feature["data"])
-        feature = client.get(f"/v1/features/{flagged[0]}").json()
-        assert feature["n_reports"] == by_feature["count"] and feature["atlas"] is None
+    flagged = {r["id"]: {f["feature"] for f in r["flagged"]} for r in everything["data"]}
+    # the seeded tiny model gets both wrong and flags latents: the filter checks must run
+    assert all(flagged.values()), flagged
+    for feature_id in set().union(*flagged.values()):
+        by_feature = client.get("/v1/reports", params={"feature": feature_id}).json()
+        expected_ids = {rid for rid, features in flagged.items() if feature_id in features}
+        assert {r["id"] for r in by_feature["data"]} == expected_ids
+        assert by_feature["count"] == len(expected_ids)
+        feature = client.get(f"/v1/features/{feature_id}").json()
+        assert feature["n_reports"] == len(expected_ids) and feature["atlas"] is None
+    absent = min(set(range(128)) - set().union(*flagged.values()))
+    assert client.get("/v1/reports", params={"feature": absent}).json()["count"] == 0
     bad = client.get("/v1/reports", params={"failure_class": "nonsense"})
     assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
 
@@ -92,15 +97,19 @@ def test_api_key_required_and_problem_json(client, service_env):
 
 
 def test_stored_keys_are_hashed(service_env, api_key):
-    from api.auth import revoke_api_key, verify_api_key
-    from api.models import ApiKey
+    from datetime import UTC, datetime
+
+    from service.api_keys import verify_api_key
+    from service.models import ApiKey
 
     with session_scope() as session:
         row = session.exec(select(ApiKey)).one()
         assert api_key not in (row.key_hash, row.prefix) and len(row.key_hash) == 64
         assert verify_api_key(session, api_key) is not None
         assert verify_api_key(session, api_key + "x") is None
-        assert revoke_api_key(session, row.prefix)
+        row.revoked_at = datetime.now(UTC)
+        session.add(row)
+        session.commit()
         assert verify_api_key(session, api_key) is None
 
 
@@ -125,7 +134,7 @@ def test_idempotency_key_replays_and_rejects_a_different_body(client):
 
 
 def test_size_limits(client, service_env, monkeypatch):
-    from api.settings import get_settings
+    from service.settings import get_settings
 
     too_long = "what " * (service_env.max_prompt_chars // 5 + 1)
     resp = _diagnose(client, prompt=too_long)
@@ -192,7 +201,7 @@ def test_audit_from_upload_progress_summary_and_exports(client, service_env):
 
     _run_all(service_env)
     progress = client.get(f"/v1/audits/{audit_id}").json()
-    assert progress["status"] == "done" and progress["done"] + progress["failed"] == 3
+    assert (progress["status"], progress["done"], progress["failed"]) == ("done", 3, 0)
     assert progress["eta_s"] == 0 and progress["finished_at"] is not None
 
     summary = client.get(f"/v1/audits/{audit_id}/summary").json()

@@ -9,9 +9,9 @@ import pytest
 from sqlmodel import func, select
 from typer.testing import CliRunner
 
-from api.db import migrate, session_scope
-from api.models import Report
-from diagnostics.cli import app
+from cli.main import app
+from service.db import migrate, session_scope
+from service.models import Report
 from tests.service.conftest import gsm8k_jsonl
 
 runner = CliRunner()
@@ -23,7 +23,7 @@ def cli_env(tmp_path, runtime_dirs, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("DRIFTSCOPE_MODEL", runtime_dirs["model"])
     monkeypatch.setenv("DRIFTSCOPE_SAE", runtime_dirs["sae"])
-    from api.settings import get_settings
+    from service.settings import get_settings
 
     get_settings.cache_clear()
     yield url
@@ -48,7 +48,7 @@ def test_audit_in_process_prints_summary_and_stores_reports(tmp_path, cli_env):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["n_items"] == 3 and summary["n_reports"] + summary["n_failed_jobs"] == 3
+    assert (summary["n_items"], summary["n_reports"], summary["n_failed_jobs"]) == (3, 3, 0)
     with session_scope(cli_env) as session:
         stored = session.exec(
             select(func.count()).select_from(Report).where(Report.audit_id == summary["audit_id"])
@@ -59,7 +59,7 @@ def test_audit_in_process_prints_summary_and_stores_reports(tmp_path, cli_env):
         app, ["audit", "examples", "--limit", "1", "--max-new-tokens", "2", "--no-verify"]
     )
     assert text.exit_code == 0, text.output
-    assert "accuracy" in text.stdout
+    assert "accuracy" in text.stdout and "failed jobs 0" in text.stdout
     assert "audit: 100%" in text.stderr and "1/1" in text.stderr  # the tqdm bar
 
 
@@ -76,7 +76,7 @@ def test_apikey_create_prints_a_working_key(cli_env):
     assert result.exit_code == 0, result.output
     key = result.stdout.strip()
     assert key.startswith("ds_")
-    from api.auth import verify_api_key
+    from service.api_keys import verify_api_key
 
     migrate(cli_env)
     with session_scope(cli_env) as session:

@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 
-from api.db import session_scope
-from api.models import JobKind, JobStatus
-from api.submissions import create_job, diagnosis_payload
-from diagnostics.diagnose import DiagnosisOptions
+from diagnostics.options import DiagnosisOptions
+from service.db import session_scope
+from service.job_payloads import DiagnosisPayload
+from service.models import JobStatus
+from service.submissions import create_job
 from tests.service.conftest import FAST_OPTIONS, gsm8k_jsonl, repo_root
 from workers.reconciler import reconcile_once
 
@@ -27,7 +28,7 @@ DEADLINE_S = 300
 
 @pytest.fixture
 def pg_service_env(pg_url, runtime_dirs, monkeypatch):
-    from api.settings import get_settings
+    from service.settings import get_settings
     from tests.service.conftest import QUEUE, REDIS_URL, truncate
 
     env = {
@@ -99,7 +100,7 @@ def test_diagnoses_and_an_audit_through_a_real_worker(pg_service_env, celery_wor
     with session_scope() as session:
         opts = DiagnosisOptions.model_validate(FAST_OPTIONS)
         stuck = create_job(
-            session, JobKind.diagnosis, diagnosis_payload("what is 3 plus 3 ?", "6", None, opts)
+            session, DiagnosisPayload(prompt="what is 3 plus 3 ?", expected="6", options=opts)
         )
         stuck.status, stuck.deliveries = JobStatus.running, 1
         stuck.started_at = datetime.now(UTC) - timedelta(hours=2)

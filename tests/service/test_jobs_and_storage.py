@@ -11,13 +11,14 @@ import redis
 import sqlalchemy as sa
 from sqlmodel import func, select
 
-from api.audit_summary import export_frame, summarize
-from api.db import session_scope
-from api.models import Job, JobKind, JobStatus, Report, ReportFeature
-from api.report_queries import ReportFilters, list_reports
-from api.report_store import store_report
-from api.submissions import create_job, diagnosis_payload
-from diagnostics.diagnose import DiagnosisOptions
+from diagnostics.options import DiagnosisOptions
+from service.audit_summary import export_frame, summarize
+from service.db import session_scope
+from service.job_payloads import DiagnosisPayload
+from service.models import Job, JobStatus, Report, ReportFeature
+from service.report_queries import ReportFilters, list_reports
+from service.report_store import store_report
+from service.submissions import create_job
 from tests.service.conftest import FAST_OPTIONS
 from tests.service.factories import synthetic_report
 from workers.jobs import run_job
@@ -27,7 +28,7 @@ from workers.reconciler import reconcile_once
 def _job(session, **fields) -> Job:
     opts = DiagnosisOptions.model_validate(FAST_OPTIONS)
     job = create_job(
-        session, JobKind.diagnosis, diagnosis_payload("what is 2 plus 3 ?", "5", None, opts)
+        session, DiagnosisPayload(prompt="what is 2 plus 3 ?", expected="5", options=opts)
     )
     for key, value in fields.items():
         setattr(job, key, value)
@@ -79,7 +80,7 @@ def test_delivery_cap_fails_a_job_whose_worker_keeps_dying(service_env):
 
 
 def test_reconciler_resends_stuck_jobs_and_fails_capped_ones(service_env, monkeypatch):
-    from api.settings import get_settings
+    from service.settings import get_settings
 
     monkeypatch.setenv("DRIFTSCOPE_QUEUE_BACKEND", "celery")
     get_settings.cache_clear()

@@ -8,12 +8,12 @@ import re
 
 from fastapi.testclient import TestClient
 
-from api.db import session_scope
-from api.models import JobKind
 from api.pages.auth import KEY_COOKIE, safe_next
-from api.report_store import store_report
-from api.settings import get_settings
-from api.submissions import create_job
+from service.db import session_scope
+from service.job_payloads import DiagnosisPayload
+from service.report_store import store_report
+from service.settings import get_settings
+from service.submissions import create_job
 from tests.service.factories import synthetic_report
 
 
@@ -22,7 +22,7 @@ def _store(n: int = 3) -> list[str]:
     ids = []
     with session_scope() as session:
         for _ in range(n):
-            job = create_job(session, JobKind.diagnosis, {})
+            job = create_job(session, DiagnosisPayload(prompt="q", expected="1"))
             ids.append(store_report(session, synthetic_report(rng, correct=False), job.id)[0])
     return ids
 

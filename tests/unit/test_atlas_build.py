@@ -139,12 +139,26 @@ def test_planted_token_feature_contexts_label_and_score(planted):
 
 
 def test_dense_flag_logit_effects_and_summary(planted):
-    _, _, _, atlas = planted
+    lm, sae, _, atlas = planted
     assert atlas.entry(DENSE_LATENT).is_dense
     assert atlas.is_dense.sum() >= 1
-    promoted = atlas.entry(PROMOTE_LATENT).promoted_tokens
-    assert promoted[0].token == "apples" and promoted[0].value > promoted[1].value
-    assert atlas.entry(PROMOTE_LATENT).suppressed_tokens[0].value < 0
+    entry = atlas.entry(PROMOTE_LATENT)
+    promoted, suppressed = entry.promoted_tokens, entry.suppressed_tokens
+    assert promoted[0].token == "apples"
+    # the whole ranking, both ways, against the logit effect computed here (specials left out)
+    with torch.no_grad():
+        effect = (sae.W_dec[PROMOTE_LATENT] * final_norm(lm.model).weight) @ unembedding(
+            lm.model
+        ).T  # [vocab]
+    effect[lm.tokenizer.all_special_ids] = torch.nan
+    order = [i for i in torch.argsort(effect.nan_to_num(-torch.inf), descending=True).tolist()]
+    assert [t.token_id for t in promoted] == order[: len(promoted)]
+    lowest = torch.argsort(effect.nan_to_num(torch.inf)).tolist()
+    assert [t.token_id for t in suppressed] == lowest[: len(suppressed)]
+    assert [t.value for t in promoted] == pytest.approx(
+        effect[order[: len(promoted)]].tolist(), abs=1e-3
+    )
+    assert suppressed[0].value < 0
     s = atlas.meta.summary
     assert s["n_live"] == D_SAE and s["n_scored"] >= 5
     # random features with a random-label control: the control sits near chance
@@ -173,7 +187,8 @@ def test_save_load_round_trip_and_version_guard(planted, tmp_path):
 
 
 def test_a_report_names_the_atlas_it_used(planted):
-    from diagnostics.diagnose import DiagnosisOptions, diagnose
+    from diagnostics.diagnose import diagnose
+    from diagnostics.options import DiagnosisOptions
 
     lm, sae, _, atlas = planted
     options = DiagnosisOptions(mode="exact", chat=False, max_new_tokens=2, verify=False)

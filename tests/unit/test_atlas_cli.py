@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 from typer.testing import CliRunner
 
-from diagnostics.cli import app
+from cli.main import app
 from diagnostics.sae import save_sae
-from tests.conftest import make_tiny_lm
-from tests.unit.test_atlas_build import GATE_LATENT, make_corpus, make_planted_sae
+from tests.conftest import make_random_sae, make_tiny_lm
+from tests.unit.test_atlas_build import D_SAE, GATE_LATENT, make_corpus, make_planted_sae
 
 runner = CliRunner()
 
@@ -89,8 +90,42 @@ def test_steer_shows_both_outputs_and_the_concept_shift(built):
 
 def test_missing_atlas_and_unconfigured_llm_give_messages(tmp_path, built, monkeypatch):
     root, _ = built
+    for name in ("cfg.json", "sae_weights.safetensors"):  # the SAE without its atlas
+        shutil.copy(root / "sae" / name, tmp_path / name)
     result = runner.invoke(app, ["features", "show", "1", "--sae", str(tmp_path)])
     assert result.exit_code == 5 and "features build" in result.stderr
     monkeypatch.delenv("DRIFTSCOPE_LLM_URL", raising=False)
     result = runner.invoke(app, ["features", "explain", "--sae", str(root / "sae")])
     assert result.exit_code == 2 and "DRIFTSCOPE_LLM_URL" in result.stderr
+
+
+def test_an_atlas_of_another_sae_is_refused_by_every_command(tmp_path, built):
+    root, common = built
+    lm = make_tiny_lm()
+    other = tmp_path / "other-sae"  # same shape, other weights, the first SAE's atlas beside it
+    save_sae(make_random_sae(lm.d_model, D_SAE, layer=lm.default_layer, seed=9), other)
+    shutil.copytree(root / "sae" / "atlas", other / "atlas")
+    model = ["--model", str(root / "model")]
+    for args in (
+        ["features", "show", str(GATE_LATENT)],
+        ["features", "search", "--label", "gate"],
+        ["diagnose", "how many apples", "--expected", "3", "--raw", "--mode", "exact",
+         "--max-new-tokens", "1", *model],
+    ):  # fmt: skip
+        result = runner.invoke(app, [*args, "--sae", str(other)])
+        assert result.exit_code == 5, (args, result.output)
+        assert "built for another SAE" in result.stderr
+    # search and steer go on without labels, saying why
+    result = runner.invoke(
+        app, ["features", "search", "gate", "--sae", str(other), *model, "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "another SAE" in result.stderr
+    assert all(h["label"] is None for h in json.loads(result.stdout))
+    result = runner.invoke(
+        app,
+        ["features", "steer", "how many", "-f", "1=2", "--sae", str(other), *model,
+         "--max-new-tokens", "2", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "another SAE" in result.stderr and json.loads(result.stdout)["labels"] == {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from diagnostics.atlas import search_label, search_text
+from diagnostics.atlas import search_text
 from tests.unit.test_atlas_build import GATE_LATENT, planted  # noqa: F401  (fixture)
 
 
@@ -36,7 +36,7 @@ def test_search_without_atlas_ranks_raw_activation_differences(planted):  # noqa
 
 def test_label_keyword_search(planted):  # noqa: F811
     _, _, _, atlas = planted
-    found = search_label(atlas, "GATE")
+    found = atlas.search_label("GATE")
     assert found[0] == GATE_LATENT
     assert all("gate" in atlas.label(i).lower() for i in found)
-    assert search_label(atlas, "no-such-word") == []
+    assert atlas.search_label("no-such-word") == []

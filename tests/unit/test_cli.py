@@ -2,7 +2,7 @@ import json
 
 from typer.testing import CliRunner
 
-from diagnostics.cli import app
+from cli.main import app
 from tests.conftest import make_tiny_lm
 
 runner = CliRunner()

@@ -5,19 +5,20 @@ import pytest
 import torch
 
 from diagnostics.attribution import LogitGap, attribute, logit_difference
-from diagnostics.diagnose import DiagnosisOptions, diagnose
+from diagnostics.diagnose import diagnose
 from diagnostics.flagging import screen_candidates, spuriousness_order
 from diagnostics.hooks import hook_resid_post
+from diagnostics.options import DiagnosisOptions
 from diagnostics.report import DriftReport
 from diagnostics.verification import AblationScreen, matched_random_features, zero_ablation
-from tests.conftest import make_random_sae
+from tests.conftest import make_firing_sae
 
 PROMPT = "what is 2 plus 3 ?"
 
 
 @pytest.fixture(scope="module")
 def sae(tiny_lm):
-    return make_random_sae(tiny_lm.d_model, 128, layer=2, seed=3)
+    return make_firing_sae(tiny_lm, 128, seed=3)
 
 
 def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -39,16 +40,13 @@ def test_attribution_predicts_single_latent_ablation(tiny_lm, sae):
     effects = torch.tensor(
         [logit_difference(tiny_lm, sae, gap, edit=zero_ablation([int(j)])) - clean for j in top]
     )
-    # zero-ablating a latent removes its contribution: change ~ -attribution
+    # zero-ablating a latent removes its contribution: change ~ -attribution (a linear estimate
+    # of a large intervention: the order holds, and the sign where the attribution is large)
     assert _spearman(-res.per_feature[top], effects) > 0.8
-    assert (torch.sign(effects) == torch.sign(-res.per_feature[top])).float().mean() >= 0.8
+    assert (torch.sign(effects[:8]) == torch.sign(-res.per_feature[top[:8]])).all()
 
 
-def test_screened_single_ablations_equal_full_forwards_one_at_a_time(tiny_lm):
-    sae = make_random_sae(tiny_lm.d_model, 128, layer=2, seed=3)
-    with torch.no_grad():  # a dense SAE, so that latents fire on the plain prompt
-        sae.threshold.zero_()
-        sae.b_enc.zero_()
+def test_screened_single_ablations_equal_full_forwards_one_at_a_time(tiny_lm, sae):
     ids = tiny_lm.prompt_ids(PROMPT, chat=False)
     pos = len(ids) - 1
     gap = LogitGap(ids, pos, 5, 9)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from diagnostics.atlas.logit_effects import final_norm, unembedding
+from diagnostics.splice import splice_sae
 from diagnostics.steering import clamp_values, concept_probability, concept_token_ids, steer
 from tests.conftest import make_random_sae, make_tiny_lm
 
@@ -48,10 +49,14 @@ def test_steer_returns_both_generations_and_keeps_the_model_without_edit(lm_and_
     )
     assert with_concept.concept.positions == len(with_concept.baseline_ids)
     assert with_concept.concept.p_steered > with_concept.concept.p_baseline
-    # clamping to the value the feature already has (0 where it is silent) changes nothing
-    silent = steer(lm, sae, "how many apples", {0: 0.0}, None, max_new_tokens=6)
-    if not (sae.encode(torch.zeros(1, lm.d_model))[:, 0] > 0).any():
-        assert silent.steered_ids == silent.baseline_ids
+    # clamping a latent to the value it already has (0: it is silent on the whole baseline
+    # sequence) changes nothing
+    seq = torch.cat([lm.prompt_ids("how many apples"), torch.tensor(result.baseline_ids)])
+    with torch.no_grad(), splice_sae(lm, sae) as rec:
+        lm.model(seq[None])
+    quiet = int(torch.nonzero(rec.features[0].amax(0) <= 0)[0])  # first latent silent throughout
+    silent = steer(lm, sae, "how many apples", {quiet: 0.0}, None, max_new_tokens=6)
+    assert silent.values == {quiet: 0.0} and silent.steered_ids == silent.baseline_ids
 
 
 def test_clamp_values_use_atlas_max_activation_and_check_range(lm_and_sae):

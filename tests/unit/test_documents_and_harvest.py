@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from diagnostics.documents import document_split, iter_documents
 from diagnostics.hooks import residuals_at
 from diagnostics.sae.harvest import (
     ACTS_FILE,
@@ -13,7 +14,6 @@ from diagnostics.sae.harvest import (
     harvest,
     token_windows,
 )
-from diagnostics.texts import document_split, iter_documents
 
 
 def test_reads_jsonl_gsm8k_and_txt(tmp_path):
@@ -66,7 +66,7 @@ def test_harvest_writes_masked_activations(tiny_lm, tmp_path):
 
 
 def test_interleave_draws_on_every_source(tmp_path):
-    from diagnostics.texts import interleave_documents
+    from diagnostics.documents import interleave_documents
 
     (tmp_path / "a.jsonl").write_text(
         "".join(json.dumps({"text": f"a{i}"}) + "\n" for i in range(3))

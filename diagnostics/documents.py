@@ -1,4 +1,4 @@
-"""Read text documents from JSONL (`text` field, or GSM8K `question`/`answer`) and plain .txt.
+"""Corpus documents: read them from JSONL (`text` field, or GSM8K `question`/`answer`) and plain .txt.
 
 Documents are split deterministically into a training part and a held-out part by a hash of their
 text, so every tool (SAE training, evaluation, the feature atlas) agrees on what was held out.
@@ -40,7 +40,12 @@ def interleave_documents(
     paths: list[str | Path], split: Split = "all", heldout_fraction: float = HELDOUT_FRACTION
 ) -> Iterator[str]:
     """Documents of several files, round-robin, so any prefix draws on every source."""
-    iters = [iter_documents(p, split, heldout_fraction) for p in paths]
+    return round_robin([iter_documents(p, split, heldout_fraction) for p in paths])
+
+
+def round_robin(iterators: list[Iterator[str]]) -> Iterator[str]:
+    """One item of each iterator in turn until all are exhausted."""
+    iters = list(iterators)
     while iters:
         for it in list(iters):
             doc = next(it, None)

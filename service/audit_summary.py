@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from api.models import Job, Report, ReportFeature
+from service.models import Job, Report, ReportFeature
 
 ITEM_COLUMNS = [
     "item_index", "job_id", "status", "error", "report_id", "correct", "failure_class",

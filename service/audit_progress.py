@@ -4,12 +4,29 @@ of audits newest first."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any, Literal
 
+from pydantic import BaseModel, Field
 from sqlmodel import Session, func, select
 
-from api.models import Audit, Job, JobStatus
-from api.report_store import as_aware
-from api.schemas import AuditProgress
+from service.db import as_aware
+from service.models import Audit, Job, JobStatus
+
+
+class AuditProgress(BaseModel):
+    id: str
+    name: str
+    source: str
+    status: Literal["queued", "running", "done"]
+    total: int
+    done: int
+    failed: int
+    queued: int
+    running: int
+    eta_s: float | None = Field(description="Estimated seconds left (from the pace so far).")
+    created_at: datetime
+    finished_at: datetime | None
+    options: dict[str, Any]
 
 
 def audit_progress(session: Session, audit: Audit, now: datetime | None = None) -> AuditProgress:

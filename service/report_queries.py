@@ -7,11 +7,48 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
+from pydantic import BaseModel, Field
 from sqlmodel import Session, func, select
 
-from api.models import Report, ReportFeature
-from api.report_store import as_aware, load_report
-from api.schemas import FlaggedBrief, ReportSummary, StoredReport
+from diagnostics.report import DriftReport
+from service.db import as_aware
+from service.models import Report, ReportFeature
+from service.report_store import load_report
+
+
+class FlaggedBrief(BaseModel):
+    feature: int
+    label: str
+    attribution: float
+
+
+class ReportSummary(BaseModel):
+    """One row of the report list (the full report is at /v1/reports/{id})."""
+
+    id: str
+    job_id: str
+    audit_id: str | None
+    created_at: datetime
+    correct: bool
+    failure_class: str
+    model_id: str
+    sae_id: str
+    n_flagged: int
+    ablation_fixed: bool | None
+    control_fix_rate: float | None
+    prompt: str
+    expected: str
+    extracted: str | None
+    verdict: str
+    flagged: list[FlaggedBrief] = Field(default_factory=list)
+
+
+class StoredReport(BaseModel):
+    id: str
+    job_id: str
+    audit_id: str | None
+    created_at: datetime
+    report: DriftReport
 
 
 @dataclass

@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from api.settings import get_settings
+from service.settings import get_settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _engines: dict[tuple[str, int], Engine] = {}
@@ -56,12 +57,6 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         yield session
 
 
-def get_session() -> Iterator[Session]:
-    """FastAPI dependency: one session per request."""
-    with session_scope() as session:
-        yield session
-
-
 def migrate(url: str | None = None, revision: str = "head") -> None:
     """Run the Alembic migrations up to `revision` on `url` (default: the settings' database)."""
     from alembic import command
@@ -71,3 +66,8 @@ def migrate(url: str | None = None, revision: str = "head") -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["url"] = url or get_settings().database_url
     command.upgrade(cfg, revision)
+
+
+def as_aware(ts: datetime | None) -> datetime | None:
+    """SQLite returns naive datetimes: treat them as UTC."""
+    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts

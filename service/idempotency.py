@@ -2,33 +2,58 @@
 
 The key is recorded (as in flight) before the work, in its own committed row, so a concurrent
 retry sees it: same key + same request -> the stored response is replayed; while the first is in
-flight -> 409; same key + a different request -> 422. Keys are scoped by API key and route.
+flight -> IdempotencyInFlight; same key + a different request -> IdempotencyMismatch. Keys are
+scoped by API key and route. The HTTP answers to these errors are in api.problem_details.
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
-from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from api.models import IdempotentRequest
-from api.problems import Problem
+from service.models import IdempotentRequest
 
 IN_FLIGHT = 0
 
 
+class IdempotencyError(Exception):
+    """A request's Idempotency-Key cannot be honoured; the message says why."""
+
+
+class BadIdempotencyKey(IdempotencyError):
+    """The key is empty or longer than 255 characters."""
+
+
+class IdempotencyMismatch(IdempotencyError):
+    """The key was used before with a different request."""
+
+
+class IdempotencyInFlight(IdempotencyError):
+    """A request with this key is still being answered."""
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """The answer given to the first request with a key, replayed to its retries."""
+
+    status_code: int
+    body: dict
+    location: str | None
+
+
 class Idempotency:
-    """Use: `replay = idem.begin()`; return it if not None; after the work, `idem.store(resp)`."""
+    """Use: `replay = idem.begin()`; return it if not None; after the work, `idem.store(...)`."""
 
     def __init__(self, session: Session, key: str | None, scope: str, fingerprint: bytes) -> None:
         if key is not None and not 1 <= len(key) <= 255:
-            raise Problem(400, "Bad Idempotency-Key", "the key must be 1 to 255 characters")
+            raise BadIdempotencyKey("the key must be 1 to 255 characters")
         self.session, self.key, self.scope = session, key, scope
         self.fingerprint = hashlib.sha256(fingerprint).hexdigest()
 
-    def begin(self) -> JSONResponse | None:
+    def begin(self) -> StoredResponse | None:
         """Reserve the key; the stored response when this request was already answered."""
         if self.key is None:
             return None
@@ -45,21 +70,10 @@ class Idempotency:
         if stored is None:  # deleted meanwhile (the first attempt failed): try once more
             return self.begin()
         if stored.fingerprint != self.fingerprint:
-            raise Problem(
-                422, "Idempotency-Key reused", "this key was used with a different request",
-                "idempotency-mismatch",
-            )  # fmt: skip
+            raise IdempotencyMismatch("this key was used with a different request")
         if stored.status_code == IN_FLIGHT:
-            raise Problem(
-                409,
-                "Request in progress",
-                "a request with this key is still running",
-                "idempotency-in-flight",
-            )
-        headers = {"Location": stored.location} if stored.location else None
-        response = JSONResponse(stored.response, status_code=stored.status_code, headers=headers)
-        response.headers["Idempotent-Replayed"] = "true"
-        return response
+            raise IdempotencyInFlight("a request with this key is still running")
+        return StoredResponse(stored.status_code, stored.response, stored.location)
 
     def store(self, body: dict, status_code: int, location: str | None) -> None:
         if self.key is None:

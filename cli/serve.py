@@ -12,9 +12,11 @@ import signal
 import subprocess
 import sys
 import threading
+from typing import Annotated
 
-from api.db import migrate
-from api.settings import get_settings
+import typer
+
+from cli.common import friendly_errors
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +38,13 @@ def _exit_on_signal(signum, _frame) -> None:
     raise SystemExit(128 + signum)
 
 
-def serve(
-    host: str = "127.0.0.1", port: int = 8000, queue: str = "auto", reconcile_s: float = 60.0
-) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8000, queue: str = "auto") -> None:
     """Migrate the database, start the worker and the reconciler, then serve HTTP until stopped."""
     import uvicorn
+
+    from service.db import migrate
+    from service.settings import get_settings
+    from workers.reconciler import run_forever
 
     settings = get_settings()
     if queue == "auto":
@@ -60,10 +64,11 @@ def serve(
         from workers.local_worker import run_local_worker
 
         threading.Thread(target=run_local_worker, args=(stop,), daemon=True, name="worker").start()
-    from workers.reconciler import run_forever
-
     threading.Thread(
-        target=run_forever, args=(reconcile_s, stop), daemon=True, name="reconciler"
+        target=run_forever,
+        args=(settings.reconcile_interval_s, stop),
+        daemon=True,
+        name="reconciler",
     ).start()
     # uvicorn re-raises SIGTERM after its graceful shutdown: make it a SystemExit, so the
     # worker subprocess is stopped below
@@ -78,3 +83,17 @@ def serve(
                 worker.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+
+
+@friendly_errors
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    queue: Annotated[
+        str, typer.Option(help="auto (Celery if Redis answers, else local), celery or local.")
+    ] = "auto",
+) -> None:
+    """Start the HTTP API, a worker and the reconciler on this machine (a single-machine trial)."""
+    if queue not in ("auto", "celery", "local"):
+        raise ValueError(f"--queue must be auto, celery or local, not {queue!r}")
+    serve(host=host, port=port, queue=queue)

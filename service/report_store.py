@@ -7,14 +7,12 @@ same job) stores one report and never duplicates its features.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
-from api.models import Report, ReportFeature, new_id
 from diagnostics.report import DriftReport
+from service.models import Report, ReportFeature, new_id
 
 
 def report_columns(report: DriftReport, job_id: str, audit_id: str | None) -> dict:
@@ -80,10 +78,3 @@ def store_report(
 
 def load_report(body: dict) -> DriftReport:
     return DriftReport.from_stored(body)
-
-
-def as_aware(ts: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes: treat them as UTC."""
-    from datetime import UTC
-
-    return ts.replace(tzinfo=UTC) if ts is not None and ts.tzinfo is None else ts

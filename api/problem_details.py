@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -60,7 +61,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(
             request,
             exc.status_code,
-            _title(exc.status_code),
+            status_phrase(exc.status_code),
             str(exc.detail or ""),
             headers=getattr(exc, "headers", None),
         )
@@ -85,9 +86,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response(request, 500, "Internal server error", type(exc).__name__)
 
 
-def _title(status: int) -> str:
-    from http import HTTPStatus
-
+def status_phrase(status: int) -> str:
+    """The reason phrase of an HTTP status ('Not Found'), 'Error' for an unknown code."""
     try:
         return HTTPStatus(status).phrase
     except ValueError:

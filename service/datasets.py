@@ -1,7 +1,7 @@
 """Audit datasets: parse an uploaded or named JSONL/CSV file into problems, then pick a sample.
 
-Accepted rows: GSM8K (`question`, `answer` ending in `#### N`: prompt = question, expected = N,
-reference = answer) or `prompt`, `expected` and an optional `reference`. A file with any bad row is
+Accepted rows: GSM8K (`question`, `answer` with `#### N`: prompt = question, expected = N as the
+judge's strict match reads it, reference = answer) or `prompt`, `expected` and an optional `reference`. A file with any bad row is
 refused as a whole, with the row number, so an audit never starts on partial garbage.
 """
 
@@ -11,11 +11,10 @@ import csv
 import io
 import json
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-GSM8K_ANSWER = re.compile(r"####\s*(-?[$0-9.,]+)\s*$")
+from diagnostics.answers import extract_strict
 
 
 class DatasetError(ValueError):
@@ -49,7 +48,8 @@ def parse_dataset(data: bytes, filename: str, *, max_prompt_chars: int) -> list[
     return items
 
 
-def read_named_dataset(path: Path, *, max_prompt_chars: int) -> list[ProblemItem]:
+def read_dataset_file(path: Path, *, max_prompt_chars: int) -> list[ProblemItem]:
+    """Every problem in the file at `path` (see parse_dataset)."""
     return parse_dataset(path.read_bytes(), path.name, max_prompt_chars=max_prompt_chars)
 
 
@@ -90,15 +90,10 @@ def _csv_rows(text: str):
 def _item(index: int, row: dict, line: int, max_prompt_chars: int) -> ProblemItem:
     if "question" in row and "answer" in row and "prompt" not in row:
         answer = _text(row["answer"], "answer", line)
-        match = GSM8K_ANSWER.search(answer)
-        if match is None:
-            raise DatasetError(f"line {line}: GSM8K answer does not end with '#### <number>'")
-        prompt, expected, reference = (
-            _text(row["question"], "question", line),
-            match.group(1),
-            answer,
-        )
-        expected = expected.replace(",", "").replace("$", "").rstrip(".")
+        expected = extract_strict(answer)
+        if expected is None:
+            raise DatasetError(f"line {line}: GSM8K answer has no '#### <number>'")
+        prompt, reference = _text(row["question"], "question", line), answer
     elif "prompt" in row and "expected" in row:
         prompt, expected = (
             _text(row["prompt"], "prompt", line),

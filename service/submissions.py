@@ -1,4 +1,5 @@
-"""Create jobs and audits: rows first (committed), then the queue (workers.queue.enqueue).
+"""Create jobs and audits: rows first (committed); the caller then hands the ids to the queue
+(workers.queue.enqueue), or runs them here (workers.embedded_audit).
 
 Shared by the HTTP routes and the in-process `driftscope audit`.
 """
@@ -10,30 +11,23 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from api.datasets import ProblemItem
-from api.models import Audit, Job, JobKind, JobStatus, new_id
-from diagnostics.diagnose import DiagnosisOptions
+from diagnostics.options import DiagnosisOptions
+from service.datasets import ProblemItem
+from service.job_payloads import DiagnosisPayload, JobPayload
+from service.models import Audit, Job, JobKind, JobStatus, new_id
 
 
-def create_job(session: Session, kind: JobKind, payload: dict) -> Job:
-    """Write one queued job (committed)."""
+def create_job(session: Session, payload: JobPayload) -> Job:
+    """Write one queued job of the payload's kind (committed)."""
     job = Job(
-        kind=str(kind), status=str(JobStatus.queued), payload=payload, enqueued_at=datetime.now(UTC)
+        kind=str(payload.kind),
+        status=str(JobStatus.queued),
+        payload=payload.model_dump(mode="json"),
+        enqueued_at=datetime.now(UTC),
     )
     session.add(job)
     session.commit()
     return job
-
-
-def diagnosis_payload(
-    prompt: str, expected: str, reference: str | None, options: DiagnosisOptions
-) -> dict:
-    return {
-        "prompt": prompt,
-        "expected": expected,
-        "reference": reference,
-        "options": options.model_dump(mode="json"),
-    }
 
 
 def create_audit(
@@ -60,7 +54,12 @@ def create_audit(
             "id": new_id(),
             "kind": str(JobKind.diagnosis),
             "status": str(JobStatus.queued),
-            "payload": diagnosis_payload(item.prompt, item.expected, item.reference, options),
+            "payload": DiagnosisPayload(
+                prompt=item.prompt,
+                expected=item.expected,
+                reference=item.reference,
+                options=options,
+            ).model_dump(mode="json"),  # fmt: skip
             "audit_id": audit.id,
             "item_index": item.index,
             "deliveries": 0,

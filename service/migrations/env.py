@@ -6,8 +6,8 @@ import sqlalchemy as sa
 from alembic import context
 from sqlmodel import SQLModel
 
-import api.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from api.settings import get_settings
+import service.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from service.settings import get_settings
 
 config = context.config
 target_metadata = SQLModel.metadata

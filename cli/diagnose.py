@@ -1,0 +1,73 @@
+"""`driftscope diagnose`: one drift report, printed (options and bounds from DiagnosisOptions)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cli.common import (
+    ModelOpt,
+    RawOpt,
+    diagnosis_default,
+    diagnosis_option,
+    friendly_errors,
+    load_lm,
+    sae_and_atlas,
+)
+
+
+@friendly_errors
+def diagnose(
+    prompt: Annotated[str, typer.Argument(help="The question the model got wrong.")],
+    expected: Annotated[str, typer.Option("--expected", "-e", help="The correct answer.")],
+    reference: Annotated[
+        str | None, typer.Option(help="A worked correct solution (GSM8K answer text).")
+    ] = None,
+    model: ModelOpt = "bundled",
+    sae: Annotated[str, typer.Option(help="SAE directory, or 'default' (shipped).")] = "default",
+    mode: Annotated[str | None, diagnosis_option("mode")] = diagnosis_default("mode"),
+    pattern: Annotated[str | None, diagnosis_option("pattern")] = diagnosis_default("pattern"),
+    output: Annotated[
+        str | None,
+        typer.Option(
+            help="Diagnose this response instead of generating one (e.g. from an eval run)."
+        ),
+    ] = None,
+    raw: RawOpt = False,
+    max_new_tokens: Annotated[int, diagnosis_option("max_new_tokens")] = diagnosis_default(
+        "max_new_tokens"
+    ),
+    top_k: Annotated[int, diagnosis_option("top_k")] = diagnosis_default("top_k"),
+    controls: Annotated[int, diagnosis_option("control_draws", "--controls")] = diagnosis_default(
+        "control_draws"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the DriftReport JSON.")] = False,
+) -> None:
+    """Explain why the model gets PROMPT wrong: divergence, flagged latents, ablation evidence."""
+    from diagnostics.diagnose import diagnose as run_diagnosis
+    from diagnostics.options import DiagnosisOptions
+    from diagnostics.report_text import render_report
+
+    options = DiagnosisOptions(
+        mode=mode,
+        pattern=pattern,
+        chat=not raw,
+        max_new_tokens=max_new_tokens,
+        top_k=top_k,
+        control_draws=controls,
+    )
+    sae_module, atlas = sae_and_atlas(sae, missing_ok=True)
+    lm = load_lm(model)
+    report = run_diagnosis(
+        lm,
+        sae_module,
+        prompt,
+        expected,
+        reference=reference,
+        atlas=atlas,
+        options=options,
+        sae_id=sae,
+        output=output,
+    )
+    typer.echo(report.model_dump_json(indent=2) if as_json else render_report(report))

@@ -1,0 +1,281 @@
+"""`driftscope features build|show|search|steer|explain`: the feature atlas of an SAE."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import (
+    SPLITS,
+    HeldoutFractionOpt,
+    ModelOpt,
+    RawOpt,
+    SaeOpt,
+    SplitOpt,
+    friendly_errors,
+    load_lm,
+    read_documents,
+    sae_and_atlas,
+)
+from diagnostics.documents import HELDOUT_FRACTION
+
+features_app = typer.Typer(
+    no_args_is_help=True, help="The feature atlas: build, show, search, steer, LLM labels."
+)
+
+
+def _source_specs(specs: list[str], split: str) -> list[tuple[Path, str]]:
+    """`PATH` (read with --split) or `PATH:SPLIT` (its own split) as (path, split)."""
+    parsed = []
+    for spec in specs:
+        path, _, own = spec.rpartition(":")
+        parsed.append((Path(path), own) if own in SPLITS and path else (Path(spec), split))
+    return parsed
+
+
+@features_app.command("build")
+@friendly_errors
+def features_build(
+    source: Annotated[
+        list[str],
+        typer.Option(
+            "--source",
+            "-s",
+            help="Text file (JSONL/.txt); repeat. PATH:all / PATH:heldout overrides --split.",
+        ),
+    ],
+    sae: SaeOpt = "default",
+    model: ModelOpt = "bundled",
+    split: SplitOpt = "heldout",
+    heldout_fraction: HeldoutFractionOpt = HELDOUT_FRACTION,
+    max_tokens: Annotated[int, typer.Option(min=100)] = 1_000_000,
+    ctx_len: Annotated[int, typer.Option(min=16, max=8192)] = 256,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    n_contexts: Annotated[int, typer.Option(min=1, max=256)] = 16,
+    model_dtype: Annotated[
+        str, typer.Option(help="float32 or bfloat16 (faster on CPU).")
+    ] = "bfloat16",
+) -> None:
+    """Build the feature atlas of an SAE over held-out text; writes SAE_DIR/atlas/."""
+    from diagnostics.atlas import build_atlas
+    from diagnostics.sae import load_sae
+    from diagnostics.sae.io import resolve_sae_dir
+
+    sae_dir = resolve_sae_dir(sae)
+    sae_module = load_sae(sae_dir)
+    lm = load_lm(model, model_dtype)
+    documents = read_documents(_source_specs(source, split), heldout_fraction, interleave=False)
+    atlas = build_atlas(
+        lm,
+        sae_module,
+        documents,
+        max_tokens=max_tokens,
+        ctx_len=ctx_len,
+        batch_size=batch_size,
+        n_contexts=n_contexts,
+        sources=source,
+        split=split,
+    )
+    path = atlas.save(sae_dir)
+    typer.echo(f"atlas of {atlas.d_sae} latents over {atlas.n_tokens} tokens: {path}")
+    for key, value in atlas.meta.summary.items():
+        typer.echo(f"  {key:<36} {value}")
+
+
+def _marked(tokens: list[str], peak: int) -> str:
+    from diagnostics.atlas.labels import show_token
+
+    out = []
+    for k, t in enumerate(tokens):
+        text = t.replace("\n", "⏎")
+        out.append(f"[[{show_token(t)}]]" if k == peak else text)
+    return "".join(out)
+
+
+@features_app.command("show")
+@friendly_errors
+def features_show(
+    feature: Annotated[int, typer.Argument(help="Latent index.")],
+    sae: SaeOpt = "default",
+    n_contexts: Annotated[int, typer.Option(min=0)] = 8,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full entry as JSON.")] = False,
+) -> None:
+    """Print a feature: label and its score, statistics, max-activating contexts, logit effects."""
+    entry = sae_and_atlas(sae)[1].entry(feature)
+    if as_json:
+        typer.echo(entry.model_dump_json(indent=2))
+        return
+    flags = [n for n, on in (("dead", entry.is_dead), ("dense", entry.is_dense)) if on]
+    flags += ["unigram"] if entry.is_unigram else []
+    score = (
+        f"detection AUROC {entry.detection_auroc:.3f} (random-label control "
+        f"{entry.random_label_auroc if entry.random_label_auroc is None else round(entry.random_label_auroc, 3)}; "
+        f"{entry.n_positive_contexts} matching vs {entry.n_negative_contexts} hard-negative contexts)"
+        if entry.detection_auroc is not None
+        else "label not scored (too few held-out matches)"
+    )
+    typer.echo(f"feature {entry.id}: {entry.label}  [{entry.label_source}]")
+    typer.echo(f"  {score}")
+    if flags:
+        typer.echo(f"  flags: {', '.join(flags)}")
+    qs = ", ".join(f"{k} {v:.3g}" for k, v in entry.quantiles.items())
+    typer.echo(
+        f"  density {entry.density:.4%}  mean {entry.mean_activation:.3g}  "
+        f"max {entry.max_activation:.3g}  ({qs})"
+    )
+    typer.echo("  max-activating contexts:")
+    for ctx in entry.top_contexts[:n_contexts]:
+        typer.echo(f"    {ctx.activation:8.3f}  {_marked(ctx.tokens, ctx.peak_index)}")
+    for name, effects in (
+        ("promotes", entry.promoted_tokens),
+        ("suppresses", entry.suppressed_tokens),
+    ):
+        shown = "  ".join(f"{t.token!r} {t.value:+.2f}" for t in effects)
+        typer.echo(f"  {name}: {shown}")
+
+
+@features_app.command("search")
+@friendly_errors
+def features_search(
+    text: Annotated[str | None, typer.Argument(help="Text the features should fire on.")] = None,
+    versus: Annotated[
+        str | None, typer.Option(help="Contrast text they should stay quiet on.")
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option(help="Search labels for a keyword instead (no model run).")
+    ] = None,
+    sae: SaeOpt = "default",
+    model: ModelOpt = "bundled",
+    top: Annotated[int, typer.Option(min=1, max=1000)] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Features that fire on TEXT (minus on --versus), or whose label mentions --label."""
+    from diagnostics.atlas import search_text
+
+    if label is not None:
+        atlas = sae_and_atlas(sae)[1]
+        ids = atlas.search_label(label)[:top]
+        rows = [
+            {"id": i, "label": atlas.label(i), "detection_auroc": atlas.entry(i).detection_auroc}
+            for i in ids
+        ]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+            return
+        for row in rows:
+            auroc = "  -  " if row["detection_auroc"] is None else f"{row['detection_auroc']:.3f}"
+            typer.echo(f"{row['id']:>7}  {auroc}  {row['label']}")
+        return
+    if not text:
+        raise ValueError("give TEXT to search by activation, or --label KEYWORD")
+    sae_module, atlas = sae_and_atlas(sae, or_warn="showing unlabelled features")
+    lm = load_lm(model)
+    hits = search_text(lm, sae_module, text, versus=versus, top=top, atlas=atlas)
+    if as_json:
+        typer.echo(json.dumps([h.model_dump() for h in hits], indent=2, ensure_ascii=False))
+        return
+    for h in hits:
+        vs = "" if h.versus_activation is None else f" vs {h.versus_activation:.3f}"
+        typer.echo(
+            f"{h.id:>7}  {h.score:+.3f}  act {h.activation:.3f}{vs}  @{h.peak_token!r}  "
+            f"{h.label or ''}"
+        )
+
+
+def _parse_clamps(specs: list[str]) -> dict[int, float]:
+    clamps = {}
+    for spec in specs:
+        fid, sep, mult = spec.partition("=")
+        try:
+            clamps[int(fid)] = float(mult) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"--feature expects ID=MULTIPLE (e.g. 4121=8), not {spec!r}") from None
+    if not clamps:
+        raise ValueError("give at least one --feature ID=MULTIPLE")
+    return clamps
+
+
+@features_app.command("steer")
+@friendly_errors
+def features_steer(
+    prompt: Annotated[str, typer.Argument(help="The prompt text.")],
+    feature: Annotated[
+        list[str],
+        typer.Option(
+            "--feature", "-f", help="ID=MULTIPLE of its max activation (negative suppresses)."
+        ),
+    ],
+    concept: Annotated[
+        list[str] | None,
+        typer.Option(help="Words whose next-token probability to measure with and without."),
+    ] = None,
+    sae: SaeOpt = "default",
+    model: ModelOpt = "bundled",
+    max_new_tokens: Annotated[int, typer.Option(min=1, max=1024)] = 40,
+    raw: RawOpt = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Generate with features clamped (error term kept), next to the unsteered output."""
+    from diagnostics.steering import steer
+
+    clamps = _parse_clamps(feature)
+    sae_module, atlas = sae_and_atlas(sae, or_warn="clamps are absolute activations")
+    lm = load_lm(model)
+    result = steer(
+        lm,
+        sae_module,
+        prompt,
+        clamps,
+        atlas,
+        max_new_tokens=max_new_tokens,
+        chat=not raw,
+        concept=concept or None,
+    )
+    if as_json:
+        typer.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        return
+    for i, mult in result.clamps.items():
+        label = result.labels.get(i, "")
+        typer.echo(f"clamp feature {i} to {mult:+g}x max = {result.values[i]:.3f}  {label}")
+    typer.echo(f"--- unsteered ---\n{result.baseline_text}")
+    typer.echo(f"--- steered ---\n{result.steered_text}")
+    if result.concept is not None:
+        c = result.concept
+        typer.echo(
+            f"p(next token in {c.tokens}), mean over {c.positions} positions of the unsteered "
+            f"output: {c.p_baseline:.4g} -> {c.p_steered:.4g} (x{c.ratio:.3g})"
+        )
+
+
+@features_app.command("explain")
+@friendly_errors
+def features_explain(
+    sae: SaeOpt = "default",
+    ids: Annotated[
+        list[int] | None, typer.Option("--id", help="Features to relabel (repeat).")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, help="Without --id: relabel the N best-scored live features.")
+    ] = 100,
+) -> None:
+    """Rewrite labels with the LLM configured by DRIFTSCOPE_LLM_URL (OpenAI-compatible)."""
+    import numpy as np
+    from tqdm.auto import tqdm
+
+    from diagnostics.atlas.explainer_llm import LlmExplainer, relabel
+    from diagnostics.sae.io import resolve_sae_dir
+
+    explainer = LlmExplainer.from_env()
+    if explainer is None:
+        raise ValueError("no LLM configured: set DRIFTSCOPE_LLM_URL (and DRIFTSCOPE_LLM_MODEL)")
+    atlas = sae_and_atlas(sae)[1]
+    if not ids:
+        score = np.nan_to_num(atlas.detection_auroc, nan=-1.0)
+        order = np.argsort(-score, kind="stable")
+        ids = [int(i) for i in order if atlas.live[i]][:limit]
+    n = relabel(atlas, explainer, tqdm(ids, desc="LLM labels", unit="feat"))
+    atlas.save(resolve_sae_dir(sae))
+    typer.echo(f"relabelled {n} features with {explainer.model}")

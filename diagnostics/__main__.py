@@ -1,5 +1,0 @@
-"""`python -m diagnostics` is the `driftscope` command."""
-
-from diagnostics.cli import app
-
-app(prog_name="driftscope")

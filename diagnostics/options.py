@@ -1,0 +1,38 @@
+"""The knobs of one diagnosis, shared by the library, the CLI (its options and bounds are read
+from here), the API schemas and the job payloads. A light module: pydantic only."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from diagnostics.answers import AnswerMode
+
+
+class DiagnosisOptions(BaseModel):
+    """Knobs of one diagnosis (shared by the library, CLI and API)."""
+
+    mode: AnswerMode | None = Field(
+        None,
+        description="How the answer is judged (default: gsm8k for chat prompts, worked for raw "
+        "ones).",
+    )
+    pattern: str | None = Field(None, max_length=500, description="Regex for mode 'regex'.")
+    tolerance: float = Field(1e-6, ge=0, le=1, description="Relative tolerance for numbers.")
+    chat: bool = Field(True, description="Wrap the prompt in the chat template.")
+    max_new_tokens: int = Field(256, ge=1, le=1024, description="Generation budget.")
+    top_k: int = Field(5, ge=1, le=50, description="Latents to flag and ablate together.")
+    control_draws: int = Field(3, ge=0, le=20, description="Random matched control sets.")
+    null_draws: int = Field(
+        20, ge=0, le=200, description="Draws of the selection-matched null (0: none)."
+    )
+    null_continuations: int = Field(
+        3, ge=0, le=20, description="Null draws whose greedy continuation is also judged."
+    )
+    top_features_per_token: int = Field(3, ge=0, le=20, description="Features kept per token.")
+    verify: bool = Field(True, description="Run the ablation checks (slower).")
+    seed: int = Field(0, description="Seed of the random control.")
+
+    @property
+    def answer_mode(self) -> AnswerMode:
+        """The mode in effect: the one asked for, else gsm8k for chat and worked for raw."""
+        return self.mode or ("gsm8k" if self.chat else "worked")
