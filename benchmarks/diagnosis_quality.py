@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from diagnostics.answers import judge
 from diagnostics.atlas import FeatureAtlas
-from diagnostics.attribution import attribute, logit_difference
+from diagnostics.attribution import LogitGap, attribute
 from diagnostics.diagnose import diagnose
 from diagnostics.hooks import hook_resid_post, residuals_at
 from diagnostics.language_model import Generation, special_token_ids
@@ -46,7 +46,7 @@ from diagnostics.model_loading import load_model
 from diagnostics.options import DiagnosisOptions
 from diagnostics.report import DriftReport
 from diagnostics.sae import load_sae
-from diagnostics.verification import single_ablation_effects
+from diagnostics.verification import AblationScreen
 
 RESULTS = Path(__file__).parent / "results" / "diagnosis_quality.json"
 GSM8K_TEST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gsm8k" / "test.jsonl"
@@ -79,7 +79,12 @@ def problems(n: int, seed: int) -> list[tuple[int, int]]:
 
 def probe_options(fmt: ProbeFormat, verify: bool = True) -> DiagnosisOptions:
     return DiagnosisOptions(
-        mode="regex", pattern=FIRST_NUMBER, chat=fmt.chat, max_new_tokens=6, verify=verify
+        mode="regex",
+        pattern=FIRST_NUMBER,
+        chat=fmt.chat,
+        max_new_tokens=6,
+        verify=verify,
+        context=False,  # which prompt sentence carries it is measured on the distraction set
     )
 
 
@@ -130,9 +135,11 @@ def calibrate(lm, n: int, seed: int) -> tuple[ProbeFormat, dict[str, float]]:
     return best, accuracy
 
 
-def expected_seq(lm, report: DriftReport, fmt: ProbeFormat) -> torch.Tensor:
-    prompt_ids = lm.prompt_ids(report.prompt, chat=fmt.chat)
-    return torch.cat([prompt_ids, torch.tensor([t.token_id for t in report.expected_path.tokens])])
+def divergence_gap(report: DriftReport) -> LogitGap:
+    """The report's logit gap: read on the model's own path, up to the divergence."""
+    d = report.divergence
+    seq = torch.tensor([t.token_id for t in report.model_path.tokens])
+    return LogitGap(seq, d.position - 1, d.expected_token_id, d.model_token_id)
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -144,6 +151,7 @@ def spearman(a: list[float], b: list[float]) -> float:
 def natural_failures(lm, sae, atlas, fmt, n_failures, seed, top_attr):
     """Diagnose failing probes until n_failures; ablation evidence and attribution-vs-ablation."""
     gains, control_gains, fixed, control_fixed, rhos = [], [], [], [], []
+    null_medians, null_p90s, percentiles, null_fixed, evidence = [], [], [], [], []
     pooled_attr, pooled_effect = [], []
     reports = []
     bar = tqdm(total=n_failures, desc="natural failures")
@@ -161,17 +169,19 @@ def natural_failures(lm, sae, atlas, fmt, n_failures, seed, top_attr):
             control_gains.append(report.control.median_metric_change)
             fixed.append(report.verification.fixed)
             control_fixed.append(report.control.fix_rate)
+        if report.null is not None:
+            null_medians.append(report.null.median_metric_change)
+            null_p90s.append(report.null.p90_metric_change)
+            percentiles.append(report.null.percentile)
+            null_fixed += [d.fixed for d in report.null.draws if d.fixed is not None]
+            evidence.append(report.evidence)
         # attribution vs the measured effect of ablating each of the top latents alone
-        d = report.divergence
-        seq = expected_seq(lm, report, fmt)
-        pos = d.position - 1
-        attr = attribute(lm, sae, seq, pos, d.expected_token_id, d.model_token_id)
+        gap = divergence_gap(report)
+        attr = attribute(lm, sae, gap)
         per = attr.per_feature
         top = per.abs().topk(top_attr).indices.tolist()
-        base = logit_difference(lm, sae, seq, pos, d.expected_token_id, d.model_token_id)
-        effects = single_ablation_effects(
-            lm, sae, seq, pos, d.expected_token_id, d.model_token_id, top, before=base
-        ).tolist()
+        screen = AblationScreen(lm, sae, gap, attr.residual, attr.features, before=attr.metric)
+        effects = screen.effects(top).tolist()
         predicted = [-float(per[j]) for j in top]  # ablating removes the contribution
         rhos.append(spearman(predicted, effects))
         pooled_attr += predicted
@@ -191,6 +201,25 @@ def natural_failures(lm, sae, atlas, fmt, n_failures, seed, top_attr):
         "median_per_failure_ratio": statistics.median(ratio) if ratio else None,
         "flagged_fix_rate": statistics.mean(fixed) if fixed else None,
         "control_fix_rate": statistics.mean(control_fixed) if control_fixed else None,
+        "null": {
+            "median_of_medians": statistics.median(null_medians) if null_medians else None,
+            "median_p90": statistics.median(null_p90s) if null_p90s else None,
+            "gain_ratio_of_medians": (
+                statistics.median(gains) / max(abs(statistics.median(null_medians)), 1e-6)
+            )
+            if null_medians
+            else None,
+            "flagged_percentile_median": statistics.median(percentiles) if percentiles else None,
+            "flagged_percentile_quartiles": statistics.quantiles(percentiles, n=4)
+            if len(percentiles) > 1
+            else None,
+            "share_above_90th": statistics.mean(p >= 90 for p in percentiles)
+            if percentiles
+            else None,
+            "fix_rate": statistics.mean(null_fixed) if null_fixed else None,
+            "continued_draws": len(null_fixed),
+            "evidence": _counts(evidence),
+        },
         "spearman_median_per_failure": statistics.median(rhos) if rhos else None,
         "spearman_pooled": spearman(pooled_attr, pooled_effect) if pooled_attr else None,
         "failure_classes": _counts([r.failure_class.value for r in reports]),
@@ -246,9 +275,7 @@ def planted_failures(lm, sae, atlas, fmt, n_planted, seed, inject_layer, live, p
                 no_flip += 1
                 carried.pop()
                 continue
-            d = report.divergence
-            seq = expected_seq(lm, report, fmt)
-            attr = attribute(lm, sae, seq, d.position - 1, d.expected_token_id, d.model_token_id)
+            attr = attribute(lm, sae, divergence_gap(report))
         per, act = attr.per_feature, attr.features.sum(0)
         n_active = int((act > 0).sum())
         flagged = report.flagged_ids

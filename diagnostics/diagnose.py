@@ -12,21 +12,18 @@ and matched random latents (`verification`); classify the failure and write the 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from diagnostics.answers import Judgment, answer_is_final, judge, to_float
 from diagnostics.attribution import LogitGap, attribute
-from diagnostics.failure_classes import classify_failure
-from diagnostics.first_error import Correction, Edit, StepError, locate_first_error
+from diagnostics.context import context_attribution
+from diagnostics.failure_classes import FailureClass, classify_failure
+from diagnostics.first_error import StepError, correction_for, locate_first_error
 from diagnostics.flagging import Atlas, PathFeatures, flag_latents
-from diagnostics.gold_solution import (
-    GoldSolution,
-    derive_gold,
-    gold_from_question,
-    gold_from_reference,
-    last_question,
-)
+from diagnostics.gold_solution import gold_for, last_question
 from diagnostics.language_model import LanguageModel
 from diagnostics.null import EVIDENCE_PERCENTILE, draw_null, null_record
 from diagnostics.options import DiagnosisOptions
@@ -67,23 +64,112 @@ def diagnose(
     model's path instead of generating one; the report says whether greedy decoding gives it."""
     opts = options or DiagnosisOptions()
     t0 = time.perf_counter()
+    prompt_ids = lm.prompt_ids(prompt, chat=opts.chat)  # [P]
+    if output is None:
+        out_ids = lm.generate_ids(
+            prompt_ids, max_new_tokens=opts.max_new_tokens, stop=stop_rule(opts)
+        )  # [G]
+    else:
+        out_ids = _tokens_of(lm, output)
+    case = Problem(prompt, expected, reference, output)
+    source = "greedy" if output is None else "given"
+    return _diagnose_path(lm, sae, case, prompt_ids, out_ids, source, atlas, opts, sae_id, t0)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem to diagnose: the prompt, its expected answer, optionally a worked reference
+    solution and a response to diagnose instead of generating one."""
+
+    prompt: str
+    expected: str
+    reference: str | None = None
+    output: str | None = None
+
+
+def diagnose_batch(
+    lm: LanguageModel,
+    sae: SparseAutoencoder,
+    problems: list[Problem],
+    *,
+    atlas: Atlas | None = None,
+    options: DiagnosisOptions | None = None,
+    sae_id: str = "",
+    batch_size: int = 8,
+    on_report: Callable[[int, DriftReport | Exception], None] | None = None,
+) -> list[DriftReport | Exception]:
+    """Diagnose many problems: the answers are generated in left-padded batches (greedy, each row
+    stopping on its own), then each problem is diagnosed on its answer. A problem that fails
+    gives its exception in its place and never fails the others; `on_report(i, result)` is
+    called as each finishes (for progress)."""
+    opts = options or DiagnosisOptions()
+    results: list[DriftReport | Exception | None] = [None] * len(problems)
+    prompts: dict[int, torch.Tensor] = {}
+    for i, p in enumerate(problems):
+        try:
+            prompts[i] = lm.prompt_ids(p.prompt, chat=opts.chat)
+        except Exception as err:  # noqa: BLE001 - isolated per problem, reported in its place
+            results[i] = err
+    pending = [i for i in prompts if problems[i].output is None]
+    for start in range(0, len(pending), batch_size):
+        chunk = pending[start : start + batch_size]
+        t0 = time.perf_counter()
+        rows = lm.generate_rows(
+            [prompts[i] for i in chunk], max_new_tokens=opts.max_new_tokens, stop=stop_rule(opts)
+        ).ids
+        share = (time.perf_counter() - t0) / len(chunk)
+        for i, ids in zip(chunk, rows, strict=True):
+            _finish_one(i, lambda ids=ids, i=i, share=share: _diagnose_path(
+                lm, sae, problems[i], prompts[i], ids, "greedy", atlas, opts, sae_id,
+                time.perf_counter() - share,
+            ), results, on_report)  # fmt: skip
+    for i in prompts:
+        if problems[i].output is not None:
+            t0 = time.perf_counter()
+            _finish_one(i, lambda i=i, t0=t0: _diagnose_path(
+                lm, sae, problems[i], prompts[i], _tokens_of(lm, problems[i].output), "given",
+                atlas, opts, sae_id, t0,
+            ), results, on_report)  # fmt: skip
+    return results  # type: ignore[return-value]
+
+
+def _finish_one(i, run, results, on_report) -> None:
+    try:
+        results[i] = run()
+    except Exception as err:  # noqa: BLE001 - isolated per problem, reported in its place
+        results[i] = err
+    if on_report is not None:
+        on_report(i, results[i])
+
+
+def _tokens_of(lm: LanguageModel, output: str) -> torch.Tensor:
+    return torch.tensor(
+        lm.tokenizer(output, add_special_tokens=False)["input_ids"], dtype=torch.long
+    )
+
+
+def _diagnose_path(
+    lm: LanguageModel,
+    sae: SparseAutoencoder,
+    case: Problem,
+    prompt_ids: torch.Tensor,
+    out_ids: torch.Tensor,
+    source: str,
+    atlas: Atlas | None,
+    opts: DiagnosisOptions,
+    sae_id: str,
+    t0: float,
+) -> DriftReport:
+    """The diagnosis of the model's path prompt_ids [P] + out_ids [G]."""
+    prompt, expected, reference = case.prompt, case.expected, case.reference
     timings = Timings()
     warnings: list[str] = []
     tok = lm.tokenizer
-
-    prompt_ids = lm.prompt_ids(prompt, chat=opts.chat)  # [P]
-    given = output is not None
-    if output is None:
-        out_ids = lm.generate_ids(
-            prompt_ids, max_new_tokens=opts.max_new_tokens, stop=_stop_rule(opts)
-        )  # [G]
-        output = tok.decode(out_ids, skip_special_tokens=True)
-    else:
-        out_ids = torch.tensor(tok(output, add_special_tokens=False)["input_ids"], dtype=torch.long)
+    output = tok.decode(out_ids, skip_special_tokens=True)
     judgment = _judge(output, expected, opts)
     step_error = None
     if not judgment.correct:
-        gold = _gold(prompt, expected, reference)
+        gold = gold_for(prompt, expected, reference)
         step_error = locate_first_error(
             last_question(prompt), output, to_float(expected), gold, judgment.span
         )
@@ -107,8 +193,8 @@ def diagnose(
         expected=expected,
         reference=reference,
         chat=opts.chat,
-        output_source="given" if given else "greedy",
-        greedy_reproduces=_is_greedy(model_logits, out_ids, P) if given else None,
+        output_source=source,
+        greedy_reproduces=_is_greedy(model_logits, out_ids, P) if source == "given" else None,
         judgement=JudgedAnswer(
             correct=judgment.correct,
             mode=judgment.mode,
@@ -127,7 +213,7 @@ def diagnose(
         report.verdict = write_verdict(report)
         return _finish(report, timings, t0)
 
-    correction = _correction(step_error, output, judgment, expected, warnings)
+    correction = correction_for(step_error, output, judgment.span, expected, warnings)
     corrected = corrected_path(tok, out_ids, output, correction) if correction else None
     if corrected is None:
         warnings.append(
@@ -171,7 +257,7 @@ def diagnose(
             before=attr.metric,
             prefix_text=tok.decode(out_ids[: divergence.path_index], skip_special_tokens=True),
             judge_fn=lambda text: _judge(text, expected, opts).correct,
-            stop=_stop_rule(opts),
+            stop=stop_rule(opts),
             max_new_tokens=opts.max_new_tokens,
         )
         t4 = time.perf_counter()
@@ -188,15 +274,41 @@ def diagnose(
                 else "weak"
             )  # fmt: skip
         timings.verification_s = time.perf_counter() - t3
+    if opts.context:
+        report.context = context_attribution(
+            lm, prompt, opts.chat, gap, out_ids[: divergence.path_index], attr,
+            judge_fn=lambda text: _answer_of(_judge(text, expected, opts)),
+            stop=stop_rule(opts), max_new_tokens=opts.max_new_tokens,
+        )  # fmt: skip
+        _classify_distraction(report)
     report.warnings.extend(caveats(report))
     report.verdict = write_verdict(report)
     return _finish(report, timings, t0)
 
 
-def _stop_rule(opts: DiagnosisOptions):
+def stop_rule(opts: DiagnosisOptions):
     """Generation stops once the answer its judge reads is final (answers.answer_is_final)."""
     mode = opts.answer_mode
     return lambda text: answer_is_final(text, mode)
+
+
+def _answer_of(j: Judgment) -> tuple[bool, str | None]:
+    return j.correct, j.extracted
+
+
+def _classify_distraction(report: DriftReport) -> None:
+    """A sentence whose deletion fixes the answer was not needed for it (the model solves the
+    problem without it): the failure is a distraction."""
+    ctx = report.context
+    fixing = [e for e in ctx.effects if e.kind == "sentence" and e.fixed] if ctx else []
+    if ctx is None or ctx.responsible_span is None or not fixing:
+        return
+    best = next(e for e in fixing if e.span == ctx.responsible_span)
+    report.failure_class = FailureClass.distraction
+    report.failure_evidence = (
+        f"without the sentence '{best.text}' the model answers {best.answer} (right); "
+        f"{report.failure_evidence}"
+    )
 
 
 def _judge(output: str, expected: str, opts: DiagnosisOptions) -> Judgment:
@@ -209,47 +321,6 @@ def _is_greedy(logits: torch.Tensor, out_ids: torch.Tensor, prompt_len: int) -> 
         return True
     predicted = logits[prompt_len - 1 : prompt_len - 1 + len(out_ids)].argmax(-1).cpu()
     return bool((predicted == out_ids).all())
-
-
-def _gold(prompt: str, expected: str, reference: str | None) -> GoldSolution:
-    """The gold steps: the reference's, else an expression the question asks, else derived."""
-    if reference:
-        gold = gold_from_reference(reference)
-        if gold:
-            return gold
-    value = to_float(expected)
-    if value is None:
-        return GoldSolution()
-    question = last_question(prompt)
-    return gold_from_question(question, value) or derive_gold(question, value)
-
-
-def _correction(
-    step_error: StepError | None,
-    output: str,
-    judgment: Judgment,
-    expected: str,
-    warnings: list[str],
-) -> Correction | None:
-    """The first error's correction; without one, the expected answer in place of the model's
-    (the answer-token fallback, which explains the copying of the answer, not the error)."""
-    if step_error is not None and step_error.correction is not None:
-        if step_error.found_by == "fallback":
-            warnings.append(
-                "no step of the output could be checked: the divergence is the final answer token"
-            )
-        return step_error.correction
-    if step_error is not None:
-        warnings.append(
-            f"the first wrong step ('{step_error.step_text}') has no correction the evidence "
-            "supports: the divergence is the final answer token"
-        )
-    if judgment.span is not None:
-        return Correction((Edit(*judgment.span, expected.strip()),), judgment.span[1])
-    warnings.append(
-        "no answer could be read from the output: the corrected path is the expected answer alone"
-    )
-    return Correction((Edit(0, len(output), expected.strip()),), len(output))
 
 
 def _first_error_record(e: StepError | None) -> FirstError | None:

@@ -135,6 +135,34 @@ def locate_first_error(
     return _check_answer(solution, output, expected, gold, answer_span)
 
 
+def correction_for(
+    step_error: StepError | None,
+    output: str,
+    answer_span: tuple[int, int] | None,
+    expected: str,
+    warnings: list[str],
+) -> Correction:
+    """The first error's correction; without one, the expected answer in place of the model's
+    (the answer-token fallback, which explains the copying of the answer, not the error)."""
+    if step_error is not None and step_error.correction is not None:
+        if step_error.found_by == "fallback":
+            warnings.append(
+                "no step of the output could be checked: the divergence is the final answer token"
+            )
+        return step_error.correction
+    if step_error is not None:
+        warnings.append(
+            f"the first wrong step ('{step_error.step_text}') has no correction the evidence "
+            "supports: the divergence is the final answer token"
+        )
+    if answer_span is not None:
+        return Correction((Edit(*answer_span, expected.strip()),), answer_span[1])
+    warnings.append(
+        "no answer could be read from the output: the corrected path is the expected answer alone"
+    )
+    return Correction((Edit(0, len(output), expected.strip()),), len(output))
+
+
 def _check_arithmetic(step: Step, output: str) -> StepError | None:
     """The first '=' of a chain whose two sides differ: a calculation slip."""
     for before, after in zip(step.sides, step.sides[1:], strict=False):

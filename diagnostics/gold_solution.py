@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from diagnostics.answers import to_float
 from diagnostics.solution_steps import (
     Expr,
     Number,
@@ -96,6 +97,19 @@ def last_question(prompt: str) -> str:
     text = prompt[starts[-1] :] if starts else prompt
     end = _ANSWER_MARK.search(text)
     return (text[: end.start()] if end else text).strip()
+
+
+def gold_for(prompt: str, expected: str, reference: str | None) -> GoldSolution:
+    """The gold steps: the reference's, else an expression the question asks, else derived."""
+    if reference:
+        gold = gold_from_reference(reference)
+        if gold:
+            return gold
+    value = to_float(expected)
+    if value is None:
+        return GoldSolution()
+    question = last_question(prompt)
+    return gold_from_question(question, value) or derive_gold(question, value)
 
 
 # -- derived gold: search for the arithmetic that reaches the expected answer -----------------

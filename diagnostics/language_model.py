@@ -125,6 +125,29 @@ class LanguageModel:
         logits = out.logits[0].float().cpu() if first_logits else None  # [rows, vocab]
         return Rows(ids=rows, first_logits=logits)
 
+    @torch.no_grad()
+    def last_logits(self, rows: list[torch.Tensor], *, batch_size: int = 8) -> torch.Tensor:
+        """Logits [rows, vocab] at the last token of each id row [seq_i], in left-padded batches
+        (positions counted from each row's first real token, so padding changes nothing)."""
+        out = []
+        for b in range(0, len(rows), batch_size):
+            chunk = rows[b : b + batch_size]
+            width = max(len(r) for r in chunk)
+            ids = torch.full((len(chunk), width), self.pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for r, row in enumerate(chunk):
+                ids[r, width - len(row) :] = row
+                mask[r, width - len(row) :] = 1
+            positions = (mask.cumsum(1) - 1).clamp_min(0)
+            logits = self.model(
+                ids.to(self.device),
+                attention_mask=mask.to(self.device),
+                position_ids=positions.to(self.device),
+                logits_to_keep=1,
+            ).logits[:, -1]
+            out.append(logits.float().cpu())
+        return torch.cat(out)
+
     @property
     def pad_id(self) -> int:
         tok = self.tokenizer

@@ -28,6 +28,9 @@ class DiagnosisOptions(BaseModel):
     null_continuations: int = Field(
         3, ge=0, le=20, description="Null draws whose greedy continuation is also judged."
     )
+    context: bool = Field(
+        True, description="Find the prompt sentence that carries the failure (deletion tests)."
+    )
     top_features_per_token: int = Field(3, ge=0, le=20, description="Features kept per token.")
     verify: bool = Field(True, description="Run the ablation checks (slower).")
     seed: int = Field(0, description="Seed of the random control.")

@@ -179,6 +179,29 @@ class Attribution(BaseModel):
     top_negative: list[FeatureAttribution] = Field(default_factory=list)  # toward the model's token
 
 
+class SpanEffect(BaseModel):
+    """A prompt span deleted (a sentence) or changed (a number), and what that does."""
+
+    kind: Literal["sentence", "number"]
+    span: tuple[int, int]  # [start, end) characters of the prompt
+    text: str
+    replacement: str | None = None  # a number's stand-in value
+    gap: float  # the logit gap at the divergence with the span edited
+    gap_change: float  # vs the unedited prompt (> 0: toward the corrected token)
+    fixed: bool | None = None  # regenerated from the edited prompt: right? (None: not tried)
+    answer: str | None = None  # the regenerated answer
+
+
+class ContextAttribution(BaseModel):
+    """Which part of the prompt carries the failure, by counterfactual deletion."""
+
+    effects: list[SpanEffect]
+    responsible_span: tuple[int, int] | None  # [start, end) characters of the prompt
+    responsible_reason: str
+    responsible_latents: list[FeatureAttribution] = Field(default_factory=list)  # at that span
+    seconds: float = 0.0
+
+
 class JudgedAnswer(BaseModel):
     """The verdict on the model's answer."""
 
@@ -230,6 +253,7 @@ class DriftReport(BaseModel):
     null: SelectionMatchedNull | None = None
     control: ControlResult | None = None
     evidence: Literal["supported", "weak", "none"] = "none"  # flagged vs the selection-matched null
+    context: ContextAttribution | None = None
     verdict: str
     timings: Timings = Field(default_factory=Timings)
     warnings: list[str] = Field(default_factory=list)

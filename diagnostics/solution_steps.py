@@ -531,7 +531,7 @@ def parse_solution(text: str) -> Solution:
     in_steps = {
         (n.start, n.end) for s in steps if not s.annotation for e in s.sides for n in e.leaves()
     }
-    sentences = _sentences(text)
+    sentences = sentence_spans(text)
     quantities = [
         Quantity(n, next((s for s in sentences if s[0] <= n.start < s[1]), (n.start, n.end)))
         for n in numbers
@@ -550,7 +550,9 @@ def _parse_at(text: str, start: int, end: int) -> list[Step]:
     ]  # fmt: skip
 
 
-def _sentences(text: str) -> list[tuple[int, int]]:
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """[start, end) of each sentence of `text` (split after . ! ? before whitespace, and at
+    newlines)."""
     spans, start = [], 0
     for m in _SENTENCE_END.finditer(text):
         if m.start() > start:

@@ -37,6 +37,12 @@ def write_verdict(report: DriftReport) -> str:
         f"There the model preferred {d.model_token!r} (p={d.prob_model:.2f}) over "
         f"{d.expected_token!r} (p={d.prob_expected:.2f}), {turn}."
     )
+    ctx = report.context
+    if ctx is not None and ctx.responsible_span is not None:
+        a, b = ctx.responsible_span
+        parts.append(
+            f"The prompt's sentence '{_short(report.prompt[a:b])}' carries it: {ctx.responsible_reason}."
+        )
     v, null = report.verification, report.null
     if not report.flagged:
         parts.append("No latent was confirmed by its own ablation; no feature explanation.")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from diagnostics.attribution import LogitGap, attribute, logit_difference
-from diagnostics.diagnose import diagnose
+from diagnostics.diagnose import Problem, diagnose, diagnose_batch
 from diagnostics.flagging import screen_candidates, spuriousness_order
 from diagnostics.hooks import hook_resid_post
 from diagnostics.options import DiagnosisOptions
@@ -156,3 +156,26 @@ def test_spurious_latents_must_both_move_the_answer_and_fire_above_usual():
     # 1: a modest effect from a far-above-usual latent beats 0 (big effect, ordinary level);
     # 2 is anomalous but ablating it hurts: never confirmed; 3 and 4 have no excess: by effect
     assert spuriousness_order(effects, excess) == [1, 0, 3, 4]
+
+
+def test_a_batch_diagnoses_each_problem_as_alone_and_isolates_failures(tiny_lm, sae):
+    opts = DiagnosisOptions(mode="exact", chat=False, max_new_tokens=3, null_draws=4)
+    problems = [
+        Problem("what is 2 plus 3 ?", "5"),
+        Problem("how many apples did she sell ?", "7"),
+        Problem("what is 1 plus 1 ?", "2", output=""),  # a given, empty response
+        Problem("what is 4 times 2 ?", "8"),
+    ]
+    seen = []
+    batch = diagnose_batch(
+        tiny_lm, sae, problems, options=opts, batch_size=3, on_report=lambda i, r: seen.append(i)
+    )
+    assert sorted(seen) == [0, 1, 2, 3]
+    for p, got in zip(problems, batch, strict=True):
+        alone = diagnose(tiny_lm, sae, p.prompt, p.expected, options=opts, output=p.output)
+        assert got.model_path == alone.model_path and got.verdict == alone.verdict
+        assert got.output_source == ("given" if p.output is not None else "greedy")
+    assert batch[2].model_path.text == "" and not batch[2].correct
+    broken = diagnose_batch(tiny_lm, sae, [Problem("what is 2 plus 3 ?", "5")],
+                            options=opts.model_copy(update={"mode": "regex"}))  # fmt: skip
+    assert isinstance(broken[0], ValueError)  # regex mode without a pattern, reported in place
