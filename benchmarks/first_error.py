@@ -57,8 +57,7 @@ def locate(tok, item: dict, reference: str | None) -> dict:
     if path is None:
         offset = None
     else:
-        d = path.divergence
-        offset = spans[d][0] if d < len(spans) else len(output)
+        offset = visible_start(output, spans, path.divergence)
     return {
         "offset": offset,
         "kind": error.kind.value if error else None,
@@ -67,6 +66,14 @@ def locate(tok, item: dict, reference: str | None) -> dict:
         "step_span": list(error.span) if error else None,
         "gold_source": error.gold_source if error else None,
     }
+
+
+def visible_start(output: str, spans: list[tuple[int, int]], d: int) -> int:
+    """Where the token at index d starts, its leading whitespace skipped (' Sally' is 'Sally')."""
+    if d >= len(spans):
+        return len(output)
+    a, b = spans[d]
+    return a + len(output[a:b]) - len(output[a:b].lstrip()) if output[a:b].strip() else a
 
 
 def answer_token_offset(tok, item: dict) -> int | None:
@@ -102,8 +109,7 @@ def reference_token_offset(lm, item: dict) -> int | None:
     if index is None:
         return None
     out_ids = torch.tensor(tok(item["output"], add_special_tokens=False)["input_ids"])
-    spans = token_char_spans(tok, out_ids)
-    return spans[index][0] if index < len(spans) else len(item["output"])
+    return visible_start(item["output"], token_char_spans(tok, out_ids), index)
 
 
 def hit(offset: int | None, span: list[int]) -> bool:
@@ -118,7 +124,7 @@ def summarise(rows: list[dict]) -> dict:
                    "baseline_with_reference", "baseline_without_reference"):  # fmt: skip
         hits = [r[method]["hit"] for r in rows]
         out[method] = {
-            "overall": statistics.mean(hits) if hits else None,
+            "overall": statistics.mean(hits) if hits else float("nan"),
             "by_kind": {
                 k: {
                     "hit_rate": statistics.mean(r[method]["hit"] for r in rows if r["kind"] == k),
@@ -153,9 +159,12 @@ def _counts(values) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--split", choices=["tune", "test", "both"], default="both")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--no-baseline", action="store_true", help="skip the model forwards")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    items = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+    items = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
     lm = load_model("bundled")
     tok = lm.tokenizer
     t0 = time.process_time()
@@ -168,7 +177,7 @@ def main() -> None:
             found = locate(tok, item, reference)
             found["hit"] = hit(found["offset"], item["span"])
             row[f"located_{cond}"] = found
-        base_ref = reference_token_offset(lm, item)
+        base_ref = None if args.no_baseline else reference_token_offset(lm, item)
         base_ans = answer_token_offset(tok, item)
         row["baseline_with_reference"] = {"offset": base_ref, "hit": hit(base_ref, item["span"])}
         row["baseline_without_reference"] = {"offset": base_ans, "hit": hit(base_ans, item["span"])}
@@ -179,10 +188,12 @@ def main() -> None:
         "cpu_seconds": time.process_time() - t0,
         "rows": rows,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
     by_id = {i["id"]: i for i in items}
     for split, summary in result["splits"].items():
+        if not summary["items"]:
+            continue
         print(f"\n== {split} half: {summary['items']} labelled failures")
         for method in ("located_with_reference", "located_without_reference",
                        "baseline_with_reference", "baseline_without_reference"):  # fmt: skip

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from diagnostics.gold_solution import GoldSolution, GoldStep
+from diagnostics.number_bindings import Binding, check_clause, clause_around, question_bindings
 from diagnostics.solution_steps import (
     Expr,
     Number,
+    Quantity,
     Solution,
     Step,
     apply_op,
@@ -47,6 +49,7 @@ class ErrorKind(StrEnum):
 class FoundBy(StrEnum):
     calculator = "calculator"  # arithmetic or operand provenance, no gold needed
     gold_step = "gold_step"  # against gold steps (annotations, reference, question, derived)
+    question_binding = "question_binding"  # a question number restated for the wrong thing
     fallback = "fallback"  # nothing could be checked: the final answer is all there is
 
 
@@ -112,6 +115,7 @@ def locate_first_error(
     write new examples."""
     solution = parse_solution(output)
     q_values = [n.value for n in question_numbers(question)]
+    bindings, names = question_bindings(question)
     known = [*q_values, *gold.values, *SMALL_CONSTANTS]
     if expected is not None:
         known.append(expected)
@@ -121,16 +125,23 @@ def locate_first_error(
         if (event.start if isinstance(event, Step) else event.number.start) >= limit:
             break
         if not isinstance(event, Step):
+            found = _check_statement(event, output, bindings, names)
+            if found is not None:
+                return found
             known.append(event.number.value)  # a stated quantity is available afterwards
             continue
         step = event
-        found = (
-            _check_arithmetic(step, output)
-            or _check_provenance(step, output, known, q_values, gold)
-            or _check_against_gold(step, output, gold, done, q_values)
-        )
-        if found is not None:
-            return found
+        found = [
+            e
+            for e in (
+                _check_provenance(step, output, known, q_values, gold),
+                _check_against_gold(step, output, gold, done, q_values),
+                _check_arithmetic(step, output),
+            )
+            if e is not None
+        ]
+        if found:  # what is wrong first in the step: its operands, its operator, its result
+            return min(found, key=lambda e: e.correction.start if e.correction else e.span[0])
         known.extend(v for v in (s.value for s in step.sides) if v is not None)
     return _check_answer(solution, output, expected, gold, answer_span)
 
@@ -161,6 +172,28 @@ def correction_for(
         "no answer could be read from the output: the corrected path is the expected answer alone"
     )
     return Correction((Edit(0, len(output), expected.strip()),), len(output))
+
+
+def _check_statement(
+    quantity: Quantity, output: str, bindings: list[Binding], names: frozenset[str]
+) -> StepError | None:
+    """A stated number that the question binds to something else (number_bindings)."""
+    clause = clause_around(output, quantity.number.start)
+    wrong = check_clause(output, clause, quantity.number, bindings, names)
+    if wrong is None:
+        return None
+    n = wrong.number
+    at = wrong.wrong if wrong.wrong is not None else (n.start, n.end)
+    correction = Correction((Edit(at[0], at[1], wrong.replacement),), clause[1])
+    return StepError(
+        kind=ErrorKind.misread_number,
+        found_by=FoundBy.question_binding,
+        span=clause,
+        step_text=output[clause[0] : clause[1]],
+        should_be=correction.apply(output)[clause[0] :].strip(),
+        evidence=wrong.evidence,
+        correction=correction,
+    )
 
 
 def _check_arithmetic(step: Step, output: str) -> StepError | None:
@@ -279,7 +312,7 @@ def _check_against_gold(
             return None  # computes a gold value: on the path, in whatever order
     if _member(value, q_values):
         return None  # restates a number of the question
-    for g in gold.steps:
+    for g in [*gold.steps, *gold.expressions]:
         if _same_multiset(operands, sorted(g.operands)):
             return _gold_error(
                 ErrorKind.wrong_operation,
@@ -368,9 +401,11 @@ def _rewrite_to_gold(step: Step, g: GoldStep, output: str) -> Correction:
             edits.append(Edit(e.right.start, e.right.end, _styled(gr, e.right.number)))  # type: ignore[union-attr, arg-type]
     else:
         edits.append(Edit(e.start, e.end, ge.render()))
+    edits.sort(key=lambda x: x.start)
+    if len(step.sides) < 2:  # an operation written without its result
+        return Correction(tuple(edits), e.end)
     result = step.sides[1]
     edits.append(Edit(result.start, result.end, _styled(g.value, result.number)))
-    edits.sort(key=lambda x: x.start)
     return Correction(tuple(edits), result.end)
 
 
@@ -388,6 +423,8 @@ def _replace_step(step: Step, g: GoldStep, output: str) -> Correction:
 def _replace_operand(step: Step, leaf: Number, value: float, output: str) -> Correction:
     edits = [Edit(leaf.start, leaf.end, _styled(value, leaf))]
     new_value = _value_with(step.expression, leaf, value)
+    if len(step.sides) < 2:
+        return Correction(tuple(edits), step.end)
     result = step.sides[1]
     if new_value is not None and result.op is None and result.start > leaf.end:
         edits.append(Edit(result.start, result.end, _styled(new_value, result.number)))

@@ -49,10 +49,25 @@ class GoldSolution:
     steps: list[GoldStep] = field(default_factory=list)
     source: str = "none"  # annotations | reference | question | derived | none
     alternatives: int = 1  # how many equally good derivations were merged (derived only)
+    trees: list[Expr] = field(default_factory=list)  # whole derivations (derived only)
 
     @property
     def values(self) -> list[float]:
         return [s.value for s in self.steps]
+
+    @property
+    def expressions(self) -> list[GoldStep]:
+        """Every sub-expression of the gold steps over the problem's own numbers (a compound
+        step '14 + 4 - 8' and its part '14 + 4'), to match a model's compound step by its
+        operands."""
+        roots = self.trees or [s.expression for s in self.steps]
+        out: list[GoldStep] = []
+        for root in roots:
+            for node in _subtrees(root):
+                value = node.value
+                if value is not None and not any(_same_step(GoldStep(node, value), g) for g in out):
+                    out.append(GoldStep(node, value))
+        return out
 
     def __bool__(self) -> bool:
         return bool(self.steps)
@@ -188,11 +203,17 @@ def derive_gold(question: str, expected: float, *, max_leaves: int = 6) -> GoldS
         for step in _steps_of(tree):
             if not any(_same_step(step, s) for s in steps):
                 steps.append(step)
-    return GoldSolution(steps, "derived", alternatives=len(found))
+    return GoldSolution(steps, "derived", alternatives=len(found), trees=found)
 
 
 def _same_step(a: GoldStep, b: GoldStep) -> bool:
     return sorted(a.operands) == sorted(b.operands) and abs(a.value - b.value) < 1e-9
+
+
+def _subtrees(tree: Expr) -> list[Expr]:
+    if tree.op is None:
+        return []
+    return [*_subtrees(tree.left), *_subtrees(tree.right), tree]  # type: ignore[arg-type]
 
 
 def _steps_of(tree: Expr) -> list[GoldStep]:
@@ -241,14 +262,20 @@ def _search(atoms: np.ndarray, n_own: int, expected: float, max_leaves: int) -> 
             hits.extend(_goal_matches(levels, a_size, b_size, expected))
     if not hits:
         return []
-    best = max((bin(c).count("1"), -ops) for c, ops, _ in hits)
+    best = max(_score(c, ops) for c, ops, _ in hits)
     trees = []
     for c, ops, tree in hits:
-        if (bin(c).count("1"), -ops) == best and not any(
-            _render_key(tree) == _render_key(t) for t in trees
-        ):
+        if _score(c, ops) == best and not any(_render_key(tree) == _render_key(t) for t in trees):
             trees.append(tree)
     return trees[:4]
+
+
+def _score(cover: int, ops: int) -> tuple[int, int]:
+    """How good a derivation is: each question number it uses should pay for its operation (a
+    natural solution brings in each number with one operation; pulling in an unneeded number
+    costs extra ones, as in x * (9 - 8)), then the more numbers the better."""
+    used = bin(cover).count("1")
+    return used - ops, used
 
 
 def _render_key(tree: Expr) -> tuple:

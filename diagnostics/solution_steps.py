@@ -286,10 +286,13 @@ def _normalise(tokens: list[Token], text: str) -> list[list[tuple[str, object, T
         if t.kind == "num":
             run.append(("num", _number(t, text), t))
             i += 1
-            # unit words after a number: up to three, then an operator, '=' or ')' must follow
+            # unit words after a number ('ounces', 'ounces of milk'): up to four, 'of' only
+            # between two of them, then an operator, '=' or ')' must follow
             j = i
-            while j < n and j - i < 3 and tokens[j].kind == "word":
-                if tokens[j].text.lower() in _STOP_WORDS or tokens[j].text in ("x", "X"):
+            while j < n and j - i < 4 and tokens[j].kind == "word":
+                word = tokens[j].text.lower()
+                inner_of = word == "of" and j > i and j + 1 < n and tokens[j + 1].kind == "word"
+                if (word in _STOP_WORDS and not inner_of) or tokens[j].text in ("x", "X"):
                     break
                 j += 1
             if j > i and j < n and _continues(tokens, j):
@@ -508,6 +511,19 @@ def _parse_prefix(piece: list, whole: bool) -> Expr | None:
     return e
 
 
+_NUM_TEXT = r"\$?\d[\d,]*(?:\.\d+)?%?"
+_GERUND = re.compile(
+    rf"\b(?P<verb>multiplying|dividing|adding|subtracting)\s+"
+    rf"(?P<a_words>(?:[A-Za-z$'-]+\s+){{0,4}}?)(?P<a>{_NUM_TEXT})(?:[- ][A-Za-z-]+){{0,3}}?"
+    rf"\s+(?P<prep>by|and|to|from)\s+(?P<b>{_NUM_TEXT}(?:\s*/\s*\d+)?)"
+    rf"(?:\s*,?\s*(?:which|this|that|we)?\s*(?:gives|get|equals|is|results in|yields)(?:\s+us)?"
+    rf"\s*|\s*=\s*)?(?P<r>{_NUM_TEXT})?",
+    re.IGNORECASE,
+)
+"""Operations written with a gerund: 'dividing 4000 by 3/4', 'multiplying the 8-pound weight by
+2, which gives us 4', 'subtracting 3 from 10' (10 - 3)."""
+_GERUND_OPS = {"multiplying": "*", "dividing": "/", "adding": "+", "subtracting": "-"}
+
 _ANNOTATION = re.compile(r"<<([^<>]*)>>")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
@@ -526,6 +542,9 @@ def parse_solution(text: str) -> Solution:
     tokens = tokenize(masked)
     for run in _normalise(tokens, masked):
         steps.extend(_steps_in_run(run, text))
+    for step in _gerund_steps(masked):
+        if not any(s.start < step.end and step.start < s.end for s in steps):
+            steps.append(step)
     steps.sort(key=lambda s: s.start)
     numbers = [_number(t, masked) for t in tokens if t.kind == "num"]
     in_steps = {
@@ -538,6 +557,39 @@ def parse_solution(text: str) -> Solution:
         if (n.start, n.end) not in in_steps
     ]
     return Solution(text=text, steps=steps, quantities=quantities, numbers=numbers)
+
+
+def _gerund_steps(text: str) -> list[Step]:
+    """Steps written as 'dividing A by B (, which gives R)'; without a result, a step of one side."""
+    out = []
+    for m in _GERUND.finditer(text):
+        verb = m.group("verb").lower()
+        prep = m.group("prep").lower()
+        if (verb, prep) not in {("multiplying", "by"), ("dividing", "by"), ("adding", "and"),
+                                ("adding", "to"), ("subtracting", "from")}:  # fmt: skip
+            continue
+        a, b = _leaf_expr(text, m, "a"), _leaf_expr(text, m, "b")
+        if a is None or b is None:
+            continue
+        left, right = (b, a) if verb == "subtracting" else (a, b)  # 'subtracting 3 from 10'
+        expr = Expr(_GERUND_OPS[verb], m.start("verb"), b.end, left=left, right=right,
+                    op_span=m.span("verb"))  # fmt: skip
+        sides: tuple[Expr, ...] = (expr,)
+        if m.group("r"):
+            r = _leaf_expr(text, m, "r")
+            if r is not None:
+                sides = (expr, r)
+        end = sides[-1].end
+        out.append(Step(sides, m.start("verb"), end, text[m.start("verb") : end]))
+    return out
+
+
+def _leaf_expr(text: str, m: re.Match, group: str) -> Expr | None:
+    """A number group of a match as an expression (a fraction 'a/b' as a division)."""
+    start, end = m.span(group)
+    piece = " " * start + text[start:end]  # the group alone, at its place in the text
+    runs = _normalise(tokenize(piece), piece)
+    return _parse_prefix(runs[0], whole=True) if runs else None
 
 
 def _parse_at(text: str, start: int, end: int) -> list[Step]:

@@ -111,3 +111,42 @@ def test_a_bare_answer_to_an_asked_sum(question, output, kind, evidence):
     span = judge(output, "82", "worked").span
     e = locate_first_error(q, output, 82, gold, span)
     assert e.kind == kind and evidence in e.evidence and e.gold_source == "question"
+
+
+@pytest.mark.parametrize(
+    ("question", "output", "evidence", "corrected"),
+    [
+        (
+            "Tom has 12 marbles and gives 5 of them to Ann. If Ann has 30 marbles, how many?",
+            "If Tom has 30 marbles, he gives 5 of them away. #### 25",
+            "to Ann",
+            "If Ann",
+        ),
+        (
+            "A shop sells 40 pens a day. Only 25% of the pens sold each day are blue. Of these "
+            "blue pens, 60% are cheap. How many cheap blue pens does it sell?",
+            "Since 60% of the pens sold each day are blue, 40 * 0.6 = 24. #### 24",
+            "25%",
+            "Since 25",
+        ),
+    ],
+)  # fmt: skip
+def test_a_question_number_restated_for_the_wrong_thing(question, output, evidence, corrected):
+    e = locate_first_error(question, output, 6, GoldSolution(), judge(output, "6").span)
+    assert (e.kind, e.found_by) == (ErrorKind.misread_number, FoundBy.question_binding)
+    assert evidence in e.evidence and e.correction.apply(output).startswith(corrected)
+    assert e.span[0] == 0  # the clause that restates it
+
+
+def test_a_pronoun_or_month_is_no_binding_error():
+    out = "She sold 48 in April. In May she sold 48 / 2 = 24. 48 + 24 = 72 #### 73"
+    e = _locate(out, gold_from_reference(NATALIA_REF))
+    assert e.found_by != FoundBy.question_binding
+
+
+def test_a_worded_operation_without_a_result_is_checked_against_gold():
+    q = "A school enrolls 4000 students. Another enrolls 3/4 as many. How many more?"
+    ref = "3/4*4000=<<4000*3/4=3000>>3000. 4000-3000=<<4000-3000=1000>>1000\n#### 1000"
+    out = "Dividing 4000 by 3/4:\nDividing 4000 by 3/4:\n#### 5333"
+    e = locate_first_error(q, out, 1000, gold_from_reference(ref), judge(out, "1000").span)
+    assert e.kind == ErrorKind.wrong_operation and e.step_text == "Dividing 4000 by 3/4"
