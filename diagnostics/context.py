@@ -27,7 +27,11 @@ from diagnostics.report import ContextAttribution, FeatureAttribution, SpanEffec
 from diagnostics.solution_steps import format_number, sentence_spans
 
 REGENERATIONS = 2
-"""Sentence deletions regenerated and judged (those moving the gap most toward the correction)."""
+"""Sentence deletions regenerated and judged, at most (those moving the gap most)."""
+
+WORTH_REGENERATING = 1.0
+"""A deletion is regenerated only if it moves the gap toward the correction by this many logits
+or past zero (the model would then take the corrected turn)."""
 
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 
@@ -108,7 +112,9 @@ def context_attribution(
     gaps = (logits[:, gap.target] - logits[:, gap.other]).tolist()
     sentence_rows = [i for i, e in enumerate(edits) if e.kind == "sentence"]
     helps = sorted(
-        (i for i in sentence_rows if gaps[i] > before), key=lambda i: gaps[i], reverse=True
+        (i for i in sentence_rows if gaps[i] > 0 or gaps[i] - before >= WORTH_REGENERATING),
+        key=lambda i: gaps[i],
+        reverse=True,
     )[:regenerations]
     judged: dict[int, tuple[bool, str | None]] = {}
     if helps:

@@ -258,15 +258,15 @@ def _diagnose_path(
             prefix_text=tok.decode(out_ids[: divergence.path_index], skip_special_tokens=True),
             judge_fn=lambda text: _judge(text, expected, opts).correct,
             stop=stop_rule(opts),
-            max_new_tokens=opts.max_new_tokens,
+            max_new_tokens=continuation_budget(len(out_ids) - divergence.path_index, opts),
         )
         t4 = time.perf_counter()
-        runs = verifier.run([report.flagged_ids, *plain, *(null.sets[d] for d in continued)])
+        runs = verifier.run([report.flagged_ids, *(null.sets[d] for d in continued)])
         report.verification = runs[0]
-        report.control = control_summary(runs[1 : 1 + len(plain)])
+        report.control = control_summary(plain, flagging.ablations.set_effects(plain))
         if len(null.sets):
             report.null = null_record(
-                null, dict(zip(continued, runs[1 + len(plain) :], strict=True)), flagged_change,
+                null, dict(zip(continued, runs[1:], strict=True)), flagged_change,
                 seconds=null_s + (time.perf_counter() - t4) * len(continued) / len(runs),
             )  # fmt: skip
             report.evidence = (
@@ -284,6 +284,14 @@ def _diagnose_path(
     report.warnings.extend(caveats(report))
     report.verdict = write_verdict(report)
     return _finish(report, timings, t0)
+
+
+def continuation_budget(remaining: int, opts: DiagnosisOptions) -> int:
+    """Tokens an ablated continuation may take: the model's own output after the divergence
+    plus half as much again (at least 32), within the generation budget. A continuation whose
+    answer is final stops earlier (stop_rule); one that runs on past this has not reached one
+    where the model did, and is judged on what it wrote."""
+    return max(1, min(opts.max_new_tokens, remaining + max(32, remaining // 2)))
 
 
 def stop_rule(opts: DiagnosisOptions):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from diagnostics.flagging import Flagging
-from diagnostics.report import AblationResult, NullDraw, SelectionMatchedNull
+from diagnostics.report import AblationResult, SelectionMatchedNull, SetAblation
 
 POOL_PER_CANDIDATE = 2
 """Random matches ablated per screened candidate (the pool is this many times the screen)."""
@@ -40,7 +40,8 @@ class NullDraws:
     sets: list[list[int]]  # per draw: the latents its selection kept (may be empty)
     changes: torch.Tensor  # [draws] gap change with the set ablated together
     pool: int  # random latents ablated alone
-    candidates_per_draw: int  # random candidates each draw selected from
+    candidates_per_draw: int  # random candidates each draw selected from (fewer than were
+    # screened only when fewer active latents are left to draw from)
 
 
 def draw_null(flagging: Flagging, draws: int, *, generator: torch.Generator) -> NullDraws:
@@ -50,7 +51,7 @@ def draw_null(flagging: Flagging, draws: int, *, generator: torch.Generator) -> 
     screened = flagging.screened
     active = torch.nonzero(peak > 0).squeeze(1)
     free = active[~torch.isin(active, torch.tensor(screened, dtype=torch.long))]
-    if draws < 1 or len(free) < len(screened):
+    if draws < 1 or not len(free):
         return NullDraws([], torch.zeros(0), 0, 0)
     log_free = peak[free].log()  # [n_free]
     matches: list[list[int]] = []
@@ -71,7 +72,7 @@ def draw_null(flagging: Flagging, draws: int, *, generator: torch.Generator) -> 
         effects = torch.tensor([effect[j] for j in chosen])
         sets.append([chosen[r] for r, _ in flagging.selection.select(chosen, effects)])
     changes = flagging.ablations.set_effects(sets)
-    return NullDraws(sets, changes, len(pool), len(screened))
+    return NullDraws(sets, changes, len(pool), min(len(screened), len(pool)))
 
 
 def percentile_in(value: float, null: torch.Tensor) -> float:
@@ -92,7 +93,7 @@ def null_record(
     """The report's record of the null; `continued` maps draw index -> its continuation run."""
     changes = null.changes
     draws = [
-        NullDraw(
+        SetAblation(
             features=s,
             metric_change=float(changes[d]),
             fixed=continued[d].fixed if d in continued else None,

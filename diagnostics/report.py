@@ -126,23 +126,24 @@ class AblationResult(BaseModel):
     takes_correction: bool | None = None  # its first token is the corrected token
 
 
-class ControlResult(BaseModel):
-    """The same ablation on random active latents matched by activation (several draws), with
-    no selection: a baseline for scale, not the evidence (see SelectionMatchedNull)."""
+class SetAblation(BaseModel):
+    """A set of random latents ablated together: a draw of a control or of the null."""
 
-    kind: Literal["matched_random"] = "matched_random"
-    draws: list[AblationResult]
-    median_metric_change: float
-    fix_rate: float
-
-
-class NullDraw(BaseModel):
-    """One draw of the selection-matched null: the random latents its selection kept."""
-
-    features: list[int]  # empty when the selection kept none
+    features: list[int]  # empty when a null draw's selection kept none
     metric_change: float  # gap change with them ablated together
     fixed: bool | None = None  # None: no continuation was run for this draw
     continuation: str | None = None
+
+
+class ControlResult(BaseModel):
+    """Random active latents matched by activation to the flagged ones, ablated together with
+    no selection: a baseline for scale (gap changes only), not the evidence (see
+    SelectionMatchedNull)."""
+
+    kind: Literal["matched_random"] = "matched_random"
+    draws: list[SetAblation]
+    median_metric_change: float
+    fix_rate: float | None = None  # over draws with a continuation (none by default)
 
 
 class SelectionMatchedNull(BaseModel):
@@ -151,7 +152,7 @@ class SelectionMatchedNull(BaseModel):
     kind: Literal["selection_matched"] = "selection_matched"
     candidates_per_draw: int  # as many random latents as were screened
     pool: int  # random latents ablated alone, resampled into the draws
-    draws: list[NullDraw]
+    draws: list[SetAblation]
     median_metric_change: float
     p90_metric_change: float
     percentile: float  # of the flagged set's gap change among the draws' (0-100)

@@ -106,7 +106,7 @@ def render_report(report: DriftReport) -> str:
         if c is not None:
             lines.append(
                 f"plain matched-random baseline, {len(c.draws)} sets (no selection): median change "
-                f"{c.median_metric_change:+.2f}, fix rate {c.fix_rate:.0%}"
+                f"{c.median_metric_change:+.2f}"
             )
     for w in report.warnings:
         lines.append(f"warning: {w}")

@@ -95,8 +95,7 @@ def caveats(report: DriftReport) -> list[str]:
         )
     if v is None:
         return out
-    random_fixes = [r.fixed for r in (report.control.draws if report.control else [])]
-    random_fixes += [n.fixed for n in (report.null.draws if report.null else []) if n.fixed]
+    random_fixes = [d.fixed for c in (report.control, report.null) if c for d in c.draws if d.fixed]
     if any(random_fixes) and not v.fixed:
         out.append(
             "a random control set fixed the answer and the flagged set did not: the fix is not "

@@ -12,7 +12,7 @@ import torch
 from diagnostics.attribution import LogitGap
 from diagnostics.hooks import hook_resid_post
 from diagnostics.language_model import LanguageModel, StopRule
-from diagnostics.report import AblationResult, ControlResult
+from diagnostics.report import AblationResult, ControlResult, SetAblation
 from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.splice import FeatureEdit, splice_sae
 from diagnostics.upper_layers import UpperLayers
@@ -204,13 +204,14 @@ class Verifier:
         return results
 
 
-def control_summary(draws: list[AblationResult]) -> ControlResult | None:
-    """The random control's draws and their median gap change and fix rate."""
-    if not draws:
+def control_summary(sets: list[list[int]], changes: torch.Tensor) -> ControlResult | None:
+    """The plain matched-random baseline: its sets and gap changes [n], and their median."""
+    if not sets:
         return None
-    changes = torch.tensor([r.metric_change for r in draws])
     return ControlResult(
-        draws=draws,
+        draws=[
+            SetAblation(features=s, metric_change=float(c))
+            for s, c in zip(sets, changes, strict=True)
+        ],
         median_metric_change=float(changes.median()),
-        fix_rate=sum(r.fixed for r in draws) / len(draws),
     )

@@ -71,6 +71,7 @@ def test_report_page_aligns_the_paths_where_they_part(page: Page, site: Site):
     assert hot.first.evaluate(colour) != cold.evaluate(colour)
     expect(page.locator(".verdict-text")).to_have_text(report.verdict)
     expect(page.locator(".verdict")).to_contain_text(report.failure_class.value)
+    expect(page.locator("tr.null")).to_contain_text("selection-matched null")
     expect(page.locator("tr.control")).to_contain_text("random control")
     expect(page.locator("table.kv")).to_contain_text(["generate", "planted-sae"])
 

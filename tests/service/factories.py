@@ -14,6 +14,8 @@ from diagnostics.report import (
     Identity,
     JudgedAnswer,
     PathToken,
+    SelectionMatchedNull,
+    SetAblation,
     TokenPath,
 )
 
@@ -71,9 +73,15 @@ def synthetic_report(
         features=features, metric_before=-1.0, metric_after=0.5, metric_change=1.5,
         continuation=answer if fixed else extracted, fixed=fixed,
     )  # fmt: skip
-    draw = AblationResult(
-        features=[n_features - 1], metric_before=-1.0, metric_after=-0.9, metric_change=0.1,
-        continuation=extracted, fixed=False,
+    report.control = ControlResult(
+        draws=[SetAblation(features=[n_features - 1], metric_change=0.1)], median_metric_change=0.1
+    )
+    draws = [SetAblation(features=[n_features - 2 - k], metric_change=0.05 * k) for k in range(5)]
+    draws[0] = draws[0].model_copy(update={"fixed": False, "continuation": extracted})
+    report.null = SelectionMatchedNull(
+        candidates_per_draw=32, pool=64, draws=draws, median_metric_change=0.1,
+        p90_metric_change=0.2, percentile=100.0, fix_rate=0.0, threshold_percentile=90.0,
+        seconds=1.0,
     )  # fmt: skip
-    report.control = ControlResult(draws=[draw], median_metric_change=0.1, fix_rate=0.0)
+    report.evidence = "supported"
     return report
