@@ -58,6 +58,9 @@ def features_build(
     model_dtype: Annotated[
         str, typer.Option(help="float32 or bfloat16 (faster on CPU).")
     ] = "bfloat16",
+    output_contexts: Annotated[
+        int, typer.Option(min=0, help="Held-out contexts of the causal output test (0 skips it).")
+    ] = 32,
 ) -> None:
     """Build the feature atlas of an SAE over held-out text; writes SAE_DIR/atlas/."""
     from diagnostics.atlas import build_atlas
@@ -76,6 +79,7 @@ def features_build(
         ctx_len=ctx_len,
         batch_size=batch_size,
         n_contexts=n_contexts,
+        output_contexts=output_contexts,
         sources=source,
         split=split,
     )
@@ -86,7 +90,7 @@ def features_build(
 
 
 def _marked(tokens: list[str], peak: int) -> str:
-    from diagnostics.atlas.labels import show_token
+    from diagnostics.atlas.surface import show_token
 
     out = []
     for k, t in enumerate(tokens):
@@ -103,22 +107,33 @@ def features_show(
     n_contexts: Annotated[int, typer.Option(min=0)] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full entry as JSON.")] = False,
 ) -> None:
-    """Print a feature: label and its score, statistics, max-activating contexts, logit effects."""
+    """Print a feature: its readable label, generic mark, scores, statistics, max-activating
+    contexts, causal output test, full rule and decoder logit effects."""
     entry = sae_and_atlas(sae)[1].entry(feature)
     if as_json:
         typer.echo(entry.model_dump_json(indent=2))
         return
     flags = [n for n, on in (("dead", entry.is_dead), ("dense", entry.is_dense)) if on]
     flags += ["unigram"] if entry.is_unigram else []
-    score = (
-        f"detection AUROC {entry.detection_auroc:.3f} (random-label control "
-        f"{entry.random_label_auroc if entry.random_label_auroc is None else round(entry.random_label_auroc, 3)}; "
-        f"{entry.n_positive_contexts} matching vs {entry.n_negative_contexts} hard-negative contexts)"
-        if entry.detection_auroc is not None
-        else "label not scored (too few held-out matches)"
+    flags += [f"generic ({entry.generic_reason})"] if entry.is_generic else []
+
+    def auroc(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    typer.echo(
+        f"feature {entry.id}: {entry.label or '(no readable pattern)'}  [{entry.label_source}]"
     )
-    typer.echo(f"feature {entry.id}: {entry.label}  [{entry.label_source}]")
-    typer.echo(f"  {score}")
+    if entry.detection_auroc is not None:
+        typer.echo(
+            f"  detection AUROC: description {auroc(entry.description_auroc)}, full rule "
+            f"{auroc(entry.detection_auroc)} (random-label control "
+            f"{auroc(entry.random_label_auroc)}; {entry.n_positive_contexts} matching vs "
+            f"{entry.n_negative_contexts} hard-negative contexts)"
+        )
+    else:
+        typer.echo("  label not scored (too few held-out matches)")
+    if entry.llm_auroc is not None:
+        typer.echo(f"  LLM label's triggers: detection AUROC {entry.llm_auroc:.3f}")
     if flags:
         typer.echo(f"  flags: {', '.join(flags)}")
     qs = ", ".join(f"{k} {v:.3g}" for k, v in entry.quantiles.items())
@@ -126,11 +141,33 @@ def features_show(
         f"  density {entry.density:.4%}  mean {entry.mean_activation:.3g}  "
         f"max {entry.max_activation:.3g}  ({qs})"
     )
+    if entry.rule_text:
+        typer.echo(
+            f"  full rule (precision {entry.rule.precision:.2f}, coverage "
+            f"{entry.rule.coverage:.2f}): {entry.rule_text}"
+        )
     typer.echo("  max-activating contexts:")
+    if entry.peaks_on_rule is not None and entry.peaks_on_rule < 0.5:
+        typer.secho(
+            f"    (only {entry.peaks_on_rule:.0%} of them peak on a rule token: the strongest "
+            "firings are not what the label names)",
+            fg="yellow",
+        )
     for ctx in entry.top_contexts[:n_contexts]:
         typer.echo(f"    {ctx.activation:8.3f}  {_marked(ctx.tokens, ctx.peak_index)}")
+    if entry.output is not None:
+        test = entry.output
+        shown = "  ".join(
+            f"{t.token!r} {t.lift:+.4f}{'' if t.significant else ' (n.s.)'}" for t in test.tokens
+        )
+        verdict = "causal" if any(t.significant for t in test.tokens) else "not significant"
+        threshold = "-" if test.threshold is None else f"{test.threshold:.4f}"
+        typer.echo(
+            f"  clamped, next-token lift over {test.n_contexts} contexts ({verdict}; a token "
+            f"must exceed {threshold}, p = {test.p_value}): {shown}"
+        )
     for name, effects in (
-        ("promotes", entry.promoted_tokens),
+        ("decoder logit lens promotes", entry.promoted_tokens),
         ("suppresses", entry.suppressed_tokens),
     ):
         shown = "  ".join(f"{t.token!r} {t.value:+.2f}" for t in effects)
@@ -152,22 +189,34 @@ def features_search(
     top: Annotated[int, typer.Option(min=1, max=1000)] = 10,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Features that fire on TEXT (minus on --versus), or whose label mentions --label."""
+    """Features that fire on TEXT (minus on --versus), or whose label matches --label."""
+    import numpy as np
+
     from diagnostics.atlas import search_text
 
     if label is not None:
         atlas = sae_and_atlas(sae)[1]
         ids = atlas.search_label(label)[:top]
+        score = atlas.arrays["description_auroc"]
         rows = [
-            {"id": i, "label": atlas.label(i), "detection_auroc": atlas.entry(i).detection_auroc}
+            {
+                "id": i,
+                "label": atlas.label(i),
+                "description": atlas.description(i),
+                "description_auroc": None if np.isnan(score[i]) else round(float(score[i]), 4),
+                "generic": atlas.generic_reason(i) or None,
+            }
             for i in ids
         ]
         if as_json:
             typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
             return
         for row in rows:
-            auroc = "  -  " if row["detection_auroc"] is None else f"{row['detection_auroc']:.3f}"
-            typer.echo(f"{row['id']:>7}  {auroc}  {row['label']}")
+            auroc = (
+                "  -  " if row["description_auroc"] is None else f"{row['description_auroc']:.3f}"
+            )
+            generic = "  [generic]" if row["generic"] else ""
+            typer.echo(f"{row['id']:>7}  {auroc}  {row['label']}{generic}")
         return
     if not text:
         raise ValueError("give TEXT to search by activation, or --label KEYWORD")
@@ -254,6 +303,7 @@ def features_steer(
 @friendly_errors
 def features_explain(
     sae: SaeOpt = "default",
+    model: ModelOpt = "bundled",
     ids: Annotated[
         list[int] | None, typer.Option("--id", help="Features to relabel (repeat).")
     ] = None,
@@ -261,21 +311,31 @@ def features_explain(
         int, typer.Option(min=1, help="Without --id: relabel the N best-scored live features.")
     ] = 100,
 ) -> None:
-    """Rewrite labels with the LLM configured by DRIFTSCOPE_LLM_URL (OpenAI-compatible)."""
+    """Relabel with the LLM configured by DRIFTSCOPE_LLM_URL (OpenAI-compatible) and score the
+    LLM labels by the detection AUROC of the offline descriptions, on the same held-out text."""
     import numpy as np
     from tqdm.auto import tqdm
 
-    from diagnostics.atlas.explainer_llm import LlmExplainer, relabel
+    from diagnostics.atlas.explainer_llm import LlmExplainer, relabel, score_llm_labels
     from diagnostics.sae.io import resolve_sae_dir
 
     explainer = LlmExplainer.from_env()
     if explainer is None:
         raise ValueError("no LLM configured: set DRIFTSCOPE_LLM_URL (and DRIFTSCOPE_LLM_MODEL)")
-    atlas = sae_and_atlas(sae)[1]
+    sae_module, atlas = sae_and_atlas(sae)
     if not ids:
-        score = np.nan_to_num(atlas.detection_auroc, nan=-1.0)
+        score = np.nan_to_num(atlas.arrays["description_auroc"], nan=-1.0)
         order = np.argsort(-score, kind="stable")
         ids = [int(i) for i in order if atlas.live[i]][:limit]
-    n = relabel(atlas, explainer, tqdm(ids, desc="LLM labels", unit="feat"))
+    answers = relabel(atlas, explainer, tqdm(ids, desc="LLM labels", unit="feat"))
+    llm = score_llm_labels(load_lm(model), sae_module, atlas, answers)
     atlas.save(resolve_sae_dir(sae))
-    typer.echo(f"relabelled {n} features with {explainer.model}")
+    done = np.array(sorted(answers), dtype=np.int64)
+    both = done[~np.isnan(llm[done]) & ~np.isnan(atlas.arrays["description_auroc"][done])]
+    typer.echo(f"relabelled {len(answers)} features with {explainer.model}")
+    if len(both):
+        typer.echo(
+            f"median detection AUROC on {len(both)} features scored both ways: LLM triggers "
+            f"{np.median(llm[both]):.3f}, offline descriptions "
+            f"{np.median(atlas.arrays['description_auroc'][both]):.3f}"
+        )

@@ -31,9 +31,12 @@ class Atlas(Protocol):
     version: str
     density: np.ndarray  # [d_sae] fraction of tokens each latent fires on
     mean_activation: np.ndarray  # [d_sae] mean activation where it fires
-    detection_auroc: np.ndarray  # [d_sae] label score, NaN where unscored
+    description_auroc: np.ndarray  # [d_sae] score of the shown label, NaN where unscored
+    generic: np.ndarray  # [d_sae] bool: dense, or firing on formatting or positions
 
     def label(self, i: int) -> str: ...
+
+    def generic_reason(self, i: int) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -93,12 +96,16 @@ class SpuriousSelection:
 
     def select(self, latents: list[int], effects: torch.Tensor) -> list[tuple[int, str]]:
         """(index into `latents`, why it is off the path) of the selected, most spurious first;
-        effects [m] are the latents' single-ablation effects."""
+        effects [m] are the latents' single-ablation effects. Generic latents (atlas) come
+        after every specific one: they may be reported, never as the headline."""
         if not latents:
             return []
         excess = self.attr.features[:, latents].max(0).values - self.usual[latents]  # [m]
+        order = spuriousness_order(effects, excess)
+        if self.atlas is not None:
+            order = sorted(order, key=lambda r: bool(self.atlas.generic[latents[r]]))  # stable
         chosen: list[tuple[int, str]] = []
-        for r in spuriousness_order(effects, excess):
+        for r in order:
             if len(chosen) >= self.top_k:
                 break
             j = latents[r]
@@ -179,6 +186,8 @@ def _flagged_record(
         activation_expected=float(paths.corrected[:, j].max()),
         atlas_mean_activation=float(atlas.mean_activation[j]) if atlas is not None else None,
         atlas_density=float(atlas.density[j]) if atlas is not None else None,
+        generic=bool(atlas.generic[j]) if atlas is not None else False,
+        generic_reason=atlas.generic_reason(j) if atlas is not None else "",
         off_path_reason=reason,
         fires_at=[
             TokenActivation(
@@ -223,5 +232,5 @@ def usual_activation(atlas: Atlas | None, like: torch.Tensor) -> torch.Tensor:
 def label_score(atlas: Atlas | None, j: int) -> float | None:
     if atlas is None:
         return None
-    score = float(atlas.detection_auroc[j])
+    score = float(atlas.description_auroc[j])
     return None if math.isnan(score) else score

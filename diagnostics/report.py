@@ -102,7 +102,9 @@ class FlaggedFeature(BaseModel):
 
     feature: int
     label: str = ""
-    label_score: float | None = None  # detection AUROC of the label, from the atlas
+    label_score: float | None = None  # detection AUROC of the shown label, from the atlas
+    generic: bool = False  # dense, or firing on formatting or special positions (atlas)
+    generic_reason: str = ""
     attribution: float  # summed activation x gradient of the metric (negative: toward wrong)
     activation_failing: float  # max activation on the model's own path
     activation_expected: float  # max activation on the corrected path

@@ -93,6 +93,11 @@ def caveats(report: DriftReport) -> list[str]:
             f"the SAE error term holds {a.error_share:.0%} of the attribution: the latents "
             "explain less than half of what moved the gap"
         )
+    if report.flagged and all(f.generic for f in report.flagged):
+        out.append(
+            "every flagged latent is generic (dense, or firing on formatting or positions): they "
+            "say how the model writes, not what misled it"
+        )
     if v is None:
         return out
     random_fixes = [d.fixed for c in (report.control, report.null) if c for d in c.draws if d.fixed]

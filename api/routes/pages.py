@@ -20,6 +20,7 @@ from api.pages.heatmap import (
 )
 from api.pages.templating import render
 from api.problem_details import Problem, not_found
+from diagnostics.atlas.describe import element_rows
 from diagnostics.failure_classes import FailureClass
 from service.api_keys import verify_api_key
 from service.audit_progress import audit_progress, recent_audits
@@ -121,9 +122,10 @@ def feature_page(
     if entry is None and count == 0:
         raise not_found("feature", fid)
     n_reports, n_failures, fix_rate = feature_stats(session, fid)
-    contexts = []
+    contexts, rule_elements = [], []
     if entry is not None:
         contexts = [(c, context_cells(c, entry.max_activation)) for c in entry.top_contexts]
+        rule_elements = element_rows(entry.rule)
     return render(
         request,
         "feature.html",
@@ -132,6 +134,8 @@ def feature_page(
             "entry": entry,
             "atlas_dir": settings.atlas_dir,
             "contexts": contexts,
+            "rule_elements": rule_elements,
+            "clamp": atlas.meta.output_test.get("clamp", "") if atlas is not None else "",
             "rows": rows,
             "count": count,
             "offset": query.offset,

@@ -1,4 +1,5 @@
-"""The feature atlas: per-latent statistics, max-activating contexts, logit effects, scored labels.
+"""The feature atlas: per-latent statistics, max-activating contexts, scored labels and short
+descriptions, generic marks, the causal output test and logit effects.
 
 Built once per SAE over held-out text (`build_atlas`), stored next to the SAE in `<sae_dir>/atlas/`
 and loaded in milliseconds, checked to belong to its SAE (`FeatureAtlas.for_sae`).
@@ -10,6 +11,8 @@ from diagnostics.atlas.records import (
     ContextExample,
     FeatureEntry,
     LabelRule,
+    OutputTest,
+    TokenLift,
     TokenValue,
 )
 from diagnostics.atlas.search import FeatureHit, search_text
@@ -24,6 +27,8 @@ __all__ = [
     "FeatureEntry",
     "FeatureHit",
     "LabelRule",
+    "OutputTest",
+    "TokenLift",
     "TokenValue",
     "build_atlas",
     "search_text",

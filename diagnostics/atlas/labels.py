@@ -14,8 +14,9 @@ the rule's expected separation on scoring contexts of `context_len` tokens is es
 J = TPR - FPR, with TPR the rule's precision and FPR the chance that the latent fires elsewhere in
 a context without a match. The rule is the longest prefix whose J is within 30% of the best one:
 a label that says where the latent fires reliably (what detection AUROC scores), widened as far as
-that stays true. A bigram is dropped once its second token is in the rule on its own. The rendered
-label adds the top promoted output tokens.
+that stays true. A bigram is dropped once its second token is in the rule on its own. Each element
+keeps its firing count and occurrences, from which `diagnostics.atlas.describe` writes the short
+description.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from diagnostics.atlas.records import LabelRule
+from diagnostics.atlas.surface import show_token
 
 PRIOR = 100.0
 MIN_Z = 3.0
@@ -40,12 +42,6 @@ def vocab_strings(tokenizer, vocab_size: int) -> list[str]:
     """The decoded text of every token id (special tokens included)."""
     strings = tokenizer.batch_decode([[i] for i in range(vocab_size)])
     return [str(s) for s in strings]
-
-
-def show_token(s: str) -> str:
-    """A token as a person reads it: whitespace made visible, surrounding spaces dropped."""
-    s = s.replace("\n", "⏎").replace("\t", "⇥")
-    return s.strip() or "␣"
 
 
 def log_odds(a, n: int, b, total: int, prior: float = PRIOR) -> tuple[np.ndarray, np.ndarray]:
@@ -143,12 +139,14 @@ def derive_rule(
         coverage=round(hit / n, 4),
         precision=round(hit / seen, 4),
         log_odds=[round(float(z[c]), 2) for c in keep],
+        fires=[int(fires[c]) for c in keep],
+        occurrences=[int(occ[c]) for c in keep],
     )
     return rule, unigram
 
 
-def render_label(rule: LabelRule, promoted: list[str], *, n_out: int = 3) -> str:
-    """A short human label, e.g. `"Gate Bridge" | "bridge" → "San" "Francisco"`."""
+def render_rule(rule: LabelRule) -> str:
+    """The full rule as a list, e.g. `"Gate Bridge" | "bridge"` ('' for an empty rule)."""
     parts = [f'"{show_token(g)}"' for g in rule.ngrams]
     seen: set[str] = set()
     for t in rule.tokens:
@@ -156,6 +154,4 @@ def render_label(rule: LabelRule, promoted: list[str], *, n_out: int = 3) -> str
         if shown.lower() not in seen:
             seen.add(shown.lower())
             parts.append(f'"{shown}"')
-    inputs = " | ".join(parts) if parts else "(no clear input pattern)"
-    outs = [f'"{show_token(p)}"' for p in promoted if p.strip()][:n_out]
-    return f"{inputs} → {' '.join(outs)}" if outs else inputs
+    return " | ".join(parts)

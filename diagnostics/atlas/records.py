@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-LabelSource = Literal["ngram+logit", "llm", "none"]
+LabelSource = Literal["ngram", "llm", "none"]
 
 
 class ContextExample(BaseModel):
@@ -26,6 +26,25 @@ class TokenValue(BaseModel):
     value: float
 
 
+class TokenLift(BaseModel):
+    """A next token that rises when the latent is clamped, in the model's real distribution."""
+
+    token: str
+    token_id: int
+    lift: float  # mean p(token | clamped) - p(token) over the held-out contexts
+    significant: bool  # above the random-direction threshold of the causal test
+
+
+class OutputTest(BaseModel):
+    """The causal output test of one latent (see `diagnostics.atlas.token_change`)."""
+
+    tokens: list[TokenLift]  # the top tokens by lift, significant or not
+    threshold: float | None  # a token is shown when its lift exceeds this; None: untested
+    p_value: float | None  # of the latent's largest lift against random directions
+    edit_norm: float  # norm of the clamp edit in the residual stream
+    n_contexts: int
+
+
 class LabelRule(BaseModel):
     """The structured, machine-checkable form of an offline label.
 
@@ -41,7 +60,10 @@ class LabelRule(BaseModel):
     coverage: float = 0.0  # share of the latent's firings on a rule match (explain split)
     precision: float = 0.0  # share of rule matches on which the latent fires (explain split)
     log_odds: list[float] = Field(default_factory=list)  # z-scored log-odds of each element
-    promoted: list[str] = Field(default_factory=list)  # top output tokens shown in the label
+    # per element (tokens, then n-grams), explain split: firings on it, and its occurrences
+    fires: list[int] = Field(default_factory=list)
+    occurrences: list[int] = Field(default_factory=list)
+    described: list[int] = Field(default_factory=list)  # elements the short description names
 
     @property
     def empty(self) -> bool:
@@ -56,8 +78,12 @@ class FeatureEntry(BaseModel):
     mean_activation: float  # mean over the tokens where it fires
     max_activation: float
     quantiles: dict[str, float]  # activation quantiles given it fires, e.g. {"q0.5": ...}
-    label: str
+    label: str  # what a person reads: the description, plus the causal output tokens if any
     label_source: LabelSource
+    description: str  # the short input-side description ('' without a rule)
+    description_auroc: float | None  # detection AUROC of the description's own matcher
+    rule_text: str  # the full rule, e.g. '"How many" | "How" | "The total"'
+    llm_auroc: float | None = None  # detection AUROC of an LLM label's triggers, if relabelled
     rule: LabelRule
     detection_auroc: float | None  # rule-matching vs hard-negative held-out contexts
     random_label_auroc: float | None  # same, with another feature's rule (control)
@@ -66,8 +92,12 @@ class FeatureEntry(BaseModel):
     is_dead: bool = False
     is_dense: bool  # fires on more than 10% of tokens
     is_unigram: bool  # a single token explains it (most firings, most of that token's occurrences)
+    is_generic: bool  # dense (> 5%), or fires mostly on formatting / a window's first token
+    generic_reason: str  # why it is generic ('' when it is not)
+    output: OutputTest | None  # causal output side; None when the atlas has no output test
     top_contexts: list[ContextExample]
-    promoted_tokens: list[TokenValue]
+    peaks_on_rule: float | None  # share of top contexts whose peak token matches the rule
+    promoted_tokens: list[TokenValue]  # decoder direction through the unembedding (not causal)
     suppressed_tokens: list[TokenValue]
 
 
@@ -91,4 +121,5 @@ class AtlasMeta(BaseModel):
     dense_threshold: float
     build_seconds: float = 0.0
     summary: dict[str, float | int | None] = Field(default_factory=dict)
+    output_test: dict[str, float | int | str] = Field(default_factory=dict)  # how it was run
     llm_model: str | None = None  # set when labels were rewritten by an LLM explainer

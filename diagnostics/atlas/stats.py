@@ -1,11 +1,11 @@
 """Streaming per-latent statistics over batches of SAE features (no [n_tokens, d_sae] is kept).
 
 Per batch of text windows the caller hands the dense features [batch, seq, d_sae] (zero at masked
-positions) and token ids; the accumulator keeps, per latent: firing count, activation sum and max,
-a fixed log-spaced histogram of non-zero activations (for quantiles), the top-k windows by peak
-activation with the token window around the peak, and sparse (latent, token) and (latent, bigram)
-firing counts plus background token and bigram counts for the labels. Everything is vectorised
-torch; no per-token loops.
+positions) and token ids; the accumulator keeps, per latent: firing count (and how many of them on
+a window's first text token), activation sum and max, a fixed log-spaced histogram of non-zero
+activations (for quantiles), the top-k windows by peak activation with the token window around the
+peak, and sparse (latent, token) and (latent, bigram) firing counts plus background token and
+bigram counts for the labels. Everything is vectorised torch; no per-token loops.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class FeatureStatsAccumulator:
         self.n_tokens = 0
         self.n_explain_tokens = 0
         self.count = torch.zeros(d_sae, dtype=torch.int64)
+        self.first_count = torch.zeros(d_sae, dtype=torch.int64)  # firings on a window's 1st token
         self.total = torch.zeros(d_sae, dtype=torch.float64)
         self.max = torch.zeros(d_sae)
         self.hist = torch.zeros(d_sae * HIST_BINS, dtype=torch.int64)  # [d_sae * bins]
@@ -109,6 +110,8 @@ class FeatureStatsAccumulator:
         vals = feats[win, pos, lat].float()  # [nnz]
         self.n_tokens += int(keep.sum())
         self.count += torch.bincount(lat, minlength=d)
+        first = keep & (keep.cumsum(1) == 1)  # [b, s] the first text token of each window
+        self.first_count += torch.bincount(lat[first[win, pos]], minlength=d)
         self.total += torch.bincount(lat, weights=vals.double(), minlength=d)
         self.max = torch.maximum(self.max, feats.amax((0, 1)).float())
         scaled = (vals.log10() - HIST_LOG10_MIN) / (HIST_LOG10_MAX - HIST_LOG10_MIN) * HIST_BINS

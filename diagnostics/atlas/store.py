@@ -1,7 +1,7 @@
 """The feature atlas on disk and in memory: `<sae_dir>/atlas/` = arrays.safetensors + atlas.json.
 
-Numbers live in one safetensors file of numpy arrays (read in milliseconds); strings (labels, label
-rules, the decoded vocabulary, build metadata) in one JSON file. `ATLAS_VERSION` is bumped whenever
+Numbers live in one safetensors file of numpy arrays (read in milliseconds); strings (labels,
+descriptions, the decoded vocabulary, build metadata) in one JSON file, label rules in another. `ATLAS_VERSION` is bumped whenever
 the layout changes; an atlas of another version is refused with a message to rebuild it.
 """
 
@@ -17,16 +17,22 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from diagnostics.atlas.describe import peak_agreement, sub_rule
+from diagnostics.atlas.generic import generic_mask, generic_reason
+from diagnostics.atlas.label_search import rank_by_label
+from diagnostics.atlas.labels import render_rule
 from diagnostics.atlas.records import (
     AtlasMeta,
     ContextExample,
     FeatureEntry,
     LabelRule,
+    OutputTest,
+    TokenLift,
     TokenValue,
 )
 from diagnostics.errors import DriftscopeError
 
-ATLAS_VERSION = 2
+ATLAS_VERSION = 3
 ATLAS_DIR = "atlas"
 ARRAYS_FILE = "arrays.safetensors"
 JSON_FILE = "atlas.json"
@@ -52,7 +58,8 @@ class FeatureAtlas:
 
     meta: AtlasMeta
     arrays: dict[str, np.ndarray]
-    labels: list[str]
+    labels: list[str]  # readable labels: description (or LLM label) plus causal outputs
+    descriptions: list[str]  # short offline descriptions ('' for a latent without a rule)
     label_sources: list[str]
     rules_or_path: list[dict] | Path  # LabelRule dicts, or the rules.json to read them from
     vocab: list[str]  # decoded text of every token id
@@ -97,6 +104,10 @@ class FeatureAtlas:
         return self.arrays["detection_auroc"]
 
     @property
+    def description_auroc(self) -> np.ndarray:  # [d_sae], the description's score, NaN: unscored
+        return self.arrays["description_auroc"]
+
+    @property
     def is_dense(self) -> np.ndarray:  # [d_sae] bool
         return self.arrays["is_dense"].astype(bool)
 
@@ -108,8 +119,74 @@ class FeatureAtlas:
     def live(self) -> np.ndarray:  # [d_sae] bool, fired at least once
         return self.arrays["count"] > 0
 
+    @property
+    def generic(self) -> np.ndarray:  # [d_sae] bool, see `diagnostics.atlas.generic`
+        a = self.arrays
+        return generic_mask(a["density"], a["format_share"], a["first_share"]) & self.live
+
     def label(self, i: int) -> str:
+        """What a person reads: the short description (or the LLM label), then the output
+        tokens that passed the causal test; '' when there is neither, '(dead)' for a dead latent."""
         return self.labels[self._check(i)]
+
+    def description(self, i: int) -> str:
+        """The short offline input-side description ('' when the latent has no label rule)."""
+        return self.descriptions[self._check(i)]
+
+    def is_generic(self, i: int) -> bool:
+        """Dense (> 5% of tokens) or firing mostly on formatting or a text's first token."""
+        return bool(self.generic[self._check(i)])
+
+    def generic_reason(self, i: int) -> str:
+        """Why latent i is generic, e.g. 'dense: fires on 16.3% of tokens' ('' when it is not)."""
+        i = self._check(i)
+        if not self.live[i]:
+            return ""
+        a = self.arrays
+        return generic_reason(
+            float(a["density"][i]), float(a["format_share"][i]), float(a["first_share"][i])
+        )
+
+    def output_effect(self, i: int) -> list[TokenLift]:
+        """Next tokens whose probability clamping latent i raises significantly (best first);
+        empty when none passes the causal test or the atlas has none."""
+        test = self.output_test(i)
+        return [t for t in test.tokens if t.significant] if test is not None else []
+
+    def output_test(self, i: int) -> OutputTest | None:
+        """The causal output test of latent i (all its top tokens), None without one."""
+        i = self._check(i)
+        a = self.arrays
+        if "output_lifts" not in a:
+            return None
+        threshold = float(a["output_threshold"][i])
+        tested = math.isfinite(threshold)
+        return OutputTest(
+            tokens=[
+                TokenLift(
+                    token=self.vocab[int(t)],
+                    token_id=int(t),
+                    lift=round(float(v), 6),
+                    significant=bool(tested and v > threshold),
+                )
+                for t, v in zip(a["output_ids"][i], a["output_lifts"][i], strict=True)
+            ]
+            if tested
+            else [],
+            threshold=round(threshold, 6) if tested else None,
+            p_value=round(float(a["output_p_value"][i]), 4) if tested else None,
+            edit_norm=round(float(a["output_edit_norm"][i]), 3),
+            n_contexts=int(self.meta.output_test.get("n_contexts", 0)),
+        )
+
+    def rule_text(self, i: int) -> str:
+        """The full label rule as a list of its tokens and bigrams."""
+        return render_rule(LabelRule.model_validate(self.rules[self._check(i)]))
+
+    def description_rule(self, i: int) -> LabelRule:
+        """The part of latent i's rule its description names (what its AUROC scores)."""
+        rule = LabelRule.model_validate(self.rules[self._check(i)])
+        return sub_rule(rule, rule.described)
 
     def _check(self, i: int) -> int:
         if not 0 <= int(i) < self.d_sae:
@@ -121,6 +198,7 @@ class FeatureAtlas:
         i = self._check(i)
         a = self.arrays
         levels = self.meta.quantile_levels
+        rule = LabelRule.model_validate(self.rules[i])
         return FeatureEntry(
             id=i,
             density=float(a["density"][i]),
@@ -129,7 +207,11 @@ class FeatureAtlas:
             quantiles={f"q{q:g}": float(v) for q, v in zip(levels, a["quantiles"][i], strict=True)},
             label=self.labels[i],
             label_source=self.label_sources[i],  # type: ignore[arg-type]
-            rule=LabelRule.model_validate(self.rules[i]),
+            description=self.descriptions[i],
+            description_auroc=_opt(a["description_auroc"][i]),
+            rule_text=render_rule(rule),
+            llm_auroc=_opt(a["llm_auroc"][i]) if "llm_auroc" in a else None,
+            rule=rule,
             detection_auroc=_opt(a["detection_auroc"][i]),
             random_label_auroc=_opt(a["random_label_auroc"][i]),
             n_positive_contexts=int(a["n_positive"][i]),
@@ -137,10 +219,19 @@ class FeatureAtlas:
             is_dead=bool(a["count"][i] == 0),
             is_dense=bool(a["is_dense"][i]),
             is_unigram=bool(a["is_unigram"][i]),
+            is_generic=self.is_generic(i),
+            generic_reason=self.generic_reason(i),
+            output=self.output_test(i),
             top_contexts=self.contexts(i),
+            peaks_on_rule=self._peaks_on_description(i, rule),
             promoted_tokens=self._effects(i, "promoted"),
             suppressed_tokens=self._effects(i, "suppressed"),
         )
+
+    def _peaks_on_description(self, i: int, rule: LabelRule) -> float | None:
+        rows = self.arrays["ctx_tokens"][i][self.arrays["ctx_vals"][i] > 0]  # [k, width]
+        share = peak_agreement(sub_rule(rule, rule.described), rows, self.context_peak)
+        return None if share is None else round(share, 4)
 
     def contexts(self, i: int) -> list[ContextExample]:
         """Max-activating contexts of latent i, strongest first."""
@@ -169,19 +260,11 @@ class FeatureAtlas:
             for t, v in zip(ids, vals, strict=True)
         ]
 
-    def search_label(self, keyword: str) -> list[int]:
-        """Latents whose label or rule tokens contain `keyword` (case-insensitive), best score first."""
-        kw = keyword.lower().strip()
-        if not kw:
-            return []
-        hits = [
-            i
-            for i, (label, rule) in enumerate(zip(self.labels, self.rules, strict=True))
-            if kw in label.lower()
-            or any(kw in t.lower() for t in rule.get("tokens", []) + rule.get("ngrams", []))
-        ]
-        score = np.nan_to_num(self.arrays["detection_auroc"], nan=-1.0)
-        return sorted(hits, key=lambda i: (-score[i], i))
+    def search_label(self, query: str) -> list[int]:
+        """Latents whose label, description or rule tokens match `query`, best match first
+        (see `diagnostics.atlas.label_search`)."""
+        score = np.nan_to_num(self.arrays["description_auroc"], nan=-1.0)
+        return rank_by_label(query, self.labels, self.descriptions, self.rules, score)
 
     def check_matches(self, sae) -> None:
         """Raise AtlasError when this atlas was built for another SAE."""
@@ -200,6 +283,7 @@ class FeatureAtlas:
             "meta": self.meta.model_dump(),
             "context_peak": self.context_peak,
             "labels": self.labels,
+            "descriptions": self.descriptions,
             "label_sources": self.label_sources,
             "vocab": self.vocab,
         }
@@ -243,6 +327,7 @@ class FeatureAtlas:
             meta=AtlasMeta.model_validate(doc["meta"]),
             arrays=load_file(str(path / ARRAYS_FILE)),
             labels=doc["labels"],
+            descriptions=doc["descriptions"],
             label_sources=doc["label_sources"],
             rules_or_path=path / RULES_FILE,
             vocab=doc["vocab"],

@@ -8,6 +8,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from api.pages.heatmap import display_text
 from diagnostics.atlas import FeatureAtlas
+from diagnostics.atlas.describe import element_rows
 from service.db import session_scope
 from service.report_queries import stored_report
 from tests.browser.conftest import XSS_LABEL, XSS_PROMPT, Site
@@ -91,13 +92,27 @@ def test_flagged_feature_label_is_shown_and_links_to_the_feature_page(page: Page
     expect(page).to_have_url(site.url(f"/features/{first.feature}"))
     entry = FeatureAtlas.load(site.atlas_dir).entry(first.feature)
     expect(page.locator(".feature-label")).to_have_text(entry.label)
-    expect(page.locator("dl.grid")).to_contain_text(f"detection AUROC {entry.detection_auroc:.3g}")
+    expect(page.locator("dl.grid")).to_contain_text(
+        f"detection AUROC {entry.description_auroc:.3g} for the description"
+    )
+    expect(page.locator(".generic-note")).to_have_count(1 if entry.is_generic else 0)
     contexts = page.locator(".context")
     expect(contexts).to_have_count(len(entry.top_contexts))
     expect(contexts.first.locator(".tok.peak")).to_have_text(
-        entry.top_contexts[0].tokens[entry.top_contexts[0].peak_index]
+        display_text(entry.top_contexts[0].tokens[entry.top_contexts[0].peak_index])
     )
-    expect(page.locator("table.effects").first).to_contain_text(entry.promoted_tokens[0].token)
+    contradicts = entry.peaks_on_rule is not None and entry.peaks_on_rule < 0.5
+    expect(page.locator(".contradiction")).to_have_count(1 if contradicts else 0)
+    page.locator("details.rule summary").click()
+    expect(page.locator("table.rule-elements")).to_contain_text(element_rows(entry.rule)[0].text)
+    shown = [t for t in entry.output.tokens if t.significant]
+    causal = page.locator("table.causal")
+    expect(causal).to_have_count(1 if shown else 0)
+    if shown:
+        expect(causal).to_contain_text(display_text(shown[0].token))
+    expect(page.locator("table.effects").last).to_contain_text(
+        display_text(entry.suppressed_tokens[0].token)
+    )
     page.locator(f'a[href="/reports/{site.report_ids[0]}"]').first.click()
     expect(page).to_have_url(site.url(f"/reports/{site.report_ids[0]}"))
 

@@ -130,9 +130,11 @@ def test_planted_token_feature_contexts_label_and_score(planted):
     assert e.top_contexts[0].token_activations[e.top_contexts[0].peak_index] == pytest.approx(
         acts[0], rel=1e-2
     )
-    assert e.rule.tokens == ["gate"] and '"gate"' in e.label
-    assert e.label_source == "ngram+logit"
-    assert e.is_unigram and not e.is_dense
+    assert e.rule.tokens == ["gate"] and e.description == '"gate"'
+    assert e.label.startswith(e.description) and e.label_source == "ngram"
+    assert e.rule_text == '"gate"' and e.peaks_on_rule == 1.0
+    assert e.description_auroc is not None and e.description_auroc > 0.95
+    assert e.is_unigram and not e.is_dense and not e.is_generic and e.generic_reason == ""
     assert e.detection_auroc is not None and e.detection_auroc > 0.95
     assert e.n_positive_contexts >= 5 and e.n_negative_contexts >= 20
     assert atlas.search_label("gate")[0] == GATE_LATENT
@@ -159,6 +161,8 @@ def test_dense_flag_logit_effects_and_summary(planted):
         effect[order[: len(promoted)]].tolist(), abs=1e-3
     )
     assert suppressed[0].value < 0
+    assert atlas.is_generic(DENSE_LATENT) and atlas.generic_reason(DENSE_LATENT).startswith("dense")
+    assert atlas.generic.sum() == atlas.meta.summary["n_generic"]
     s = atlas.meta.summary
     assert s["n_live"] == D_SAE and s["n_scored"] >= 5
     # random features with a random-label control: the control sits near chance
@@ -172,6 +176,8 @@ def test_save_load_round_trip_and_version_guard(planted, tmp_path):
     loaded = FeatureAtlas.load(tmp_path)
     assert loaded.entry(GATE_LATENT) == atlas.entry(GATE_LATENT)
     assert loaded.label(GATE_LATENT) == atlas.label(GATE_LATENT)
+    assert loaded.description(GATE_LATENT) == atlas.description(GATE_LATENT)
+    assert loaded.output_effect(PROMOTE_LATENT) == atlas.output_effect(PROMOTE_LATENT)
     assert loaded.n_tokens == atlas.n_tokens and loaded.max_activation.shape == (D_SAE,)
     loaded.check_matches(sae)
     other = make_random_sae(sae.cfg.d_in, D_SAE, layer=sae.cfg.hook_layer, seed=5)

@@ -47,8 +47,11 @@ def test_show_prints_label_contexts_and_json(built):
     root, common = built
     result = runner.invoke(app, ["features", "show", str(GATE_LATENT), "--sae", str(root / "sae")])
     assert result.exit_code == 0, result.output
-    assert '"gate"' in result.stdout and "[[gate]]" in result.stdout
-    assert "promotes:" in result.stdout
+    assert 'feature 7: "gate"' in result.stdout and "[[gate]]" in result.stdout
+    assert (
+        "detection AUROC: description" in result.stdout and "full rule (precision" in result.stdout
+    )
+    assert "next-token lift over" in result.stdout and "promotes:" in result.stdout
     result = runner.invoke(
         app, ["features", "show", str(GATE_LATENT), "--sae", str(root / "sae"), "--json"]
     )
@@ -69,9 +72,14 @@ def test_search_by_text_versus_and_by_label(built):
     hits = json.loads(result.stdout)
     assert GATE_LATENT in [h["id"] for h in hits[:3]]
     result = runner.invoke(
-        app, ["features", "search", "--label", "gate", "--sae", str(root / "sae")]
+        app, ["features", "search", "--label", "gate", "--sae", str(root / "sae"), "--json"]
     )
-    assert result.exit_code == 0 and str(GATE_LATENT) in result.stdout
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert rows[0]["id"] == GATE_LATENT and rows[0]["description"] == '"gate"'
+    assert rows[0]["description_auroc"] > 0.9 and rows[0]["generic"] is None
+    generic = runner.invoke(app, ["features", "search", "--label", "!", "--sae", str(root / "sae")])
+    assert generic.exit_code == 0 and "[generic]" in generic.stdout
 
 
 def test_steer_shows_both_outputs_and_the_concept_shift(built):

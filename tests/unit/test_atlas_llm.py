@@ -8,15 +8,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from diagnostics.atlas.explainer_llm import LlmExplainer, LlmExplainerError, relabel
+from diagnostics.atlas.explainer_llm import (
+    LlmExplainer,
+    LlmExplainerError,
+    parse_answer,
+    relabel,
+    score_llm_labels,
+    trigger_rule,
+)
 from tests.unit.test_atlas_build import GATE_LATENT, planted  # noqa: F401  (fixture)
+
+ANSWER = '```json\n{"label": "the word gate, as in Golden Gate", "triggers": ["gate"]}\n```'
 
 
 class _FakeChatServer(BaseHTTPRequestHandler):
     requests: list[dict] = []
-    reply: dict = {
-        "choices": [{"message": {"role": "assistant", "content": " 'gate' as in Golden Gate "}}]
-    }
+    reply: dict = {"choices": [{"message": {"role": "assistant", "content": ANSWER}}]}
 
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -45,25 +52,46 @@ def server():
     httpd.server_close()
 
 
-def test_explainer_from_env_posts_contexts_and_relabels(planted, server, monkeypatch):  # noqa: F811
-    _, _, _, atlas = planted
+def test_explainer_from_env_posts_contexts_relabels_and_is_scored(planted, server, monkeypatch):  # noqa: F811
+    lm, sae, _, atlas = planted
+    atlas = atlas.__class__(**{**atlas.__dict__, "labels": list(atlas.labels)})  # a copy
+    atlas.label_sources = list(atlas.label_sources)
+    atlas.arrays = dict(atlas.arrays)
     monkeypatch.setenv("DRIFTSCOPE_LLM_URL", server)
     monkeypatch.setenv("DRIFTSCOPE_LLM_MODEL", "fake-7b")
     monkeypatch.setenv("DRIFTSCOPE_LLM_API_KEY", "sk-test")
     explainer = LlmExplainer.from_env()
     assert explainer is not None
-    rule_before = atlas.entry(GATE_LATENT).rule
-    auroc_before = atlas.entry(GATE_LATENT).detection_auroc
-    assert relabel(atlas, explainer, [GATE_LATENT]) == 1
+    before = atlas.entry(GATE_LATENT)
+    answers = relabel(atlas, explainer, [GATE_LATENT])
+    assert answers[GATE_LATENT].triggers == ["gate"]
     entry = atlas.entry(GATE_LATENT)
-    assert entry.label == "'gate' as in Golden Gate" and entry.label_source == "llm"
-    assert entry.rule == rule_before and entry.detection_auroc == auroc_before
-    assert atlas.meta.llm_model == "fake-7b"
+    assert entry.label.startswith("the word gate, as in Golden Gate")
+    assert entry.label_source == "llm" and atlas.meta.llm_model == "fake-7b"
+    assert entry.description == before.description and entry.rule == before.rule
     (req,) = _FakeChatServer.requests
     assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer sk-test"
     assert req["body"]["model"] == "fake-7b"
     user = req["body"]["messages"][-1]["content"]
-    assert "<<gate>>" in user and "Promoted output tokens" in user
+    assert "<<gate>>" in user and "Offline description" in user
+    # scored like the offline descriptions: on the atlas's held-out windows, hard negatives
+    llm = score_llm_labels(lm, sae, atlas, answers)
+    assert llm[GATE_LATENT] == pytest.approx(before.description_auroc, abs=0.02)
+    assert atlas.entry(GATE_LATENT).llm_auroc == pytest.approx(float(llm[GATE_LATENT]), abs=1e-4)
+    # a wrong trigger list scores worse
+    wrong = {GATE_LATENT: parse_answer('{"label": "sydney", "triggers": ["sydney"]}')}
+    assert score_llm_labels(lm, sae, atlas, wrong)[GATE_LATENT] < llm[GATE_LATENT] - 0.2
+
+
+def test_answers_parse_with_and_without_json(planted):  # noqa: F811
+    lm = planted[0]
+    assert parse_answer('{"label": " a  b ", "triggers": ["x", " "]}').triggers == ["x"]
+    plain = parse_answer("fires on 'gate' and \"bridge\"")
+    assert plain.label == "fires on 'gate' and \"bridge\"" and plain.triggers == ["gate", "bridge"]
+    rule = trigger_rule(lm.tokenizer, ["gate", "golden gate"])
+    gate = lm.tokenizer.convert_tokens_to_ids("gate")
+    golden = lm.tokenizer.convert_tokens_to_ids("golden")
+    assert gate in rule.token_ids and [golden, gate] in rule.ngram_ids
 
 
 def test_explainer_unconfigured_and_failures(server, monkeypatch):
@@ -74,9 +102,10 @@ def test_explainer_unconfigured_and_failures(server, monkeypatch):
 
     entry = FeatureEntry(
         id=0, density=0.1, mean_activation=1, max_activation=2, quantiles={}, label="x",
-        label_source="ngram+logit", rule=LabelRule(), detection_auroc=None,
-        random_label_auroc=None, is_dense=False, is_unigram=False, top_contexts=[],
-        promoted_tokens=[], suppressed_tokens=[],
+        label_source="ngram", description="x", description_auroc=None, rule_text="",
+        rule=LabelRule(), detection_auroc=None, random_label_auroc=None, is_dense=False,
+        is_unigram=False, is_generic=False, generic_reason="", output=None, top_contexts=[],
+        peaks_on_rule=None, promoted_tokens=[], suppressed_tokens=[],
     )  # fmt: skip
     with pytest.raises(LlmExplainerError, match="failed"):
         bad.explain(entry)
@@ -85,4 +114,4 @@ def test_explainer_unconfigured_and_failures(server, monkeypatch):
         with pytest.raises(LlmExplainerError, match="without a message"):
             LlmExplainer(base_url=server, model="m").explain(entry)
     finally:
-        _FakeChatServer.reply = {"choices": [{"message": {"content": "x"}}]}
+        _FakeChatServer.reply = {"choices": [{"message": {"content": ANSWER}}]}

@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from diagnostics.atlas.labels import derive_rule, log_odds, render_label, wilson_lower_bound
+from diagnostics.atlas.labels import derive_rule, log_odds, render_rule, wilson_lower_bound
 from diagnostics.atlas.records import LabelRule
 from diagnostics.atlas.scoring import auroc, rule_matches, score_labels, tfidf_bags
 from diagnostics.atlas.stats import PAD_TOKEN
@@ -59,7 +59,8 @@ def test_rule_prefers_a_bigram_when_the_token_alone_is_not_selective():
     assert rule.ngram_ids == [[GATE, BRIDGE]] and rule.token_ids == []
     assert rule.ngrams == ["w11w12"] and not unigram
     assert rule.precision == 1.0 and rule.coverage == 1.0
-    assert render_label(rule, [" san", " francisco"]) == '"w11w12" → "san" "francisco"'
+    assert render_rule(rule) == '"w11w12"'
+    assert rule.fires == [40] and rule.occurrences == [40]
 
 
 def test_rule_widens_while_precise_and_stops_at_frequent_tokens():
@@ -67,6 +68,9 @@ def test_rule_widens_while_precise_and_stops_at_frequent_tokens():
     rule, _ = _rule({GATE: (30, 32), BRIDGE: (20, 25), 5: (50, 5000)})
     assert sorted(rule.token_ids) == [GATE, BRIDGE]
     assert rule.coverage == 0.5 and rule.precision == round(50 / 57, 4)
+    # per element, aligned with the elements: what the description groups and cuts by
+    counts = dict(zip(rule.token_ids, zip(rule.fires, rule.occurrences, strict=True), strict=True))
+    assert counts == {GATE: (30, 32), BRIDGE: (20, 25)}
 
 
 def test_rule_ignores_tokens_that_are_not_over_represented():

@@ -38,5 +38,9 @@ def test_label_keyword_search(planted):  # noqa: F811
     _, _, _, atlas = planted
     found = atlas.search_label("GATE")
     assert found[0] == GATE_LATENT
-    assert all("gate" in atlas.label(i).lower() for i in found)
+    assert all(
+        "gate" in (atlas.label(i) + " ".join(atlas.rules[i]["tokens"])).lower() for i in found
+    )
     assert atlas.search_label("no-such-word") == []
+    # a latent's own description finds it first
+    assert atlas.search_label(atlas.description(GATE_LATENT))[0] == GATE_LATENT
