@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from cli.common import (
+    DeviceOpt,
     ModelOpt,
     diagnosis_default,
     diagnosis_option,
@@ -46,6 +47,7 @@ def audit(
         Path | None, typer.Option(help="Also write the per-problem table (.csv or .parquet).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Audit a dataset in this process (no broker, no server) and print the summary."""
     from tqdm.auto import tqdm
@@ -62,6 +64,7 @@ def audit(
             "model": model,
             "sae": sae,
             "queue_backend": "local",
+            "device": device,
         }
     )
     options = DiagnosisOptions(mode=mode, max_new_tokens=max_new_tokens, verify=verify)

@@ -38,6 +38,13 @@ SaeOpt = Annotated[
     ),
 ]
 RawOpt = Annotated[bool, typer.Option("--raw", help="No chat template.")]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="DRIFTSCOPE_DEVICE",
+        help="Where the model and SAE run: auto (CUDA when present, else CPU), cpu, cuda, cuda:N.",
+    ),
+]
 SplitOpt = Annotated[
     str, typer.Option(help="Documents to use: train, heldout (by text hash) or all.")
 ]
@@ -70,18 +77,20 @@ def quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def load_lm(model: str, dtype: str = "float32"):
-    """The language model, its load logged to stderr."""
+def load_lm(model: str, dtype: str = "float32", device: str = "auto"):
+    """The language model on `device`, its load logged to stderr."""
     import torch
 
     from diagnostics.model_loading import load_model
 
     quiet_transformers()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    return load_model(model, dtype=getattr(torch, dtype))
+    return load_model(model, dtype=getattr(torch, dtype), device=device)
 
 
-def sae_and_atlas(sae: str, *, missing_ok: bool = False, or_warn: str | None = None):
+def sae_and_atlas(
+    sae: str, *, missing_ok: bool = False, or_warn: str | None = None, device: str = "cpu"
+):
     """The SAE and its feature atlas, checked to belong to it (FeatureAtlas.for_sae).
 
     A missing, stale or mismatched atlas is an AtlasError; with `missing_ok` a missing one is
@@ -90,7 +99,7 @@ def sae_and_atlas(sae: str, *, missing_ok: bool = False, or_warn: str | None = N
     from diagnostics.atlas import AtlasError, FeatureAtlas
     from diagnostics.sae import load_sae
 
-    sae_module = load_sae(sae)
+    sae_module = load_sae(sae, device=device)
     try:
         return sae_module, FeatureAtlas.for_sae(sae_module, sae, missing_ok=missing_ok)
     except AtlasError as err:

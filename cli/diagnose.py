@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from cli.common import (
+    DeviceOpt,
     ModelOpt,
     RawOpt,
     diagnosis_default,
@@ -43,6 +44,7 @@ def diagnose(
         "control_draws"
     ),
     as_json: Annotated[bool, typer.Option("--json", help="Print the DriftReport JSON.")] = False,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Explain why the model gets PROMPT wrong: divergence, flagged latents, ablation evidence."""
     from diagnostics.diagnose import diagnose as run_diagnosis
@@ -57,8 +59,8 @@ def diagnose(
         top_k=top_k,
         control_draws=controls,
     )
-    sae_module, atlas = sae_and_atlas(sae, missing_ok=True)
-    lm = load_lm(model)
+    lm = load_lm(model, device=device)
+    sae_module, atlas = sae_and_atlas(sae, missing_ok=True, device=str(lm.device))
     report = run_diagnosis(
         lm,
         sae_module,

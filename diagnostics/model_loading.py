@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from diagnostics.devices import resolve_device
 from diagnostics.errors import ModelLoadError
 from diagnostics.language_model import LanguageModel
 from diagnostics.settings import cache_dir
@@ -51,14 +52,20 @@ def bundled_gguf_path() -> Path:
 
 
 def load_model(
-    name: str | None = None, *, dtype: torch.dtype = torch.float32, cache_root: Path | None = None
+    name: str | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    cache_root: Path | None = None,
+    device: str = "auto",
 ) -> LanguageModel:
-    """Load `name`: None/"bundled", a `.gguf` file, a local model directory, or a hub id.
+    """Load `name`: None/"bundled", a `.gguf` file, a local model directory, or a hub id, onto
+    `device` ("auto": CUDA when present, else the CPU; diagnostics.devices).
 
     Raises ModelLoadError with a message for a person when the model cannot be found or loaded
     (for instance a hub id while offline).
     """
     start = time.perf_counter()
+    target = resolve_device(device)
     root = cache_root or cache_dir()
     if name is None or name == BUNDLED:
         gguf = bundled_gguf_path()
@@ -75,6 +82,7 @@ def load_model(
         model, tok = _load_pretrained(name, dtype)
         model_id, source, from_cache = name, name, False
     model.eval()
+    model.to(target)
     return LanguageModel(
         model=model,
         tokenizer=tok,

@@ -20,6 +20,7 @@ class DiagnosisPayload(BaseModel):
     prompt: str
     expected: str
     reference: str | None = None
+    output: str | None = None  # a response to diagnose instead of generating one (an eval run's)
     options: DiagnosisOptions = Field(default_factory=DiagnosisOptions)
 
 

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         "Seconds between reconciler passes (`python -m workers.reconciler`).",
         gt=0,
     )
+    device: str = _var(
+        "DRIFTSCOPE_DEVICE",
+        "auto",
+        "Where a worker runs the model and SAE: auto (CUDA when present, else CPU), cpu, cuda:N.",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+    )
     torch_threads: int | None = _var(
         "DRIFTSCOPE_TORCH_THREADS",
         None,

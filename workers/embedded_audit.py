@@ -1,7 +1,8 @@
 """Run an audit in this process, with no broker: `driftscope audit PATH --limit N`.
 
-Same rows and the same `run_job` as the service (so the stored reports can be served later by
-`driftscope serve` from the same database), just executed one by one here.
+Same rows and the same `run_jobs` as the service (so the stored reports can be served later by
+`driftscope serve` from the same database), executed here in batches of `batch_size` problems
+(answers generated together; each stored, and progress reported, as it finishes).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from service.datasets import DatasetError, read_dataset_file, sample_items
 from service.db import migrate, session_scope
 from service.settings import Settings
 from service.submissions import create_audit
-from workers.jobs import run_job
+from workers.jobs import run_jobs
 from workers.runtime import get_runtime
 
 
@@ -55,6 +56,7 @@ def run_audit_in_process(
     seed: int = 0,
     name: str = "",
     on_progress: Callable[[AuditProgress], None] | None = None,
+    batch_size: int = 8,
 ) -> AuditRun:
     """Create the audit, run every job here, return its summary.
 
@@ -77,9 +79,13 @@ def run_audit_in_process(
 
     report_progress()  # before the model loads, so the caller can show the work ahead
     runtime = get_runtime(settings)
-    for job_id in job_ids:
-        run_job(job_id, settings=settings, runtime=lambda: runtime)
-        report_progress()
+    run_jobs(
+        job_ids,
+        settings=settings,
+        runtime=lambda: runtime,
+        batch_size=batch_size,
+        on_done=lambda _job, _status: report_progress(),
+    )
     with session_scope(settings.database_url) as session:
         summary = summarize(*audit_frames(session, audit.id))
     return AuditRun(audit_id=audit.id, summary=summary)

@@ -50,8 +50,8 @@ def load_runtime(settings: Settings) -> Runtime:
 
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    lm = load_model(settings.model)
-    sae = load_sae(settings.sae)
+    lm = load_model(settings.model, device=settings.device)
+    sae = load_sae(settings.sae, device=str(lm.device))
     atlas = None
     try:
         atlas = FeatureAtlas.for_sae(sae, settings.atlas_dir)

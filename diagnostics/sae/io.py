@@ -13,6 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from diagnostics.devices import resolve_device
 from diagnostics.errors import SaeFormatError
 from diagnostics.sae.config import SaeConfig
 from diagnostics.sae.modules import SparseAutoencoder, build_sae
@@ -69,12 +70,19 @@ def record_in_cfg(directory: str | Path, key: str, value) -> None:
     tmp.replace(path)
 
 
-def load_sae(path: str | Path, *, dtype: str | None = "float32") -> SparseAutoencoder:
+def load_sae(
+    path: str | Path, *, dtype: str | None = "float32", device: str = "cpu"
+) -> SparseAutoencoder:
     """Load an SAE directory in the SAELens layout (or a Gemma Scope `params.npz`).
 
     `path` "default" is the shipped SAE (`default_sae_dir()`). `dtype` is the dtype of the
-    returned module; None keeps the stored one.
+    returned module; None keeps the stored one. `device`: where it runs (the model's device;
+    "auto" as diagnostics.devices.resolve_device).
     """
+    return _load_sae(path, dtype).to(resolve_device(device))
+
+
+def _load_sae(path: str | Path, dtype: str | None) -> SparseAutoencoder:
     path = resolve_sae_dir(path)
     if path.suffix in PICKLE_SUFFIXES or (path.is_dir() and _only_pickles(path)):
         raise SaeFormatError(

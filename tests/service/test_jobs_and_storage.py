@@ -21,7 +21,7 @@ from service.report_store import store_report
 from service.submissions import create_job
 from tests.service.conftest import FAST_OPTIONS
 from tests.service.factories import synthetic_report
-from workers.jobs import run_job
+from workers.jobs import run_job, run_jobs
 from workers.reconciler import reconcile_once
 
 
@@ -67,6 +67,30 @@ def test_redelivered_task_does_not_duplicate_the_report(service_env):
     with session_scope() as session:
         assert _count(session, Report) == 1 and _count(session, ReportFeature) == n_features
         assert session.get(Job, job_id).deliveries == 2
+
+
+def test_run_jobs_batches_and_isolates_each_job(service_env):
+    """Jobs run in batches through diagnose_batch: a job whose stored payload is broken fails
+    alone, a finished one is left alone, the others each get one report, progress per job."""
+    with session_scope() as session:
+        ok = [_job(session).id, _job(session).id, _job(session).id]
+        broken = _job(session, payload={"prompt": "x"}).id  # no expected answer
+        finished = _job(session, status=JobStatus.done).id
+    order: list[str] = []
+    statuses = run_jobs(
+        [ok[0], broken, ok[1], finished, ok[2]],
+        settings=service_env,
+        batch_size=2,
+        on_done=lambda job_id, _status: order.append(job_id),
+    )
+    assert statuses == {ok[0]: "done", broken: "failed", ok[1]: "done", finished: None,
+                        ok[2]: "done"}  # fmt: skip
+    assert sorted(order) == sorted(statuses)
+    with session_scope() as session:
+        assert _count(session, Report) == 3
+        assert "ValidationError" in session.get(Job, broken).error
+        for job_id in ok:
+            assert session.get(Job, job_id).status == "done"
 
 
 def test_delivery_cap_fails_a_job_whose_worker_keeps_dying(service_env):
