@@ -11,7 +11,6 @@ and matched random latents (`verification`); classify the failure and write the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,11 +36,11 @@ from diagnostics.report import (
     Identity,
     JudgedAnswer,
     PathToken,
-    Timings,
     TokenPath,
 )
 from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.splice import splice_sae
+from diagnostics.stage_clock import StageClock, now
 from diagnostics.verdict import caveats, write_verdict
 from diagnostics.verification import Verifier, control_summary, matched_random_features
 
@@ -63,7 +62,7 @@ def diagnose(
     `output`: diagnose this response (from an eval run, a sampled run, another server) as the
     model's path instead of generating one; the report says whether greedy decoding gives it."""
     opts = options or DiagnosisOptions()
-    t0 = time.perf_counter()
+    started = now()
     prompt_ids = lm.prompt_ids(prompt, chat=opts.chat)  # [P]
     if output is None:
         out_ids = lm.generate_ids(
@@ -73,7 +72,7 @@ def diagnose(
         out_ids = _tokens_of(lm, output)
     case = Problem(prompt, expected, reference, output)
     source = "greedy" if output is None else "given"
-    return _diagnose_path(lm, sae, case, prompt_ids, out_ids, source, atlas, opts, sae_id, t0)
+    return _diagnose_path(lm, sae, case, prompt_ids, out_ids, source, atlas, opts, sae_id, started)
 
 
 @dataclass(frozen=True)
@@ -113,22 +112,22 @@ def diagnose_batch(
     pending = [i for i in prompts if problems[i].output is None]
     for start in range(0, len(pending), batch_size):
         chunk = pending[start : start + batch_size]
-        t0 = time.perf_counter()
+        w0, c0 = now()
         rows = lm.generate_rows(
             [prompts[i] for i in chunk], max_new_tokens=opts.max_new_tokens, stop=stop_rule(opts)
         ).ids
-        share = (time.perf_counter() - t0) / len(chunk)
+        w1, c1 = now()
+        share = ((w1 - w0) / len(chunk), (c1 - c0) / len(chunk))  # each row's part of the batch
         for i, ids in zip(chunk, rows, strict=True):
             _finish_one(i, lambda ids=ids, i=i, share=share: _diagnose_path(
                 lm, sae, problems[i], prompts[i], ids, "greedy", atlas, opts, sae_id,
-                time.perf_counter() - share,
+                tuple(t - s for t, s in zip(now(), share, strict=True)),
             ), results, on_report)  # fmt: skip
     for i in prompts:
         if problems[i].output is not None:
-            t0 = time.perf_counter()
-            _finish_one(i, lambda i=i, t0=t0: _diagnose_path(
+            _finish_one(i, lambda i=i: _diagnose_path(
                 lm, sae, problems[i], prompts[i], _tokens_of(lm, problems[i].output), "given",
-                atlas, opts, sae_id, t0,
+                atlas, opts, sae_id, now(),
             ), results, on_report)  # fmt: skip
     return results  # type: ignore[return-value]
 
@@ -158,11 +157,11 @@ def _diagnose_path(
     atlas: Atlas | None,
     opts: DiagnosisOptions,
     sae_id: str,
-    t0: float,
+    started: tuple[float, float],
 ) -> DriftReport:
     """The diagnosis of the model's path prompt_ids [P] + out_ids [G]."""
     prompt, expected, reference = case.prompt, case.expected, case.reference
-    timings = Timings()
+    clock = StageClock(started)
     warnings: list[str] = []
     tok = lm.tokenizer
     output = tok.decode(out_ids, skip_special_tokens=True)
@@ -174,9 +173,9 @@ def _diagnose_path(
             last_question(prompt), output, to_float(expected), gold, judgment.span
         )
     classified = classify_failure(output, judgment, step_error)
-    timings.generate_s = time.perf_counter() - t0
+    clock.add("generate", *(a - b for a, b in zip(now(), started, strict=True)))
 
-    t1 = time.perf_counter()
+    t1 = now()
     P = len(prompt_ids)
     model_seq = torch.cat([prompt_ids, out_ids])  # [P + G]
     model_feats, model_logits = _features(lm, sae, model_seq)
@@ -211,7 +210,7 @@ def _diagnose_path(
     )
     if judgment.correct:
         report.verdict = write_verdict(report)
-        return _finish(report, timings, t0)
+        return _finish(report, clock)
 
     correction = correction_for(step_error, output, judgment.span, expected, warnings)
     corrected = corrected_path(tok, out_ids, output, correction) if correction else None
@@ -220,15 +219,36 @@ def _diagnose_path(
             "the corrected path does not differ from the model's own; nothing to attribute"
         )
         report.verdict = write_verdict(report)
-        return _finish(report, timings, t0)
+        return _finish(report, clock)
     exp_seq = torch.cat([prompt_ids, corrected.ids])
     exp_feats, _ = _features(lm, sae, exp_seq)
     divergence = divergence_at(tok, P, out_ids, corrected, model_logits, spans)
     report.divergence = divergence
     report.expected_path = _token_path(tok, exp_seq, exp_feats, P, opts, start=P)
-    timings.paths_s = time.perf_counter() - t1
+    clock.add("paths", *(a - b for a, b in zip(now(), t1, strict=True)))
 
-    t2 = time.perf_counter()
+    with clock.stage("attribution"):
+        gap, attr, flagging = _attribute(lm, sae, report, model_seq, divergence, model_feats,
+                                         exp_feats, P, atlas, opts)  # fmt: skip
+
+    if opts.verify and report.flagged:
+        _verify(lm, sae, report, clock, gap, attr, flagging, out_ids, expected, opts)
+    if opts.context:
+        with clock.stage("context"):
+            report.context = context_attribution(
+                lm, prompt, opts.chat, gap, out_ids[: divergence.path_index], attr,
+                judge_fn=lambda text: _answer_of(_judge(text, expected, opts)),
+                stop=stop_rule(opts), max_new_tokens=opts.max_new_tokens,
+            )  # fmt: skip
+        _classify_distraction(report)
+    report.warnings.extend(caveats(report))
+    report.verdict = write_verdict(report)
+    return _finish(report, clock)
+
+
+def _attribute(lm, sae, report, model_seq, divergence, model_feats, exp_feats, P, atlas, opts):
+    """The logit gap at the divergence, its attribution to every latent, and the flagged set
+    (recorded on the report)."""
     gap = LogitGap(
         model_seq, divergence.position - 1, divergence.expected_token_id, divergence.model_token_id
     )
@@ -238,52 +258,47 @@ def _diagnose_path(
     report.flagged = flagging.flagged
     report.attribution = _attribution_record(attr, flagging, atlas)
     _mark_flagged(report, model_feats, exp_feats, report.flagged_ids)
-    timings.attribution_s = time.perf_counter() - t2
+    return gap, attr, flagging
 
-    if opts.verify and report.flagged:
-        t3 = time.perf_counter()
+
+def _verify(lm, sae, report, clock, gap, attr, flagging, out_ids, expected, opts) -> None:
+    """The selection-matched null, the plain control, and the flagged set's and some null
+    draws' ablated continuations (one batch); the evidence call."""
+    divergence = report.divergence
+    tok = lm.tokenizer
+    with clock.stage("null"):
         gen = torch.Generator().manual_seed(opts.seed)
         null = draw_null(flagging, opts.null_draws, generator=gen)
-        null_s = time.perf_counter() - t3
         flagged_change = float(flagging.ablations.set_effects([report.flagged_ids])[0])
         plain = matched_random_features(
             attr.features.sum(0), report.flagged_ids, opts.control_draws, generator=gen
         )
-        continued = [d for d, s in enumerate(null.sets) if s][: opts.null_continuations]
-        verifier = Verifier(
-            lm=lm,
-            sae=sae,
-            gap=gap,
-            before=attr.metric,
-            prefix_text=tok.decode(out_ids[: divergence.path_index], skip_special_tokens=True),
-            judge_fn=lambda text: _judge(text, expected, opts).correct,
-            stop=stop_rule(opts),
-            max_new_tokens=continuation_budget(len(out_ids) - divergence.path_index, opts),
-        )
-        t4 = time.perf_counter()
-        runs = verifier.run([report.flagged_ids, *(null.sets[d] for d in continued)])
-        report.verification = runs[0]
         report.control = control_summary(plain, flagging.ablations.set_effects(plain))
-        if len(null.sets):
-            report.null = null_record(
-                null, dict(zip(continued, runs[1:], strict=True)), flagged_change,
-                seconds=null_s + (time.perf_counter() - t4) * len(continued) / len(runs),
-            )  # fmt: skip
-            report.evidence = (
-                "supported" if flagged_change > 0 and report.null.percentile >= EVIDENCE_PERCENTILE
-                else "weak"
-            )  # fmt: skip
-        timings.verification_s = time.perf_counter() - t3
-    if opts.context:
-        report.context = context_attribution(
-            lm, prompt, opts.chat, gap, out_ids[: divergence.path_index], attr,
-            judge_fn=lambda text: _answer_of(_judge(text, expected, opts)),
-            stop=stop_rule(opts), max_new_tokens=opts.max_new_tokens,
+    null_s = clock.timings.cpu_s["null"]
+    continued = [d for d, s in enumerate(null.sets) if s][: opts.null_continuations]
+    verifier = Verifier(
+        lm=lm,
+        sae=sae,
+        gap=gap,
+        before=attr.metric,
+        prefix_text=tok.decode(out_ids[: divergence.path_index], skip_special_tokens=True),
+        judge_fn=lambda text: _judge(text, expected, opts).correct,
+        stop=stop_rule(opts),
+        max_new_tokens=continuation_budget(len(out_ids) - divergence.path_index, opts),
+    )
+    with clock.stage("continuations"):
+        runs = verifier.run([report.flagged_ids, *(null.sets[d] for d in continued)])
+    report.verification = runs[0]
+    if len(null.sets):
+        share = clock.timings.cpu_s["continuations"] * len(continued) / len(runs)
+        report.null = null_record(
+            null, dict(zip(continued, runs[1:], strict=True)), flagged_change,
+            seconds=null_s + share,
         )  # fmt: skip
-        _classify_distraction(report)
-    report.warnings.extend(caveats(report))
-    report.verdict = write_verdict(report)
-    return _finish(report, timings, t0)
+        report.evidence = (
+            "supported" if flagged_change > 0 and report.null.percentile >= EVIDENCE_PERCENTILE
+            else "weak"
+        )  # fmt: skip
 
 
 def continuation_budget(remaining: int, opts: DiagnosisOptions) -> int:
@@ -345,9 +360,8 @@ def _first_error_record(e: StepError | None) -> FirstError | None:
     )
 
 
-def _finish(report: DriftReport, timings: Timings, t0: float) -> DriftReport:
-    timings.total_s = time.perf_counter() - t0
-    report.timings = timings
+def _finish(report: DriftReport, clock: StageClock) -> DriftReport:
+    report.timings = clock.finish()
     return report
 
 

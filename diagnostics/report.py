@@ -160,7 +160,7 @@ class SelectionMatchedNull(BaseModel):
     percentile: float  # of the flagged set's gap change among the draws' (0-100)
     fix_rate: float | None  # over the draws with a continuation
     threshold_percentile: float  # the flagged set explains the failure only above this
-    seconds: float
+    seconds: float  # CPU seconds of the null: its screen of the pool and its continuations
 
 
 class Attribution(BaseModel):
@@ -216,11 +216,17 @@ class JudgedAnswer(BaseModel):
 
 
 class Timings(BaseModel):
+    """Wall seconds per stage (what a user waited) and CPU seconds of the diagnosing process per
+    stage (what it cost; `cpu_s` keys: generate, paths, attribution, null, continuations,
+    context, total)."""
+
     generate_s: float = 0.0
     paths_s: float = 0.0
     attribution_s: float = 0.0
-    verification_s: float = 0.0
+    verification_s: float = 0.0  # the selection-matched null, the control and continuations
+    context_s: float = 0.0
     total_s: float = 0.0
+    cpu_s: dict[str, float] = Field(default_factory=dict)
 
 
 class Identity(BaseModel):

@@ -114,7 +114,8 @@ def render_report(report: DriftReport) -> str:
     lines += [
         "",
         f"timings   generate {t.generate_s:.1f}s, paths {t.paths_s:.1f}s, attribution "
-        f"{t.attribution_s:.1f}s, verification {t.verification_s:.1f}s, total {t.total_s:.1f}s",
+        f"{t.attribution_s:.1f}s, verification {t.verification_s:.1f}s, context "
+        f"{t.context_s:.1f}s, total {t.total_s:.1f}s (wall; CPU {t.cpu_s.get('total', 0):.1f}s)",
     ]
     return "\n".join(lines)
 
