@@ -57,8 +57,8 @@ def prompt_edits(prompt: str) -> list[PromptEdit]:
     if offset < 0:
         offset, question = 0, prompt
     sentences = [(offset + a, offset + b) for a, b in sentence_spans(question)]
-    if len(sentences) > 1 and prompt[sentences[-1][0] : sentences[-1][1]].rstrip().endswith("?"):
-        sentences = sentences[:-1]  # deleting the question itself asks nothing
+    if len(sentences) == 1 or prompt[sentences[-1][0] : sentences[-1][1]].rstrip().endswith("?"):
+        sentences = sentences[:-1]  # deleting the question itself (or all of it) asks nothing
     edits = []
     for a, b in sentences:
         end = b

@@ -26,3 +26,9 @@ def test_only_the_last_question_of_a_worked_prompt_is_edited():
     edits = prompt_edits(prompt)
     assert {e.text for e in edits if e.kind == "sentence"} == {"Tom has 5 apples.", "He eats 2."}
     assert all(e.start > prompt.index("A: 3") for e in edits)
+
+
+def test_a_one_sentence_question_is_never_deleted_only_its_numbers_replaced():
+    for prompt in ("Q: What is 57 + 68?\nA:", "Compute 57 + 68."):
+        edits = prompt_edits(prompt)
+        assert [e.kind for e in edits] == ["number", "number"]
