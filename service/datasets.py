@@ -37,6 +37,8 @@ def parse_dataset(data: bytes, filename: str, *, max_prompt_chars: int) -> list[
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DatasetError(f"the file is not UTF-8 text ({err.reason})") from None
+    if "\x00" in text:
+        raise DatasetError("the file holds a NUL character (a binary file?)")
     suffix = Path(filename).suffix.lower()
     is_csv = suffix == ".csv" or (
         suffix not in (".jsonl", ".json") and not text.lstrip()[:1] == "{"

@@ -17,9 +17,10 @@ from service.job_payloads import DiagnosisPayload, JobPayload
 from service.models import Audit, Job, JobKind, JobStatus, new_id
 
 
-def create_job(session: Session, payload: JobPayload) -> Job:
-    """Write one queued job of the payload's kind (committed)."""
+def create_job(session: Session, payload: JobPayload, owner_key_id: int | None = None) -> Job:
+    """Write one queued job of the payload's kind for `owner_key_id` (committed)."""
     job = Job(
+        owner_key_id=owner_key_id,
         kind=str(payload.kind),
         status=str(JobStatus.queued),
         payload=payload.model_dump(mode="json"),
@@ -38,13 +39,16 @@ def create_audit(
     name: str = "",
     source: str = "",
     extra: dict | None = None,
+    owner_key_id: int | None = None,
 ) -> tuple[Audit, list[str]]:
-    """Write an audit and one queued diagnosis job per item (one transaction); returns job ids."""
+    """Write an audit and one queued diagnosis job per item (one transaction), owned by
+    `owner_key_id`; returns job ids."""
     now = datetime.now(UTC)
     audit = Audit(
         name=name[:200],
         source=source[:300],
         total=len(items),
+        owner_key_id=owner_key_id,
         options={"diagnosis": options.model_dump(mode="json")} | (extra or {}),
     )
     session.add(audit)
@@ -62,6 +66,7 @@ def create_audit(
             ).model_dump(mode="json"),  # fmt: skip
             "audit_id": audit.id,
             "item_index": item.index,
+            "owner_key_id": owner_key_id,
             "deliveries": 0,
             "created_at": now,
             "enqueued_at": now,

@@ -109,7 +109,7 @@ def run_job(
                 finish(session, job_id, JobStatus.done, result=_steer(rt, payload))
             else:
                 report = _diagnose(rt, payload)
-                store_report(session, report, job_id, job.audit_id)
+                store_report(session, report, job_id, job.audit_id, job.owner_key_id)
                 finish(session, job_id, JobStatus.done)
             status = JobStatus.done
         except sa.exc.OperationalError:

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import Session
 
+from api.auth import Caller
 from api.problem_details import Problem
 from api.schemas import JobState
 from service.db import as_aware
@@ -70,7 +71,7 @@ def accept_queued(
 
 def accept_job(
     session: Session,
-    caller: str,
+    caller: Caller,
     idempotency_key: str | None,
     request: BaseModel,
     payload: JobPayload,
@@ -85,9 +86,18 @@ def accept_job(
         return out(**job_state(job)).model_dump(mode="json"), f"{location_base}/{job.id}"
 
     return accept_queued(
-        session, idempotency_key, f"{caller}:POST:{location_base}",
-        request.model_dump_json().encode(), lambda: create_job(session, payload), answer,
+        session, idempotency_key, f"{caller.prefix}:POST:{location_base}",
+        request.model_dump_json().encode(),
+        lambda: create_job(session, payload, caller.scope.key_id), answer,
     )  # fmt: skip
+
+
+def find_job(session: Session, job_id: str, kind: str, caller: Caller) -> Job | None:
+    """The job of that id and kind if the caller may see it."""
+    job = session.get(Job, job_id)
+    if job is None or job.kind != kind or not caller.scope.sees(job.owner_key_id):
+        return None
+    return job
 
 
 def job_state(job: Job) -> dict:

@@ -16,6 +16,7 @@ from service.audit_summary import export_frame, summarize
 from service.db import session_scope
 from service.job_payloads import DiagnosisPayload
 from service.models import Job, JobStatus, Report, ReportFeature
+from service.ownership import EVERYONE
 from service.report_queries import ReportFilters, list_reports
 from service.report_store import store_report
 from service.submissions import create_job
@@ -140,7 +141,7 @@ def test_report_queries_filter_by_feature_label_class_and_date(service_env):
             )
 
         def ids(**kw):
-            rows, count = list_reports(session, ReportFilters(**kw), limit=10)
+            rows, count = list_reports(session, ReportFilters(**kw), scope=EVERYONE, limit=10)
             assert count == len(rows)
             return rows
 
