@@ -37,8 +37,6 @@ def parse_dataset(data: bytes, filename: str, *, max_prompt_chars: int) -> list[
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise DatasetError(f"the file is not UTF-8 text ({err.reason})") from None
-    if "\x00" in text:
-        raise DatasetError("the file holds a NUL character (a binary file?)")
     suffix = Path(filename).suffix.lower()
     is_csv = suffix == ".csv" or (
         suffix not in (".jsonl", ".json") and not text.lstrip()[:1] == "{"
@@ -117,4 +115,6 @@ def _text(value: object, name: str, line: int) -> str:
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise DatasetError(f"line {line}: '{name}' must be a non-empty string")
+    if "\x00" in value:
+        raise DatasetError(f"line {line}: '{name}' holds a NUL character")
     return value.strip()
