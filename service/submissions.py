@@ -9,12 +9,24 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, func, select
 
 from diagnostics.options import DiagnosisOptions
 from service.datasets import ProblemItem
 from service.job_payloads import DiagnosisPayload, JobPayload
 from service.models import Audit, Job, JobKind, JobStatus, new_id
+
+
+def open_jobs(session: Session, owner_key_id: int) -> int:
+    """Jobs of this key still queued or running (its quota counts them)."""
+    return session.exec(
+        select(func.count())
+        .select_from(Job)
+        .where(
+            Job.owner_key_id == owner_key_id,
+            Job.status.in_([str(JobStatus.queued), str(JobStatus.running)]),  # type: ignore[attr-defined]
+        )
+    ).one()
 
 
 def create_job(session: Session, payload: JobPayload, owner_key_id: int | None = None) -> Job:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from api.auth import Caller, CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
 from api.problem_details import Problem, not_found
-from api.routes.queued import accept_queued
+from api.routes.queued import accept_queued, check_quota
 from api.schemas import MAX_OFFSET, Page
 from diagnostics.answers import AnswerMode
 from diagnostics.options import DiagnosisOptions
@@ -102,6 +102,7 @@ def create_audit_route(
     ).encode()
 
     def write():
+        check_quota(session, caller, len(chosen))
         return create_audit(
             session, chosen, opts, name=name, source=source,
             extra={"limit": limit, "sample": sample, "seed": seed, "n_in_file": len(items)},

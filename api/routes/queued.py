@@ -22,7 +22,8 @@ from service.idempotency import (
 )
 from service.job_payloads import JobPayload
 from service.models import Job
-from service.submissions import create_job
+from service.settings import get_settings
+from service.submissions import create_job, open_jobs
 from workers.queue import enqueue
 
 RETRY_AFTER_S = "5"
@@ -69,6 +70,22 @@ def accept_queued(
     )
 
 
+def check_quota(session: Session, caller: Caller, new_jobs: int) -> None:
+    """429 when the caller's queued and running jobs plus `new_jobs` pass its quota."""
+    if caller.scope.key_id is None:
+        return  # auth off: no keys, no quotas
+    quota = get_settings().max_open_jobs_per_key
+    waiting = open_jobs(session, caller.scope.key_id)
+    if waiting + new_jobs > quota:
+        problem = Problem(
+            429, "Quota exceeded",
+            f"{waiting} jobs of this key are queued or running and {new_jobs} more were asked "
+            f"for; the quota is {quota}: retry when some have finished", "quota",
+        )  # fmt: skip
+        problem.headers = {"Retry-After": "60"}
+        raise problem
+
+
 def accept_job(
     session: Session,
     caller: Caller,
@@ -81,14 +98,17 @@ def accept_job(
     """accept_queued for one job: write it, enqueue it, answer its state (`out`) at
     `location_base/<id>`; the idempotency fingerprint is the request body."""
 
+    def write() -> Job:
+        check_quota(session, caller, 1)
+        return create_job(session, payload, caller.scope.key_id)
+
     def answer(job: Job) -> tuple[dict, str]:
         enqueue([job.id])
         return out(**job_state(job)).model_dump(mode="json"), f"{location_base}/{job.id}"
 
     return accept_queued(
         session, idempotency_key, f"{caller.prefix}:POST:{location_base}",
-        request.model_dump_json().encode(),
-        lambda: create_job(session, payload, caller.scope.key_id), answer,
+        request.model_dump_json().encode(), write, answer,
     )  # fmt: skip
 
 
