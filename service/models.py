@@ -83,6 +83,7 @@ class Job(SQLModel, table=True):
     created_at: datetime = _ts(default_factory=utcnow)
     enqueued_at: datetime | None = _ts(default=None)
     started_at: datetime | None = _ts(default=None)
+    heartbeat_at: datetime | None = _ts(default=None)  # renewed by the worker running it
     finished_at: datetime | None = _ts(default=None)
 
 

@@ -100,19 +100,13 @@ class Settings(BaseSettings):
     )
     queued_deadline_s: int = _var(
         "DRIFTSCOPE_QUEUED_DEADLINE",
-        600,
-        "The reconciler re-sends a job queued this long while the broker queue is empty.",
-        ge=1,
-    )
-    running_deadline_s: int = _var(
-        "DRIFTSCOPE_RUNNING_DEADLINE",
-        2_400,
-        "The reconciler re-queues a job running this long (above the time limit).",
+        60,
+        "The reconciler re-sends a job queued this long whose message is not in the broker.",
         ge=1,
     )
     reconcile_interval_s: float = _var(
         "DRIFTSCOPE_RECONCILE_INTERVAL",
-        60.0,
+        10.0,
         "Seconds between reconciler passes (`python -m workers.reconciler`).",
         gt=0,
     )

@@ -45,7 +45,8 @@ def accept_queued(
     `fingerprint` the request's content: the same key with another fingerprint is a 422.
     """
     try:
-        idem = Idempotency(session, idempotency_key, scope, fingerprint)
+        in_flight_s = get_settings().idempotency_in_flight_s
+        idem = Idempotency(session, idempotency_key, scope, fingerprint, in_flight_s)
         replay = idem.begin()
     except BadIdempotencyKey as err:
         raise Problem(400, "Bad Idempotency-Key", str(err)) from None
