@@ -10,8 +10,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.db import DB_ERRORS
+
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://driftscope.dev/problems/"
+DB_RETRY_AFTER_S = 5  # Retry-After of a 503 while the database is down
 
 
 class Problem(Exception):
@@ -80,6 +83,15 @@ def install_problem_handlers(app: FastAPI) -> None:
             TYPE_BASE + "validation",
             errors=errors,
         )
+
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        return problem_response(
+            request, 503, "Service unavailable", "the database is not answering; retry shortly",
+            TYPE_BASE + "unavailable", headers={"Retry-After": str(DB_RETRY_AFTER_S)},
+        )  # fmt: skip
+
+    for db_error in DB_ERRORS:
+        app.add_exception_handler(db_error, _database_down)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

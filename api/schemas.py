@@ -10,30 +10,40 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from diagnostics.answers import AnswerMode
 from diagnostics.options import DiagnosisOptions
 from diagnostics.report import DriftReport
 from service.job_payloads import PROMPT_HARD_LIMIT, SteerPayload
 from service.report_queries import ReportSummary
+from service.validation import NonBlankText, Text
 
 T = TypeVar("T")
+MAX_OFFSET = 1_000_000  # deepest page offset of a list
 
 
 class DiagnosisRequest(BaseModel):
     """A failing prompt and the answer it should have produced."""
 
-    prompt: str = Field(min_length=1, max_length=PROMPT_HARD_LIMIT)
-    expected: str = Field(min_length=1, max_length=1_000)
-    reference: str | None = Field(
+    prompt: NonBlankText = Field(min_length=1, max_length=PROMPT_HARD_LIMIT)
+    expected: NonBlankText = Field(min_length=1, max_length=1_000)
+    reference: Text | None = Field(
         None, max_length=PROMPT_HARD_LIMIT, description="Worked solution."
     )
     mode: AnswerMode | None = Field(None, description="Answer mode (shortcut for options.mode).")
     options: DiagnosisOptions = Field(default_factory=DiagnosisOptions)
 
+    @model_validator(mode="after")
+    def _options_with_mode(self) -> DiagnosisRequest:
+        """The `mode` shortcut must fit the options (mode 'regex' needs options.pattern)."""
+        self.resolved_options()
+        return self
+
     def resolved_options(self) -> DiagnosisOptions:
-        return self.options.model_copy(update={"mode": self.mode}) if self.mode else self.options
+        if not self.mode:
+            return self.options
+        return DiagnosisOptions.model_validate(self.options.model_dump() | {"mode": self.mode})
 
 
 class JobState(BaseModel):

@@ -3,7 +3,9 @@ from here), the API schemas and the job payloads. A light module: pydantic only.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+import re
+
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from diagnostics.answers import AnswerMode
 
@@ -33,7 +35,26 @@ class DiagnosisOptions(BaseModel):
     )
     top_features_per_token: int = Field(3, ge=0, le=20, description="Features kept per token.")
     verify: bool = Field(True, description="Run the ablation checks (slower).")
-    seed: int = Field(0, description="Seed of the random control.")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the random control.")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        if pattern is None:
+            return None
+        if "\x00" in pattern:
+            raise ValueError("the pattern holds a NUL character")
+        try:
+            re.compile(pattern)
+        except re.error as err:
+            raise ValueError(f"not a valid regular expression: {err}") from None
+        return pattern
+
+    @model_validator(mode="after")
+    def _regex_has_pattern(self) -> DiagnosisOptions:
+        if self.mode == "regex" and not self.pattern:
+            raise ValueError("answer mode 'regex' needs a pattern")
+        return self
 
     @property
     def answer_mode(self) -> AnswerMode:

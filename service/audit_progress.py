@@ -11,6 +11,7 @@ from sqlmodel import Session, func, select
 
 from service.db import as_aware
 from service.models import Audit, Job, JobStatus
+from service.ownership import Scope
 
 
 class AuditProgress(BaseModel):
@@ -63,12 +64,19 @@ def audit_progress(session: Session, audit: Audit, now: datetime | None = None) 
     )
 
 
+def find_audit(session: Session, audit_id: str, *, scope: Scope) -> Audit | None:
+    """The audit with that id if `scope` may see it."""
+    audit = session.get(Audit, audit_id)
+    return audit if audit is not None and scope.sees(audit.owner_key_id) else None
+
+
 def recent_audits(
-    session: Session, *, limit: int = 50, offset: int = 0
+    session: Session, *, scope: Scope, limit: int = 50, offset: int = 0
 ) -> tuple[list[AuditProgress], int]:
-    """One page of audits, newest first, with their progress, and the number of audits."""
-    count = session.exec(select(func.count()).select_from(Audit)).one()
+    """One page of the audits `scope` sees, newest first, with their progress, and their number."""
+    visible = scope.clauses(Audit.__table__.c.owner_key_id)
+    count = session.exec(select(func.count()).select_from(Audit).where(*visible)).one()
     audits = session.exec(
-        select(Audit).order_by(Audit.created_at.desc()).limit(limit).offset(offset)  # type: ignore[attr-defined]
+        select(Audit).where(*visible).order_by(Audit.created_at.desc()).limit(limit).offset(offset)  # type: ignore[attr-defined]
     ).all()
     return [audit_progress(session, a) for a in audits], int(count)

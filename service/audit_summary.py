@@ -8,8 +8,10 @@ the same for matched random latents in the same reports.
 
 from __future__ import annotations
 
+import csv
 import io
 import math
+import re
 
 import pandas as pd
 import sqlalchemy as sa
@@ -132,8 +134,27 @@ def export_frame(items: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"[-+]?\d+(\.\d+)?")
+
+
+def neutralise_cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (`=HYPERLINK(...)`, `+cmd|...`) gets a
+    leading apostrophe; plain numbers such as `-3` are left as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        if not PLAIN_NUMBER.fullmatch(value):
+            return "'" + value
+    return value
+
+
 def to_csv_bytes(frame: pd.DataFrame) -> bytes:
-    return frame.to_csv(index=False).encode()
+    """The frame as CSV, text cells neutralised against formula injection."""
+    text_columns = frame.select_dtypes(include=["object", "string"]).columns
+    safe = frame.copy()
+    for column in text_columns:
+        safe[column] = safe[column].map(neutralise_cell)
+    # every text cell quoted: pandas leaves a lone "\r" unquoted, which splits the row
+    return safe.to_csv(index=False, quoting=csv.QUOTE_NONNUMERIC).encode()
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:

@@ -115,4 +115,6 @@ def _text(value: object, name: str, line: int) -> str:
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise DatasetError(f"line {line}: '{name}' must be a non-empty string")
+    if "\x00" in value:
+        raise DatasetError(f"line {line}: '{name}' holds a NUL character")
     return value.strip()

@@ -16,7 +16,10 @@ from sqlmodel import Session
 from service.settings import get_settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# the database is unreachable (down, restarting, pool exhausted): worth retrying later
+DB_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
 _engines: dict[tuple[str, int], Engine] = {}
+CONNECT_TIMEOUT_S = 5
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -37,7 +40,9 @@ def get_engine(url: str | None = None) -> Engine:
             engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = sa.create_engine(url, pool_pre_ping=True)
+            engine = sa.create_engine(
+                url, pool_pre_ping=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
+            )
         _engines[key] = engine
     return engine
 

@@ -2,21 +2,26 @@
 
 The key is recorded (as in flight) before the work, in its own committed row, so a concurrent
 retry sees it: same key + same request -> the stored response is replayed; while the first is in
-flight -> IdempotencyInFlight; same key + a different request -> IdempotencyMismatch. Keys are
-scoped by API key and route. The HTTP answers to these errors are in api.problem_details.
+flight -> IdempotencyInFlight; same key + a different request -> IdempotencyMismatch. A
+reservation in flight longer than `in_flight_s` (its request crashed) expires: the next request
+with the key takes it over. Keys are scoped by API key and route. The HTTP answers to these errors are in api.problem_details.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from service.db import as_aware
 from service.models import IdempotentRequest
 
 IN_FLIGHT = 0
+MAX_KEY_CHARS = 255
 
 
 class IdempotencyError(Exception):
@@ -47,10 +52,20 @@ class StoredResponse:
 class Idempotency:
     """Use: `replay = idem.begin()`; return it if not None; after the work, `idem.store(...)`."""
 
-    def __init__(self, session: Session, key: str | None, scope: str, fingerprint: bytes) -> None:
-        if key is not None and not 1 <= len(key) <= 255:
-            raise BadIdempotencyKey("the key must be 1 to 255 characters")
+    def __init__(
+        self,
+        session: Session,
+        key: str | None,
+        scope: str,
+        fingerprint: bytes,
+        in_flight_s: float = 60.0,
+    ) -> None:
+        if key is not None and not 1 <= len(key) <= MAX_KEY_CHARS:
+            raise BadIdempotencyKey(f"the key must be 1 to {MAX_KEY_CHARS} characters")
+        if key is not None and (not key.isprintable() or not key.isascii()):
+            raise BadIdempotencyKey("the key must be printable ASCII")
         self.session, self.key, self.scope = session, key, scope
+        self.in_flight_s = in_flight_s
         self.fingerprint = hashlib.sha256(fingerprint).hexdigest()
 
     def begin(self) -> StoredResponse | None:
@@ -72,8 +87,31 @@ class Idempotency:
         if stored.fingerprint != self.fingerprint:
             raise IdempotencyMismatch("this key was used with a different request")
         if stored.status_code == IN_FLIGHT:
+            if self._take_over(stored):
+                return None
             raise IdempotencyInFlight("a request with this key is still running")
         return StoredResponse(stored.status_code, stored.response, stored.location)
+
+    def _take_over(self, stored: IdempotentRequest) -> bool:
+        """Renew a reservation older than `in_flight_s` for this request (compare-and-set on
+        its time, so of two retries only one takes it)."""
+        reserved = as_aware(stored.created_at)
+        now = datetime.now(UTC)
+        if reserved is None or now - reserved < timedelta(seconds=self.in_flight_s):
+            return False
+        t = IdempotentRequest.__table__.c
+        taken = self.session.execute(
+            sa.update(IdempotentRequest.__table__)
+            .where(
+                t.key == self.key,
+                t.scope == self.scope,
+                t.status_code == IN_FLIGHT,
+                t.created_at == stored.created_at,
+            )
+            .values(created_at=now)
+        ).rowcount
+        self.session.commit()
+        return bool(taken)
 
     def store(self, body: dict, status_code: int, location: str | None) -> None:
         if self.key is None:

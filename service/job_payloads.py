@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, Field
 
 from diagnostics.options import DiagnosisOptions
 from service.models import JobKind
+from service.validation import INT32_MAX, FeatureId, NonBlankText, Text
 
 PROMPT_HARD_LIMIT = 100_000  # schema bound; settings.max_prompt_chars is the configured limit
+Clamp = Annotated[float, Field(ge=-1_000, le=1_000, allow_inf_nan=False)]
+ConceptTokenId = Annotated[int, Field(ge=0, le=INT32_MAX)]
 
 
 class DiagnosisPayload(BaseModel):
@@ -28,11 +31,18 @@ class SteerPayload(BaseModel):
     """Generate with SAE features clamped (multiples of their max activation)."""
 
     kind: ClassVar[JobKind] = JobKind.steer
-    prompt: str = Field(min_length=1, max_length=PROMPT_HARD_LIMIT)
-    clamps: dict[int, float] = Field(min_length=1, max_length=64)
+    prompt: NonBlankText = Field(min_length=1, max_length=PROMPT_HARD_LIMIT)
+    clamps: dict[FeatureId, Clamp] = Field(
+        min_length=1,
+        max_length=64,
+        description="Feature id (an integer, written as a JSON object key) -> multiple of its "
+        "max activation.",
+    )
     max_new_tokens: int = Field(40, ge=1, le=512)
     chat: bool = True
-    concept: list[str | int] | None = Field(None, max_length=64)
+    concept: list[Annotated[Text, Field(max_length=200)] | ConceptTokenId] | None = Field(
+        None, max_length=64
+    )
 
 
 JobPayload = DiagnosisPayload | SteerPayload

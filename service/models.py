@@ -1,6 +1,10 @@
 """SQLModel tables: jobs (the source of truth for queued work), reports, flagged features, audits,
 API keys and stored idempotent responses.
 
+Jobs, reports and audits belong to the API key that created them (`owner_key_id`); NULL means
+unowned (rows written before ownership existed, with auth off, or by the in-process CLI), which
+only admin keys see.
+
 A report keeps the whole DriftReport JSON plus indexed scalar columns for filtering; its flagged
 features are child rows (`report_feature`) for the feature-id / label filters and audit aggregates.
 """
@@ -53,6 +57,9 @@ class Audit(SQLModel, table=True):
     name: str = Field(default="", max_length=200)
     source: str = Field(default="", max_length=300)  # upload file name or named dataset
     total: int = 0
+    owner_key_id: int | None = Field(
+        default=None, foreign_key="api_key.id", index=True
+    )  # None: unowned
     options: dict = Field(default_factory=dict, sa_type=JSONType)
     created_at: datetime = _ts(default_factory=utcnow, index=True)
     finished_at: datetime | None = _ts(default=None)
@@ -69,10 +76,14 @@ class Job(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=4000)
     audit_id: str | None = Field(default=None, foreign_key="audit.id", index=True, max_length=36)
     item_index: int | None = None  # row of the audit's dataset
+    owner_key_id: int | None = Field(
+        default=None, foreign_key="api_key.id", index=True
+    )  # None: unowned
     deliveries: int = 0  # times a worker picked it up; capped by settings.max_deliveries
     created_at: datetime = _ts(default_factory=utcnow)
     enqueued_at: datetime | None = _ts(default=None)
     started_at: datetime | None = _ts(default=None)
+    heartbeat_at: datetime | None = _ts(default=None)  # renewed by the worker running it
     finished_at: datetime | None = _ts(default=None)
 
 
@@ -84,6 +95,9 @@ class Report(SQLModel, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=36)
     job_id: str = Field(foreign_key="job.id", unique=True, max_length=36)
     audit_id: str | None = Field(default=None, foreign_key="audit.id", index=True, max_length=36)
+    owner_key_id: int | None = Field(
+        default=None, foreign_key="api_key.id", index=True
+    )  # None: unowned
     correct: bool = Field(index=True)
     failure_class: str = Field(index=True, max_length=40)
     model_id: str = Field(index=True, max_length=300)
@@ -124,6 +138,7 @@ class ApiKey(SQLModel, table=True):
     prefix: str = Field(unique=True, max_length=32)
     key_hash: str = Field(max_length=64)
     name: str = Field(default="", max_length=200)
+    admin: bool = False  # sees every owner's jobs, reports and audits
     created_at: datetime = _ts(default_factory=utcnow)
     revoked_at: datetime | None = _ts(default=None)
 

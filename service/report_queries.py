@@ -13,6 +13,7 @@ from sqlmodel import Session, func, select
 from diagnostics.report import DriftReport
 from service.db import as_aware
 from service.models import Report, ReportFeature
+from service.ownership import Scope
 from service.report_store import load_report
 
 
@@ -101,10 +102,10 @@ SUMMARY_COLUMNS = [c for c in Report.__table__.c if c.name != "body"]
 
 
 def list_reports(
-    session: Session, filters: ReportFilters, *, limit: int = 50, offset: int = 0
+    session: Session, filters: ReportFilters, *, scope: Scope, limit: int = 50, offset: int = 0
 ) -> tuple[list[ReportSummary], int]:
-    """One page of matching reports, newest first, and the number of matches."""
-    clauses = filters.clauses()
+    """One page of the reports `scope` may see that match, newest first, and their number."""
+    clauses = filters.clauses() + scope.clauses(Report.__table__.c.owner_key_id)
     count = session.execute(
         sa.select(func.count()).select_from(Report.__table__).where(*clauses)
     ).scalar_one()
@@ -156,8 +157,9 @@ def _summary(row, flagged: list[FlaggedBrief]) -> ReportSummary:
     )
 
 
-def feature_stats(session: Session, feature: int) -> tuple[int, int, float | None]:
-    """(reports flagging `feature`, of which wrong answers, share where the ablation fixed it)."""
+def feature_stats(session: Session, feature: int, *, scope: Scope) -> tuple[int, int, float | None]:
+    """(reports `scope` sees flagging `feature`, of which wrong answers, share where the
+    ablation fixed it)."""
     rf = ReportFeature.__table__.c
     r = Report.__table__.c
     row = session.execute(
@@ -169,15 +171,15 @@ def feature_stats(session: Session, feature: int) -> tuple[int, int, float | Non
             ),
         )
         .select_from(Report.__table__.join(ReportFeature.__table__, rf.report_id == r.id))
-        .where(rf.feature_id == feature)
+        .where(rf.feature_id == feature, *scope.clauses(r.owner_key_id))
     ).one()
     return int(row[0] or 0), int(row[1] or 0), None if row[2] is None else float(row[2])
 
 
-def stored_report(session: Session, report_id: str) -> StoredReport | None:
-    """One stored report in full, or None when there is no report with that id."""
+def stored_report(session: Session, report_id: str, *, scope: Scope) -> StoredReport | None:
+    """One stored report in full, or None when there is none with that id that `scope` sees."""
     row = session.get(Report, report_id)
-    if row is None:
+    if row is None or not scope.sees(row.owner_key_id):
         return None
     return StoredReport(
         id=row.id,

@@ -15,12 +15,15 @@ from diagnostics.report import DriftReport
 from service.models import Report, ReportFeature, new_id
 
 
-def report_columns(report: DriftReport, job_id: str, audit_id: str | None) -> dict:
+def report_columns(
+    report: DriftReport, job_id: str, audit_id: str | None, owner_key_id: int | None = None
+) -> dict:
     """The report row: indexed scalars for filtering plus the whole report as JSON."""
     return {
         "id": new_id(),
         "job_id": job_id,
         "audit_id": audit_id,
+        "owner_key_id": owner_key_id,
         "correct": report.judgement.correct,
         "failure_class": str(report.failure_class.value),
         "model_id": report.identity.model_id[:300],
@@ -53,13 +56,17 @@ def feature_rows(report: DriftReport, report_id: str) -> list[dict]:
 
 
 def store_report(
-    session: Session, report: DriftReport, job_id: str, audit_id: str | None = None
+    session: Session,
+    report: DriftReport,
+    job_id: str,
+    audit_id: str | None = None,
+    owner_key_id: int | None = None,
 ) -> tuple[str, bool]:
     """Store `report` for `job_id` unless the job has one; returns (report id, newly stored).
 
     Commits. Safe to call any number of times for the same job (SQLite and PostgreSQL).
     """
-    values = report_columns(report, job_id, audit_id)
+    values = report_columns(report, job_id, audit_id, owner_key_id)
     table = Report.__table__
     dialect = session.get_bind().dialect.name
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]

@@ -100,19 +100,13 @@ class Settings(BaseSettings):
     )
     queued_deadline_s: int = _var(
         "DRIFTSCOPE_QUEUED_DEADLINE",
-        600,
-        "The reconciler re-sends a job queued this long while the broker queue is empty.",
-        ge=1,
-    )
-    running_deadline_s: int = _var(
-        "DRIFTSCOPE_RUNNING_DEADLINE",
-        2_400,
-        "The reconciler re-queues a job running this long (above the time limit).",
+        60,
+        "The reconciler re-sends a job queued this long whose message is not in the broker.",
         ge=1,
     )
     reconcile_interval_s: float = _var(
         "DRIFTSCOPE_RECONCILE_INTERVAL",
-        60.0,
+        10.0,
         "Seconds between reconciler passes (`python -m workers.reconciler`).",
         gt=0,
     )
@@ -121,6 +115,47 @@ class Settings(BaseSettings):
         "auto",
         "Where a worker runs the model and SAE: auto (CUDA when present, else CPU), cpu, cuda:N.",
         pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+    )
+    heartbeat_interval_s: float = _var(
+        "DRIFTSCOPE_HEARTBEAT_INTERVAL",
+        5.0,
+        "Seconds between a running job's heartbeats (its worker's lease on it).",
+        gt=0,
+    )
+    lease_s: float = _var(
+        "DRIFTSCOPE_LEASE",
+        30.0,
+        "A running job without a heartbeat this long lost its worker: the reconciler re-queues "
+        "it and a redelivered message may take it over.",
+        gt=0,
+    )
+    result_write_retry_s: float = _var(
+        "DRIFTSCOPE_RESULT_WRITE_RETRY",
+        120.0,
+        "How long a worker keeps retrying to store a finished result while the database is down.",
+        ge=0,
+    )
+    idempotency_in_flight_s: float = _var(
+        "DRIFTSCOPE_IDEMPOTENCY_IN_FLIGHT",
+        60.0,
+        "An Idempotency-Key reserved this long without an answer (its request crashed) is "
+        "released.",
+        gt=0,
+    )
+    rate_limit_per_minute: int = _var(
+        "DRIFTSCOPE_RATE_LIMIT", 600, "Requests a minute per API key (each API process).", ge=1
+    )
+    auth_failures_per_minute: int = _var(
+        "DRIFTSCOPE_AUTH_FAILURES_LIMIT",
+        30,
+        "Requests a minute without a valid key from one address before 429s.",
+        ge=1,
+    )
+    max_open_jobs_per_key: int = _var(
+        "DRIFTSCOPE_MAX_OPEN_JOBS",
+        10_000,
+        "Queued or running jobs one API key may have (more: 429).",
+        ge=1,
     )
     torch_threads: int | None = _var(
         "DRIFTSCOPE_TORCH_THREADS",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, func, select
 
 from diagnostics.options import DiagnosisOptions
 from service.datasets import ProblemItem
@@ -17,9 +17,22 @@ from service.job_payloads import DiagnosisPayload, JobPayload
 from service.models import Audit, Job, JobKind, JobStatus, new_id
 
 
-def create_job(session: Session, payload: JobPayload) -> Job:
-    """Write one queued job of the payload's kind (committed)."""
+def open_jobs(session: Session, owner_key_id: int) -> int:
+    """Jobs of this key still queued or running (its quota counts them)."""
+    return session.exec(
+        select(func.count())
+        .select_from(Job)
+        .where(
+            Job.owner_key_id == owner_key_id,
+            Job.status.in_([str(JobStatus.queued), str(JobStatus.running)]),  # type: ignore[attr-defined]
+        )
+    ).one()
+
+
+def create_job(session: Session, payload: JobPayload, owner_key_id: int | None = None) -> Job:
+    """Write one queued job of the payload's kind for `owner_key_id` (committed)."""
     job = Job(
+        owner_key_id=owner_key_id,
         kind=str(payload.kind),
         status=str(JobStatus.queued),
         payload=payload.model_dump(mode="json"),
@@ -38,13 +51,16 @@ def create_audit(
     name: str = "",
     source: str = "",
     extra: dict | None = None,
+    owner_key_id: int | None = None,
 ) -> tuple[Audit, list[str]]:
-    """Write an audit and one queued diagnosis job per item (one transaction); returns job ids."""
+    """Write an audit and one queued diagnosis job per item (one transaction), owned by
+    `owner_key_id`; returns job ids."""
     now = datetime.now(UTC)
     audit = Audit(
         name=name[:200],
         source=source[:300],
         total=len(items),
+        owner_key_id=owner_key_id,
         options={"diagnosis": options.model_dump(mode="json")} | (extra or {}),
     )
     session.add(audit)
@@ -62,6 +78,7 @@ def create_audit(
             ).model_dump(mode="json"),  # fmt: skip
             "audit_id": audit.id,
             "item_index": item.index,
+            "owner_key_id": owner_key_id,
             "deliveries": 0,
             "created_at": now,
             "enqueued_at": now,

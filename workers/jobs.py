@@ -1,23 +1,32 @@
 """Run one job by id: the single code path of the Celery task, the local worker and the in-process
 `driftscope audit`.
 
-1. claim: `deliveries += 1`, status -> running (atomic UPDATE); a job already done or failed is
-   left alone (a redelivered message is a no-op), and a job delivered more than
-   `settings.max_deliveries` times (its worker kept dying) is failed instead of run again;
-2. run the diagnosis (or steering) with the process's runtime;
-3. store the report idempotently (one per job) and mark the job done, or failed with a message.
+1. claim: `deliveries += 1`, status -> running, heartbeat now (an atomic UPDATE); a job already
+   done or failed is left alone (a redelivered message is a no-op), a running job only when its
+   lease expired (no heartbeat for `settings.lease_s`: its worker died), and a job delivered more
+   than `settings.max_deliveries` times (its worker kept dying) is failed instead of run again;
+2. run the diagnosis (or steering) with the process's runtime while a thread renews the lease;
+3. store the report idempotently (one per job) and mark the job done, or failed with a message,
+   retrying the write while the database is unreachable (up to `settings.result_write_retry_s`).
+
+The delivery count taken at the claim is the lease token: heartbeats and the final write apply
+only while the job is still this delivery's, so a worker that lost its lease cannot undo the
+work of the one that took it over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
-from service.db import session_scope
+from service.db import DB_ERRORS, session_scope
 from service.job_payloads import DiagnosisPayload, SteerPayload, read_payload
 from service.models import TERMINAL, Audit, Job, JobStatus
 from service.report_store import store_report
@@ -31,21 +40,44 @@ class JobTimeout(Exception):
     """Raised by a caller's time limit (the Celery task maps SoftTimeLimitExceeded to it)."""
 
 
-def claim(session: Session, job_id: str, *, allow_running: bool = True) -> Job | None:
-    """Mark the job running and count the delivery; None when it is finished or unknown.
+def lease_expired(table: sa.Table, stale_before: datetime) -> sa.ColumnElement:
+    """A running job whose worker has not renewed its lease since `stale_before`."""
+    c = table.c
+    return sa.or_(
+        c.heartbeat_at < stale_before,
+        sa.and_(
+            c.heartbeat_at.is_(None),
+            sa.or_(c.started_at.is_(None), c.started_at < stale_before),
+        ),
+    )
 
-    `allow_running` accepts a job left `running` by a worker that died (a redelivery); the local
-    poller claims only `queued` jobs.
+
+def claim(
+    session: Session, job_id: str, settings: Settings, *, allow_running: bool = True
+) -> Job | None:
+    """Mark the job running and count the delivery; None when it is finished, unknown, or
+    running under a live lease.
+
+    `allow_running` lets a job whose lease expired be taken over (a redelivery after its worker
+    died); the local poller claims only `queued` jobs.
     """
-    states = [JobStatus.queued, JobStatus.running] if allow_running else [JobStatus.queued]
     table = Job.__table__
+    now = datetime.now(UTC)
+    takeable = table.c.status == str(JobStatus.queued)
+    if allow_running:
+        stale = now - timedelta(seconds=settings.lease_s)
+        takeable = sa.or_(
+            takeable,
+            sa.and_(table.c.status == str(JobStatus.running), lease_expired(table, stale)),
+        )
     result = session.execute(
         sa.update(table)
-        .where(table.c.id == job_id, table.c.status.in_([str(s) for s in states]))
+        .where(table.c.id == job_id, takeable)
         .values(
             status=str(JobStatus.running),
             deliveries=table.c.deliveries + 1,
-            started_at=datetime.now(UTC),
+            started_at=now,
+            heartbeat_at=now,
         )
     )
     session.commit()
@@ -54,27 +86,81 @@ def claim(session: Session, job_id: str, *, allow_running: bool = True) -> Job |
     return session.get(Job, job_id, populate_existing=True)
 
 
+def _mine(job_id: str, delivery: int) -> list:
+    c = Job.__table__.c
+    return [c.id == job_id, c.status == str(JobStatus.running), c.deliveries == delivery]
+
+
 def finish(
     session: Session,
     job_id: str,
+    delivery: int,
     status: JobStatus,
     *,
     error: str | None = None,
     result: dict | None = None,
-) -> None:
-    """Set a final status (only from running: a late duplicate cannot undo a finished job)."""
-    table = Job.__table__
+) -> bool:
+    """Set a final status, only while delivery `delivery` holds the job (a late duplicate or a
+    worker that lost its lease cannot undo a finished job); True when it did."""
     values: dict = {"status": str(status), "finished_at": datetime.now(UTC)}
     if error is not None:
         values["error"] = error[:4000]
     if result is not None:
         values["result"] = result
-    session.execute(
-        sa.update(table)
-        .where(table.c.id == job_id, table.c.status == str(JobStatus.running))
-        .values(**values)
+    done = session.execute(
+        sa.update(Job.__table__).where(*_mine(job_id, delivery)).values(**values)
     )
     session.commit()
+    return bool(done.rowcount)
+
+
+class Heartbeat:
+    """Renews a running job's lease every `settings.heartbeat_interval_s` in a thread."""
+
+    def __init__(self, settings: Settings, job_id: str, delivery: int) -> None:
+        self.settings, self.job_id, self.delivery = settings, job_id, delivery
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.heartbeat_interval_s):
+            try:
+                with session_scope(self.settings.database_url) as session:
+                    session.execute(
+                        sa.update(Job.__table__)
+                        .where(*_mine(self.job_id, self.delivery))
+                        .values(heartbeat_at=datetime.now(UTC))
+                    )
+                    session.commit()
+            except Exception as err:  # the database is away: the next beat retries
+                log.warning("heartbeat of job %s failed: %s", self.job_id, err)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def write_with_retry(settings: Settings, write: Callable[[Session], None]) -> None:
+    """Run `write` in a fresh session, again while the database is unreachable, for up to
+    `settings.result_write_retry_s` (then the error is raised; the lease lapses and the
+    reconciler re-queues the job)."""
+    deadline = time.monotonic() + settings.result_write_retry_s
+    delay = 0.5
+    while True:
+        try:
+            with session_scope(settings.database_url) as session:
+                write(session)
+            return
+        except DB_ERRORS as err:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unreachable while storing a result (%s); retrying", err)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def run_job(
@@ -106,121 +192,133 @@ def run_jobs(
 ) -> dict[str, str | None]:
     """Claim and run several jobs, the diagnoses `batch_size` at a time through
     `diagnose_batch` (answers generated together, left-padded; each problem then diagnosed on
-    its own). Each job is claimed, stored and finished on its own, exactly as one job alone:
-    one that fails never fails the others. Returns each job's final status (None: nothing to
-    do); `on_done(job_id, status)` is called as each finishes (for progress)."""
+    its own). Each job keeps its own lease, outcome and write, exactly as a job run alone: one
+    that fails never fails the others, and each is stored as it finishes. Returns each job's
+    final status (None: nothing to do); `on_done(job_id, status)` is called as each finishes."""
     settings = settings or get_settings()
     statuses: dict[str, str | None] = {}
 
-    def done(job_id: str, status: str | None) -> None:
-        statuses[job_id] = status
+    def done(job: Job, delivery: int, status: JobStatus, write: Callable[[Session], object]):
+        audit_id = job.audit_id
+        write_with_retry(settings, lambda s: (write(s), _maybe_finish_audit(s, audit_id)))
+        statuses[job.id] = str(status)
         if on_done is not None:
-            on_done(job_id, status)
+            on_done(job.id, str(status))
 
-    with session_scope(settings.database_url) as session:
-        for start in range(0, len(job_ids), batch_size):
-            claimed: list[tuple[Job, DiagnosisPayload]] = []
-            for job_id in job_ids[start : start + batch_size]:
-                job = claim(session, job_id, allow_running=allow_running)
-                if job is None:
-                    done(job_id, None)
-                elif job.deliveries > settings.max_deliveries:
-                    error = (
-                        f"gave up after {job.deliveries - 1} deliveries: the worker running "
-                        "this job died or hit the time limit each time"
-                    )
-                    finish(session, job_id, JobStatus.failed, error=error)
-                    _maybe_finish_audit(session, job.audit_id)
-                    done(job_id, str(JobStatus.failed))
-                else:
-                    try:
-                        payload = read_payload(job.kind, job.payload)
-                    except Exception as err:  # noqa: BLE001 - a bad stored payload fails its job
-                        done(job_id, _failed(session, job, err))
-                        continue
-                    if isinstance(payload, SteerPayload):
-                        done(job_id, _run_one(session, job, runtime, settings, timeout,
-                                              lambda rt, p=payload: _steer(rt, p)))  # fmt: skip
-                    else:
-                        claimed.append((job, payload))
-            _run_diagnoses(session, claimed, runtime, settings, timeout, done)
+    for start in range(0, len(job_ids), batch_size):
+        chunk = job_ids[start : start + batch_size]
+        with session_scope(settings.database_url) as session:
+            claimed = [(i, claim(session, i, settings, allow_running=allow_running)) for i in chunk]
+        diagnoses: list[tuple[Job, int, DiagnosisPayload]] = []
+        for job_id, job in claimed:
+            if job is None:
+                statuses[job_id] = None
+                if on_done is not None:
+                    on_done(job_id, None)
+                continue
+            delivery = job.deliveries
+            if delivery > settings.max_deliveries:
+                error = (
+                    f"gave up after {delivery - 1} deliveries: the worker running this job "
+                    "died or hit the time limit each time"
+                )
+                done(job, delivery, JobStatus.failed, _failure(job.id, delivery, error))
+                continue
+            try:
+                payload = read_payload(job.kind, job.payload)
+            except Exception as err:  # a stored payload that does not fit: the job fails alone
+                done(job, delivery, JobStatus.failed, _failure(job.id, delivery, _message(err)))
+                continue
+            if isinstance(payload, SteerPayload):
+                with Heartbeat(settings, job.id, delivery):
+                    status, write = _steer_job(job, delivery, payload, settings, runtime, timeout)
+                done(job, delivery, status, write)
+            else:
+                diagnoses.append((job, delivery, payload))
+        _diagnose_jobs(diagnoses, settings, runtime, timeout, done)
     return statuses
 
 
-def _run_one(session, job: Job, runtime, settings, timeout, work) -> str:
-    """Run `work(runtime)` (a steering job), store its result, finish the job."""
-    try:
-        rt = (runtime or (lambda: get_runtime(settings)))()
-        finish(session, job.id, JobStatus.done, result=work(rt))
-        status = str(JobStatus.done)
-    except sa.exc.OperationalError:
-        raise  # the database is unreachable: leave the job to the reconciler
-    except timeout:
-        session.rollback()
-        finish(session, job.id, JobStatus.failed, error="the job exceeded its time limit")
-        status = str(JobStatus.failed)
-    except Exception as err:  # a bad input or a model error: recorded, not retried
-        status = _failed(session, job, err)
-    _maybe_finish_audit(session, job.audit_id)
-    return status
-
-
-def _run_diagnoses(session, claimed, runtime, settings, timeout, done) -> None:
-    """Diagnose the claimed jobs together (grouped by options), storing and finishing each as
-    its report comes (so progress moves and a later crash loses nothing already stored)."""
-    if not claimed:
+def _diagnose_jobs(diagnoses, settings, runtime, timeout, done) -> None:
+    """Diagnose claimed jobs together (grouped by options), each job's lease renewed until its
+    own report is stored."""
+    if not diagnoses:
         return
     from diagnostics.diagnose import Problem, diagnose_batch
 
+    with contextlib.ExitStack() as leases:
+        beats = {
+            job.id: leases.enter_context(Heartbeat(settings, job.id, d)) for job, d, _ in diagnoses
+        }
+        try:
+            rt = (runtime or (lambda: get_runtime(settings)))()
+        except Exception as err:  # the model cannot load: every claimed job fails with the reason
+            for job, delivery, _ in diagnoses:
+                done(job, delivery, JobStatus.failed, _failure(job.id, delivery, _message(err)))
+            return
+        groups: dict[str, list[tuple[Job, int, DiagnosisPayload]]] = {}
+        for item in diagnoses:
+            groups.setdefault(item[2].options.model_dump_json(), []).append(item)
+        for members in groups.values():
+            finished: set[int] = set()
+
+            def on_report(i: int, result, members=members, finished=finished) -> None:
+                job, delivery, _ = members[i]
+                finished.add(i)
+                if isinstance(result, BaseException):
+                    if not isinstance(result, timeout):
+                        log.error("job %s failed: %s", job.id, _message(result))
+                    message = (
+                        "the job exceeded its time limit"
+                        if isinstance(result, timeout)
+                        else _message(result)
+                    )
+                    done(job, delivery, JobStatus.failed, _failure(job.id, delivery, message))
+                else:
+                    done(job, delivery, JobStatus.done, _store(job, delivery, result))
+                beats.pop(job.id).__exit__(None, None, None)
+
+            try:
+                diagnose_batch(
+                    rt.lm, rt.sae,
+                    [Problem(p.prompt, p.expected, p.reference, p.output) for _, _, p in members],
+                    atlas=rt.atlas, options=members[0][2].options, sae_id=rt.sae_id,
+                    batch_size=len(members), on_report=on_report,
+                )  # fmt: skip
+            except timeout as err:  # the time limit hit the batched generation itself
+                for i in range(len(members)):
+                    if i not in finished:
+                        on_report(i, err)
+
+
+def _store(job: Job, delivery: int, report) -> Callable[[Session], None]:
+    def store(s: Session) -> None:
+        store_report(s, report, job.id, job.audit_id, job.owner_key_id)
+        finish(s, job.id, delivery, JobStatus.done)
+
+    return store
+
+
+def _failure(job_id: str, delivery: int, message: str) -> Callable[[Session], object]:
+    return lambda s: finish(s, job_id, delivery, JobStatus.failed, error=message)
+
+
+def _message(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"
+
+
+def _steer_job(job, delivery, payload, settings, runtime, timeout):
+    """Run a steering job; (final status, the write that records it)."""
     try:
         rt = (runtime or (lambda: get_runtime(settings)))()
-    except Exception as err:  # the model cannot load: every claimed job fails with the reason
-        for job, _ in claimed:
-            done(job.id, _failed(session, job, err))
-            _maybe_finish_audit(session, job.audit_id)
-        return
-    groups: dict[str, list[tuple[Job, DiagnosisPayload]]] = {}
-    for job, payload in claimed:
-        groups.setdefault(payload.options.model_dump_json(), []).append((job, payload))
-    for members in groups.values():
-        finished: set[int] = set()
-
-        def on_report(i: int, result, members=members, finished=finished) -> None:
-            job = members[i][0]
-            finished.add(i)
-            done(job.id, _store_result(session, job, result, timeout))
-            _maybe_finish_audit(session, job.audit_id)
-
-        try:
-            diagnose_batch(
-                rt.lm, rt.sae,
-                [Problem(p.prompt, p.expected, p.reference, p.output) for _, p in members],
-                atlas=rt.atlas, options=members[0][1].options, sae_id=rt.sae_id,
-                batch_size=len(members), on_report=on_report,
-            )  # fmt: skip
-        except timeout as err:  # the time limit hit the batched generation itself
-            for i in range(len(members)):
-                if i not in finished:
-                    on_report(i, err)
-
-
-def _store_result(session, job: Job, result, timeout: type[BaseException]) -> str:
-    if isinstance(result, timeout):
-        session.rollback()
-        finish(session, job.id, JobStatus.failed, error="the job exceeded its time limit")
-        return str(JobStatus.failed)
-    if isinstance(result, Exception):
-        return _failed(session, job, result)
-    store_report(session, result, job.id, job.audit_id)
-    finish(session, job.id, JobStatus.done)
-    return str(JobStatus.done)
-
-
-def _failed(session, job: Job, err: BaseException) -> str:
-    log.error("job %s failed: %s: %s", job.id, type(err).__name__, err)
-    session.rollback()
-    finish(session, job.id, JobStatus.failed, error=f"{type(err).__name__}: {err}")
-    return str(JobStatus.failed)
+        result = _steer(rt, payload)
+        return JobStatus.done, lambda s: finish(s, job.id, delivery, JobStatus.done, result=result)
+    except timeout:
+        message = "the job exceeded its time limit"
+    except Exception as err:  # a bad input or a model error: recorded, not retried
+        log.exception("job %s failed", job.id)
+        message = _message(err)
+    return JobStatus.failed, _failure(job.id, delivery, message)
 
 
 def _steer(rt: Runtime, payload: SteerPayload) -> dict:

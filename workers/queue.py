@@ -6,6 +6,7 @@ the reconciler sends them again later.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 
@@ -14,6 +15,8 @@ from service.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 RUN_JOB_TASK = "driftscope.run_job"
+UNACKED_KEY = "unacked"  # kombu's Redis hash of delivered, unacknowledged messages
+PAGE = 1000
 
 
 def enqueue(job_ids: Sequence[str], settings: Settings | None = None) -> int:
@@ -40,19 +43,41 @@ def enqueue(job_ids: Sequence[str], settings: Settings | None = None) -> int:
     return sent
 
 
-def queue_depth(settings: Settings | None = None) -> int | None:
-    """Messages waiting in the broker queue (None when the broker cannot be asked)."""
+def ids_in_broker(settings: Settings | None = None) -> set[str] | None:
+    """Job ids with a message in the broker: waiting in the queue or delivered and not yet acked
+    (None when the broker cannot be asked). Read in pages, whatever the queue's length."""
     settings = settings or get_settings()
     if settings.queue_backend != "celery":
         return None
     import redis
 
+    ids: set[str] = set()
     try:
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10)
         try:
-            return int(client.llen(settings.queue_name))
+            start = 0
+            while True:
+                page = client.lrange(settings.queue_name, start, start + PAGE - 1)
+                ids.update(_task_id(raw) for raw in page)
+                if len(page) < PAGE:
+                    break
+                start += PAGE
+            for raw in client.hvals(UNACKED_KEY):  # kombu: [message, exchange, routing key]
+                ids.add(_task_id(raw, wrapped=True))
         finally:
             client.close()
     except redis.RedisError as err:
-        log.warning("cannot read the queue depth: %s", err)
+        log.warning("cannot read the broker queue: %s", err)
         return None
+    ids.discard("")
+    return ids
+
+
+def _task_id(raw: bytes, wrapped: bool = False) -> str:
+    try:
+        message = json.loads(raw)
+        if wrapped:
+            message = message[0]
+        return str(message.get("headers", {}).get("id", ""))
+    except (ValueError, TypeError, IndexError, AttributeError):
+        return ""

@@ -1,13 +1,15 @@
-"""Re-enqueue jobs stuck in `queued` or `running` past a deadline (`python -m workers.reconciler`).
+"""Re-enqueue jobs whose worker or message was lost (`python -m workers.reconciler`).
 
-- running longer than `running_deadline_s` (above the hard time limit: its worker died and the
-  message is gone): back to queued and sent again, or failed if its delivery cap is used up;
-- queued longer than `queued_deadline_s` while the broker queue is empty (the message was lost,
-  e.g. Redis restarted without persistence): sent again. While the queue still holds messages,
-  queued jobs are waiting their turn and are left alone.
+- running with an expired lease (no heartbeat for `lease_s`: its worker died, or lost the
+  database past the result-write retries): back to queued and sent again, or failed if its
+  delivery cap is used up;
+- queued longer than `queued_deadline_s` with no message in the broker (neither waiting nor
+  delivered: lost, e.g. Redis restarted without persistence): sent again, however long the
+  queue is. A job whose message is still there is waiting its turn and is left alone.
 
-Each change is a compare-and-set on (status, timestamp), so a worker claiming the job at the same
-moment wins, and the job is never both re-sent and run from the old message twice over.
+Each change is a compare-and-set (on the delivery count, or on `enqueued_at`), so a worker
+claiming the job at the same moment wins; a duplicate message is harmless anyway: a claim takes
+a running job only when its lease expired.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from sqlmodel import select
 from service.db import session_scope
 from service.models import Job, JobStatus
 from service.settings import Settings, get_settings
-from workers.queue import enqueue, queue_depth
+from workers.jobs import _maybe_finish_audit, lease_expired
+from workers.queue import enqueue, ids_in_broker
 
 log = logging.getLogger(__name__)
 
@@ -37,24 +40,25 @@ class ReconcileResult:
 def reconcile_once(
     settings: Settings | None = None, *, now: datetime | None = None, batch: int = 500
 ) -> ReconcileResult:
-    """One pass: reset and re-send stuck jobs; returns what changed."""
+    """One pass: reset and re-send lost jobs; returns what changed."""
     settings = settings or get_settings()
     now = now or datetime.now(UTC)
     out = ReconcileResult()
-    running_before = now - timedelta(seconds=settings.running_deadline_s)
-    queued_before = now - timedelta(seconds=settings.queued_deadline_s)
     table = Job.__table__
+    stale = now - timedelta(seconds=settings.lease_s)
+    queued_before = now - timedelta(seconds=settings.queued_deadline_s)
     with session_scope(settings.database_url) as session:
-        stuck_running = session.exec(
-            select(Job.id, Job.started_at, Job.deliveries)
-            .where(Job.status == str(JobStatus.running), Job.started_at < running_before)
+        lost_workers = session.exec(
+            select(Job.id, Job.deliveries)
+            .where(Job.status == str(JobStatus.running), lease_expired(table, stale))
             .limit(batch)
         ).all()
-        for job_id, started_at, deliveries in stuck_running:
+        for job_id, deliveries in lost_workers:
             base = sa.update(table).where(
                 table.c.id == job_id,
                 table.c.status == str(JobStatus.running),
-                table.c.started_at == started_at,
+                table.c.deliveries == deliveries,
+                lease_expired(table, stale),
             )
             if deliveries >= settings.max_deliveries:
                 values = {
@@ -70,14 +74,17 @@ def reconcile_once(
                 target.append(job_id)
         session.commit()
 
-        depth = queue_depth(settings)
-        if settings.queue_backend == "celery" and depth == 0:
-            stale = session.exec(
+        in_broker = ids_in_broker(settings)
+        if settings.queue_backend == "celery" and in_broker is not None:
+            waiting = session.exec(
                 select(Job.id, Job.enqueued_at)
                 .where(Job.status == str(JobStatus.queued), Job.enqueued_at < queued_before)
+                .order_by(Job.enqueued_at)  # type: ignore[arg-type]
                 .limit(batch)
             ).all()
-            for job_id, enqueued_at in stale:
+            for job_id, enqueued_at in waiting:
+                if job_id in in_broker:
+                    continue
                 moved = session.execute(
                     sa.update(table)
                     .where(
@@ -92,22 +99,16 @@ def reconcile_once(
             session.commit()
     enqueue(out.requeued, settings)
     for job_id in out.failed:
-        _finish_audit_of(settings, job_id)
+        with session_scope(settings.database_url) as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                _maybe_finish_audit(session, job.audit_id)
     if out.requeued or out.failed:
         log.info("reconciler: re-enqueued %d, failed %d", len(out.requeued), len(out.failed))
     return out
 
 
-def _finish_audit_of(settings: Settings, job_id: str) -> None:
-    from workers.jobs import _maybe_finish_audit
-
-    with session_scope(settings.database_url) as session:
-        job = session.get(Job, job_id)
-        if job is not None:
-            _maybe_finish_audit(session, job.audit_id)
-
-
-def run_forever(interval_s: float = 60.0, stop=None) -> None:
+def run_forever(interval_s: float = 10.0, stop=None) -> None:
     """Reconcile every `interval_s` seconds until `stop` (a threading.Event) is set."""
     while stop is None or not stop.is_set():
         try:

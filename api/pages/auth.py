@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, Request
 from sqlmodel import Session
 
-from api.auth import API_KEY_HEADER
+from api.auth import API_KEY_HEADER, OPEN_CALLER, Caller, caller_of
 from api.deps import get_session
 from api.problem_details import Problem
 from service.api_keys import verify_api_key
@@ -22,19 +22,19 @@ from service.settings import get_settings
 KEY_COOKIE = "driftscope_key"
 
 
-def page_caller(request: Request, session: Annotated[Session, Depends(get_session)]) -> str:
-    """Dependency: the caller's key prefix ('' when auth is off); a 401 (login page) otherwise."""
+def page_caller(request: Request, session: Annotated[Session, Depends(get_session)]) -> Caller:
+    """Dependency: the caller (everyone's scope when auth is off); a 401 (login page) otherwise."""
     if not get_settings().auth_required:
-        return ""
+        return OPEN_CALLER
     key = request.headers.get(API_KEY_HEADER.model.name) or request.cookies.get(KEY_COOKIE)
     row = verify_api_key(session, key) if key else None
     if row is None:
         detail = "the stored API key is unknown or revoked" if key else "an API key is needed"
         raise Problem(401, "Unauthorized", detail, "unauthorized")
-    return row.prefix
+    return caller_of(row)
 
 
-PageCaller = Annotated[str, Depends(page_caller)]
+PageCaller = Annotated[Caller, Depends(page_caller)]
 
 
 def safe_next(target: str | None) -> str:

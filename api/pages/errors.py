@@ -9,7 +9,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from api.pages.templating import render
-from api.problem_details import Problem, status_phrase
+from api.problem_details import DB_RETRY_AFTER_S, Problem, status_phrase
+from service.db import DB_ERRORS
 
 PAGE_PREFIXES = ("/reports", "/features", "/audits", "/login", "/logout")
 API_PREFIXES = ("/v1", "/docs", "/healthz", "/readyz", "/static")
@@ -35,6 +36,8 @@ def _describe(exc: Exception) -> tuple[int, str, str]:
         first = next(iter(exc.errors()), {})
         where = ".".join(str(p) for p in first.get("loc", ()))
         return 422, "Invalid request", f"{where}: {first.get('msg', '')}".strip(": ")
+    if isinstance(exc, DB_ERRORS):
+        return 503, "Service unavailable", "the database is not answering; retry shortly"
     return 500, "Internal server error", ""
 
 
@@ -44,14 +47,23 @@ def error_page(request: Request, exc: Exception) -> Response:
     if status == 401:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         return render(request, "login.html", {"next": target, "error": ""}, status_code=401)
-    return render(
+    page = render(
         request, "error.html", {"status": status, "title": title, "detail": detail}, status
     )
+    if status == 503:
+        page.headers["Retry-After"] = str(DB_RETRY_AFTER_S)
+    return page
 
 
 def install_page_handlers(app: FastAPI) -> None:
     """Wrap the problem handlers: HTML for page requests, the problem document otherwise."""
-    for exc_type in (Problem, StarletteHTTPException, RequestValidationError, Exception):
+    for exc_type in (
+        Problem,
+        StarletteHTTPException,
+        RequestValidationError,
+        *DB_ERRORS,
+        Exception,
+    ):
         previous = app.exception_handlers[exc_type]
 
         async def handler(request: Request, exc: Exception, previous=previous) -> Response:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from api.schemas import MAX_OFFSET
 from diagnostics.failure_classes import FailureClass
 from service.report_queries import ReportFilters
 
 PAGE_SIZE = 50
-MAX_OFFSET = 1_000_000
 
 
 @dataclass

@@ -10,14 +10,14 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
-from api.auth import CallerKey
+from api.auth import Caller, CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
 from api.problem_details import Problem, not_found
-from api.routes.queued import accept_queued
-from api.schemas import Page
-from diagnostics.answers import ANSWER_MODES
+from api.routes.queued import accept_queued, check_quota
+from api.schemas import MAX_OFFSET, Page
+from diagnostics.answers import AnswerMode
 from diagnostics.options import DiagnosisOptions
-from service.audit_progress import AuditProgress, audit_progress, recent_audits
+from service.audit_progress import AuditProgress, audit_progress, find_audit, recent_audits
 from service.audit_summary import (
     audit_frames,
     export_frame,
@@ -28,6 +28,7 @@ from service.audit_summary import (
 from service.datasets import DatasetError, parse_dataset, read_dataset_file, sample_items
 from service.models import Audit
 from service.submissions import create_audit
+from service.validation import INT32_MAX, INT64_MAX, Text
 from workers.queue import enqueue
 
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
@@ -42,14 +43,17 @@ def create_audit_route(
         UploadFile | None, File(description="JSONL or CSV: GSM8K or prompt/expected.")
     ] = None,
     dataset: Annotated[
-        str | None, Form(description="A dataset name the server is configured with.")
+        Text | None,
+        Form(max_length=200, description="A dataset name the server is configured with."),
     ] = None,
-    limit: Annotated[int | None, Form(ge=1)] = None,
+    limit: Annotated[int | None, Form(ge=1, le=INT32_MAX)] = None,
     sample: Annotated[Literal["first", "random"], Form()] = "first",
-    seed: Annotated[int, Form()] = 0,
-    name: Annotated[str, Form(max_length=200)] = "",
-    mode: Annotated[str | None, Form(description="Answer mode.")] = None,
-    options: Annotated[str | None, Form(description="DiagnosisOptions as JSON.")] = None,
+    seed: Annotated[int, Form(ge=0, le=INT64_MAX)] = 0,
+    name: Annotated[Text, Form(max_length=200)] = "",
+    mode: Annotated[AnswerMode | None, Form(description="Answer mode.")] = None,
+    options: Annotated[
+        Text | None, Form(max_length=100_000, description="DiagnosisOptions as JSON.")
+    ] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Queue one diagnosis per problem; poll the Location for progress."""
@@ -98,9 +102,11 @@ def create_audit_route(
     ).encode()
 
     def write():
+        check_quota(session, caller, len(chosen))
         return create_audit(
             session, chosen, opts, name=name, source=source,
             extra={"limit": limit, "sample": sample, "seed": seed, "n_in_file": len(items)},
+            owner_key_id=caller.scope.key_id,
         )  # fmt: skip
 
     def answer(written) -> tuple[dict, str]:
@@ -109,13 +115,15 @@ def create_audit_route(
         return audit_progress(session, audit).model_dump(mode="json"), f"/v1/audits/{audit.id}"
 
     return accept_queued(
-        session, idempotency_key, f"{caller}:POST:/v1/audits", fingerprint, write, answer
+        session, idempotency_key, f"{caller.prefix}:POST:/v1/audits", fingerprint, write, answer
     )
 
 
 def _options(raw: str | None, mode: str | None) -> DiagnosisOptions:
     try:
         opts = DiagnosisOptions.model_validate_json(raw) if raw else DiagnosisOptions()
+        if mode is not None:
+            opts = DiagnosisOptions.model_validate(opts.model_dump() | {"mode": mode})
     except ValidationError as err:
         raise Problem(
             422,
@@ -124,47 +132,38 @@ def _options(raw: str | None, mode: str | None) -> DiagnosisOptions:
             "validation",
             errors=json.loads(err.json(include_url=False)),
         ) from None
-    if mode is not None:
-        if mode not in ANSWER_MODES:
-            raise Problem(
-                422,
-                "Invalid options",
-                f"mode must be one of {', '.join(ANSWER_MODES)}",
-                "validation",
-            )
-        opts = opts.model_copy(update={"mode": mode})
     return opts
 
 
 @router.get("", response_model=Page[AuditProgress])
 def list_audits(
     session: SessionDep,
-    _: CallerKey,
+    caller: CallerKey,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Page[AuditProgress]:
     """Audits, newest first, with their progress."""
-    audits, count = recent_audits(session, limit=limit, offset=offset)
+    audits, count = recent_audits(session, scope=caller.scope, limit=limit, offset=offset)
     return Page[AuditProgress](data=audits, count=count, limit=limit, offset=offset)
 
 
-def _audit(session, audit_id: str) -> Audit:
-    audit = session.get(Audit, audit_id)
+def _audit(session, audit_id: str, caller: Caller) -> Audit:
+    audit = find_audit(session, audit_id, scope=caller.scope)
     if audit is None:
         raise not_found("audit", audit_id)
     return audit
 
 
 @router.get("/{audit_id}", response_model=AuditProgress)
-def get_audit(audit_id: str, session: SessionDep, _: CallerKey) -> AuditProgress:
+def get_audit(audit_id: str, session: SessionDep, caller: CallerKey) -> AuditProgress:
     """Progress: done / failed / queued / running of total, and an ETA."""
-    return audit_progress(session, _audit(session, audit_id))
+    return audit_progress(session, _audit(session, audit_id, caller))
 
 
 @router.get("/{audit_id}/summary")
-def get_audit_summary(audit_id: str, session: SessionDep, _: CallerKey) -> dict:
+def get_audit_summary(audit_id: str, session: SessionDep, caller: CallerKey) -> dict:
     """Accuracy, failure classes, recurring flagged features with labels and fix rates."""
-    audit = _audit(session, audit_id)
+    audit = _audit(session, audit_id, caller)
     items, features = audit_frames(session, audit_id)
     return {"progress": audit_progress(session, audit).model_dump(mode="json")} | summarize(
         items, features
@@ -179,11 +178,11 @@ def get_audit_summary(audit_id: str, session: SessionDep, _: CallerKey) -> dict:
 def export_audit(
     audit_id: str,
     session: SessionDep,
-    _: CallerKey,
+    caller: CallerKey,
     format: Literal["csv", "parquet"] = "csv",
 ) -> Response:
     """One row per problem (status, answer, failure class, flagged features) as CSV or Parquet."""
-    _audit(session, audit_id)
+    _audit(session, audit_id, caller)
     frame = export_frame(*audit_frames(session, audit_id))
     if format == "parquet":
         body, media = to_parquet_bytes(frame), "application/vnd.apache.parquet"

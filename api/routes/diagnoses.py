@@ -9,10 +9,10 @@ from sqlmodel import select
 from api.auth import CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
 from api.problem_details import check_text_length, not_found
-from api.routes.queued import accept_job, job_state
+from api.routes.queued import accept_job, find_job, job_state
 from api.schemas import Diagnosis, DiagnosisRequest
 from service.job_payloads import DiagnosisPayload
-from service.models import Job, JobKind, Report
+from service.models import JobKind, Report
 from service.report_store import load_report
 
 router = APIRouter(prefix="/v1/diagnoses", tags=["diagnoses"])
@@ -43,10 +43,10 @@ def create_diagnosis(
 
 
 @router.get("/{diagnosis_id}", response_model=Diagnosis)
-def get_diagnosis(diagnosis_id: str, session: SessionDep, _: CallerKey) -> Diagnosis:
+def get_diagnosis(diagnosis_id: str, session: SessionDep, caller: CallerKey) -> Diagnosis:
     """The diagnosis job's status and, once done, its drift report."""
-    job = session.get(Job, diagnosis_id)
-    if job is None or job.kind != JobKind.diagnosis:
+    job = find_job(session, diagnosis_id, JobKind.diagnosis, caller)
+    if job is None:
         raise not_found("diagnosis", diagnosis_id)
     report = session.exec(select(Report).where(Report.job_id == job.id)).first()
     return Diagnosis(

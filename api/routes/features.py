@@ -10,20 +10,21 @@ from api.atlas_cache import atlas_of
 from api.auth import CallerKey
 from api.deps import SessionDep, SettingsDep
 from api.problem_details import not_found
-from api.schemas import FeatureReports
+from api.schemas import MAX_OFFSET, FeatureReports
 from service.report_queries import ReportFilters, feature_stats, list_reports
+from service.validation import INT32_MAX
 
 router = APIRouter(prefix="/v1/features", tags=["features"])
 
 
 @router.get("/{feature_id}", response_model=FeatureReports)
 def get_feature(
-    feature_id: Annotated[int, Path(ge=0)],
+    feature_id: Annotated[int, Path(ge=0, le=INT32_MAX)],
     session: SessionDep,
     settings: SettingsDep,
-    _: CallerKey,
+    caller: CallerKey,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> FeatureReports:
     """Atlas entry (label, score, density, contexts, logit effects) and reports flagging it."""
     atlas = atlas_of(settings)
@@ -33,9 +34,9 @@ def get_feature(
             raise not_found("feature", feature_id)
         entry = atlas.entry(feature_id).model_dump(mode="json")
     reports, _count = list_reports(
-        session, ReportFilters(feature=feature_id), limit=limit, offset=offset
+        session, ReportFilters(feature=feature_id), scope=caller.scope, limit=limit, offset=offset
     )
-    n_reports, n_failures, fix_rate = feature_stats(session, feature_id)
+    n_reports, n_failures, fix_rate = feature_stats(session, feature_id, scope=caller.scope)
     return FeatureReports(
         id=feature_id,
         atlas=entry,

@@ -23,10 +23,10 @@ from api.problem_details import Problem, not_found
 from diagnostics.atlas.describe import element_rows
 from diagnostics.failure_classes import FailureClass
 from service.api_keys import verify_api_key
-from service.audit_progress import audit_progress, recent_audits
+from service.audit_progress import audit_progress, find_audit, recent_audits
 from service.audit_summary import audit_frames, summarize
-from service.models import Audit
 from service.report_queries import ReportFilters, feature_stats, list_reports, stored_report
+from service.validation import INT32_MAX
 
 router = APIRouter(include_in_schema=False)
 AUDIT_ITEMS_SHOWN = 200
@@ -51,10 +51,12 @@ def index() -> RedirectResponse:
 
 
 @router.get("/reports")
-def reports_page(request: Request, session: SessionDep, _: PageCaller) -> Response:
+def reports_page(request: Request, session: SessionDep, caller: PageCaller) -> Response:
     """Stored reports, newest first, filtered like GET /v1/reports."""
     query = parse_list_query(request.query_params)
-    rows, count = list_reports(session, query.filters, limit=query.limit, offset=query.offset)
+    rows, count = list_reports(
+        session, query.filters, scope=caller.scope, limit=query.limit, offset=query.offset
+    )
     return render(
         request,
         "reports.html",
@@ -70,9 +72,11 @@ def reports_page(request: Request, session: SessionDep, _: PageCaller) -> Respon
 
 
 @router.get("/reports/{report_id}")
-def report_page(report_id: str, request: Request, session: SessionDep, _: PageCaller) -> Response:
+def report_page(
+    report_id: str, request: Request, session: SessionDep, caller: PageCaller
+) -> Response:
     """One report: both paths as token heatmaps, flagged features, evidence and verdict."""
-    stored = stored_report(session, report_id)
+    stored = stored_report(session, report_id, scope=caller.scope)
     if stored is None:
         raise not_found("report", report_id)
     report = stored.report
@@ -104,10 +108,14 @@ def report_page(report_id: str, request: Request, session: SessionDep, _: PageCa
 
 @router.get("/features/{feature_id}")
 def feature_page(
-    feature_id: str, request: Request, session: SessionDep, settings: SettingsDep, _: PageCaller
+    feature_id: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: PageCaller,
 ) -> Response:
     """A latent: its atlas entry (when there is an atlas) and the reports that flag it."""
-    if not feature_id.isdigit():
+    if not feature_id.isdigit() or int(feature_id) > INT32_MAX:
         raise not_found("feature", feature_id)
     fid = int(feature_id)
     atlas = atlas_of(settings)
@@ -118,10 +126,12 @@ def feature_page(
         entry = atlas.entry(fid)
     query = parse_list_query(request.query_params)
     filters = ReportFilters(feature=fid)
-    rows, count = list_reports(session, filters, limit=query.limit, offset=query.offset)
+    rows, count = list_reports(
+        session, filters, scope=caller.scope, limit=query.limit, offset=query.offset
+    )
     if entry is None and count == 0:
         raise not_found("feature", fid)
-    n_reports, n_failures, fix_rate = feature_stats(session, fid)
+    n_reports, n_failures, fix_rate = feature_stats(session, fid, scope=caller.scope)
     contexts, rule_elements = [], []
     if entry is not None:
         contexts = [(c, context_cells(c, entry.max_activation)) for c in entry.top_contexts]
@@ -148,10 +158,12 @@ def feature_page(
 
 
 @router.get("/audits")
-def audits_page(request: Request, session: SessionDep, _: PageCaller) -> Response:
+def audits_page(request: Request, session: SessionDep, caller: PageCaller) -> Response:
     """Audits, newest first, with their progress."""
     query = parse_list_query(request.query_params)
-    audits, count = recent_audits(session, limit=query.limit, offset=query.offset)
+    audits, count = recent_audits(
+        session, scope=caller.scope, limit=query.limit, offset=query.offset
+    )
     return render(
         request,
         "audits.html",
@@ -161,9 +173,11 @@ def audits_page(request: Request, session: SessionDep, _: PageCaller) -> Respons
 
 
 @router.get("/audits/{audit_id}")
-def audit_page(audit_id: str, request: Request, session: SessionDep, _: PageCaller) -> Response:
+def audit_page(
+    audit_id: str, request: Request, session: SessionDep, caller: PageCaller
+) -> Response:
     """An audit: progress, accuracy, failure classes and the features recurring in failures."""
-    audit = session.get(Audit, audit_id)
+    audit = find_audit(session, audit_id, scope=caller.scope)
     if audit is None:
         raise not_found("audit", audit_id)
     items, features = audit_frames(session, audit_id)

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlmodel import Session
 
+from api.auth import Caller
 from api.problem_details import Problem
 from api.schemas import JobState
 from service.db import as_aware
@@ -21,7 +22,8 @@ from service.idempotency import (
 )
 from service.job_payloads import JobPayload
 from service.models import Job
-from service.submissions import create_job
+from service.settings import get_settings
+from service.submissions import create_job, open_jobs
 from workers.queue import enqueue
 
 RETRY_AFTER_S = "5"
@@ -43,7 +45,8 @@ def accept_queued(
     `fingerprint` the request's content: the same key with another fingerprint is a 422.
     """
     try:
-        idem = Idempotency(session, idempotency_key, scope, fingerprint)
+        in_flight_s = get_settings().idempotency_in_flight_s
+        idem = Idempotency(session, idempotency_key, scope, fingerprint, in_flight_s)
         replay = idem.begin()
     except BadIdempotencyKey as err:
         raise Problem(400, "Bad Idempotency-Key", str(err)) from None
@@ -68,9 +71,25 @@ def accept_queued(
     )
 
 
+def check_quota(session: Session, caller: Caller, new_jobs: int) -> None:
+    """429 when the caller's queued and running jobs plus `new_jobs` pass its quota."""
+    if caller.scope.key_id is None:
+        return  # auth off: no keys, no quotas
+    quota = get_settings().max_open_jobs_per_key
+    waiting = open_jobs(session, caller.scope.key_id)
+    if waiting + new_jobs > quota:
+        problem = Problem(
+            429, "Quota exceeded",
+            f"{waiting} jobs of this key are queued or running and {new_jobs} more were asked "
+            f"for; the quota is {quota}: retry when some have finished", "quota",
+        )  # fmt: skip
+        problem.headers = {"Retry-After": "60"}
+        raise problem
+
+
 def accept_job(
     session: Session,
-    caller: str,
+    caller: Caller,
     idempotency_key: str | None,
     request: BaseModel,
     payload: JobPayload,
@@ -80,14 +99,26 @@ def accept_job(
     """accept_queued for one job: write it, enqueue it, answer its state (`out`) at
     `location_base/<id>`; the idempotency fingerprint is the request body."""
 
+    def write() -> Job:
+        check_quota(session, caller, 1)
+        return create_job(session, payload, caller.scope.key_id)
+
     def answer(job: Job) -> tuple[dict, str]:
         enqueue([job.id])
         return out(**job_state(job)).model_dump(mode="json"), f"{location_base}/{job.id}"
 
     return accept_queued(
-        session, idempotency_key, f"{caller}:POST:{location_base}",
-        request.model_dump_json().encode(), lambda: create_job(session, payload), answer,
+        session, idempotency_key, f"{caller.prefix}:POST:{location_base}",
+        request.model_dump_json().encode(), write, answer,
     )  # fmt: skip
+
+
+def find_job(session: Session, job_id: str, kind: str, caller: Caller) -> Job | None:
+    """The job of that id and kind if the caller may see it."""
+    job = session.get(Job, job_id)
+    if job is None or job.kind != kind or not caller.scope.sees(job.owner_key_id):
+        return None
+    return job
 
 
 def job_state(job: Job) -> dict:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from api.auth import CallerKey
 from api.deps import SessionDep
 from api.problem_details import not_found
-from api.schemas import Page
+from api.schemas import MAX_OFFSET, Page
 from diagnostics.failure_classes import FailureClass
 from service.report_queries import (
     ReportFilters,
@@ -19,6 +19,7 @@ from service.report_queries import (
     list_reports,
     stored_report,
 )
+from service.validation import INT32_MAX, Text
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -26,20 +27,22 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
 @router.get("", response_model=Page[ReportSummary])
 def get_reports(
     session: SessionDep,
-    _: CallerKey,
+    caller: CallerKey,
     correct: bool | None = None,
     failure_class: FailureClass | None = None,
-    feature: Annotated[int | None, Query(ge=0, description="Flagged feature id.")] = None,
-    label: Annotated[
-        str | None, Query(max_length=200, description="Text in a flagged feature's label.")
+    feature: Annotated[
+        int | None, Query(ge=0, le=INT32_MAX, description="Flagged feature id.")
     ] = None,
-    audit_id: str | None = None,
-    model_id: str | None = None,
-    sae_id: str | None = None,
+    label: Annotated[
+        Text | None, Query(max_length=200, description="Text in a flagged feature's label.")
+    ] = None,
+    audit_id: Annotated[Text | None, Query(max_length=36)] = None,
+    model_id: Annotated[Text | None, Query(max_length=300)] = None,
+    sae_id: Annotated[Text | None, Query(max_length=300)] = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Page[ReportSummary]:
     """Stored drift reports, newest first."""
     filters = ReportFilters(
@@ -53,14 +56,14 @@ def get_reports(
         created_after=created_after,
         created_before=created_before,
     )
-    rows, count = list_reports(session, filters, limit=limit, offset=offset)
+    rows, count = list_reports(session, filters, scope=caller.scope, limit=limit, offset=offset)
     return Page[ReportSummary](data=rows, count=count, limit=limit, offset=offset)
 
 
 @router.get("/{report_id}", response_model=StoredReport)
-def get_report(report_id: str, session: SessionDep, _: CallerKey) -> StoredReport:
+def get_report(report_id: str, session: SessionDep, caller: CallerKey) -> StoredReport:
     """One drift report in full."""
-    stored = stored_report(session, report_id)
+    stored = stored_report(session, report_id, scope=caller.scope)
     if stored is None:
         raise not_found("report", report_id)
     return stored

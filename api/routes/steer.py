@@ -7,10 +7,10 @@ from fastapi.responses import JSONResponse
 
 from api.auth import CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
-from api.problem_details import Problem, check_text_length, not_found
-from api.routes.queued import accept_job, job_state
+from api.problem_details import check_text_length, not_found
+from api.routes.queued import accept_job, find_job, job_state
 from api.schemas import Steering, SteerRequest
-from service.models import Job, JobKind
+from service.models import JobKind
 
 router = APIRouter(prefix="/v1/steer", tags=["steering"])
 
@@ -25,15 +25,12 @@ def create_steering(
 ) -> JSONResponse:
     """Queue a steered + unsteered greedy generation (clamps are multiples of max activation)."""
     check_text_length(settings.max_prompt_chars, prompt=body.prompt)
-    if any(f < 0 for f in body.clamps):
-        raise Problem(422, "Invalid request", "feature ids must be non-negative", "validation")
-
     return accept_job(session, caller, idempotency_key, body, body, Steering, "/v1/steer")
 
 
 @router.get("/{steer_id}", response_model=Steering)
-def get_steering(steer_id: str, session: SessionDep, _: CallerKey) -> Steering:
-    job = session.get(Job, steer_id)
-    if job is None or job.kind != JobKind.steer:
+def get_steering(steer_id: str, session: SessionDep, caller: CallerKey) -> Steering:
+    job = find_job(session, steer_id, JobKind.steer, caller)
+    if job is None:
         raise not_found("steering run", steer_id)
     return Steering(**job_state(job), result=job.result)

@@ -89,8 +89,8 @@ def _fill_database(runtime: Runtime, url: str) -> tuple[str, list[str], str]:
     for job_id in job_ids[:-1]:
         assert run_job(job_id, runtime=lambda: runtime) == JobStatus.done
     with session_scope(url) as session:
-        claim(session, job_ids[-1])
-        finish(session, job_ids[-1], JobStatus.failed, error="worker died")
+        delivery = claim(session, job_ids[-1], get_settings()).deliveries
+        finish(session, job_ids[-1], delivery, JobStatus.failed, error="worker died")
     with session_scope(url) as session:
         ids = dict(session.exec(select(Report.job_id, Report.id)).all())
         report_ids = [ids[job_id] for job_id in job_ids[:-1]]
@@ -136,7 +136,8 @@ def site(tmp_path_factory) -> Iterator[Site]:
         runtime = Runtime(lm=lm, sae=sae, atlas=atlas, sae_id="planted-sae")
         audit_id, report_ids, xss_id = _fill_database(runtime, db_url)
         with session_scope(db_url) as session:
-            key = create_api_key(session, "browser-tests")
+            # admin: the rows above were written without an owner (as the in-process CLI does)
+            key = create_api_key(session, "browser-tests", admin=True)
         from api.main import create_app
 
         port = _free_port()

@@ -10,13 +10,14 @@ from api.pages.heatmap import display_text
 from diagnostics.atlas import FeatureAtlas
 from diagnostics.atlas.describe import element_rows
 from service.db import session_scope
+from service.ownership import EVERYONE
 from service.report_queries import stored_report
 from tests.browser.conftest import XSS_LABEL, XSS_PROMPT, Site
 
 
 def _report(site: Site, report_id: str):
     with session_scope() as session:
-        return stored_report(session, report_id).report
+        return stored_report(session, report_id, scope=EVERYONE).report
 
 
 def test_list_shows_the_reports_and_links_to_each_report_page(page: Page, site: Site):

@@ -104,6 +104,14 @@ def api_key(service_env) -> str:
         return create_api_key(session, "tests")
 
 
+def key_id(key: str) -> int:
+    """The stored id of API key `key` (the owner of what it creates)."""
+    from service.api_keys import verify_api_key
+
+    with session_scope() as session:
+        return verify_api_key(session, key).id
+
+
 @pytest.fixture
 def client(service_env, api_key) -> Iterator[TestClient]:
     from api.main import create_app

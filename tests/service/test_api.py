@@ -265,3 +265,37 @@ def test_openapi_lists_the_versioned_endpoints(client):
         "/v1/audits/{audit_id}/summary", "/v1/audits/{audit_id}/export",
     } <= paths  # fmt: skip
     assert "APIKeyHeader" in spec["components"]["securitySchemes"]
+
+
+def test_an_abandoned_idempotency_reservation_expires(client, service_env):
+    from datetime import UTC, datetime, timedelta
+
+    from api.schemas import DiagnosisRequest
+    from service.idempotency import IN_FLIGHT, Idempotency
+    from service.models import ApiKey, IdempotentRequest
+
+    body = {"prompt": "what is 1 ?", "expected": "1"}
+    request = DiagnosisRequest.model_validate(body).model_dump_json().encode()
+    with session_scope() as session:  # requests that reserved their key and never answered
+        scope = f"{session.exec(select(ApiKey.prefix)).one()}:POST:/v1/diagnoses"
+        fingerprint = Idempotency(session, "k", scope, request).fingerprint
+        for key, age in (("crashed", 3600), ("busy", 0)):
+            session.add(
+                IdempotentRequest(
+                    key=key, scope=scope, status_code=IN_FLIGHT, fingerprint=fingerprint,
+                    created_at=datetime.now(UTC) - timedelta(seconds=age),
+                )
+            )  # fmt: skip
+        session.commit()
+
+    def post(key: str):
+        return client.post("/v1/diagnoses", json=body, headers={"Idempotency-Key": key})
+
+    assert post("busy").status_code == 409  # still in flight: not taken over
+    first = post("crashed")
+    assert first.status_code == 202  # expired: this request takes the key over
+    again = post("crashed")
+    assert again.json()["id"] == first.json()["id"] and again.headers["Idempotent-Replayed"]
+    for bad in ("", "x" * 256, "a\tb"):
+        resp = post(bad)
+        assert resp.status_code == 400 and resp.headers["content-type"] == PROBLEM, bad

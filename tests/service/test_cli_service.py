@@ -81,3 +81,19 @@ def test_apikey_create_prints_a_working_key(cli_env):
     migrate(cli_env)
     with session_scope(cli_env) as session:
         assert verify_api_key(session, key).name == "me"
+
+
+def test_apikey_list_and_revoke(cli_env):
+    key = runner.invoke(app, ["apikey", "create", "--name", "ops", "--admin"]).stdout.strip()
+    prefix = key.split("_")[1]
+    listed = runner.invoke(app, ["apikey", "list"])
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.stdout.splitlines() if line.startswith(prefix))
+    assert "yes" in row and row.endswith("ops") and key not in listed.stdout  # no secret shown
+    from service.api_keys import verify_api_key
+
+    revoked = runner.invoke(app, ["apikey", "revoke", prefix])
+    assert revoked.exit_code == 0 and f"revoked {prefix}" in revoked.stdout
+    with session_scope(cli_env) as session:
+        assert verify_api_key(session, key) is None
+    assert runner.invoke(app, ["apikey", "revoke", "nosuchkey"]).exit_code == 1

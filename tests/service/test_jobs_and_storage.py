@@ -16,12 +16,14 @@ from service.audit_summary import export_frame, summarize
 from service.db import session_scope
 from service.job_payloads import DiagnosisPayload
 from service.models import Job, JobStatus, Report, ReportFeature
+from service.ownership import EVERYONE
 from service.report_queries import ReportFilters, list_reports
 from service.report_store import store_report
 from service.submissions import create_job
 from tests.service.conftest import FAST_OPTIONS
 from tests.service.factories import synthetic_report
 from workers.jobs import run_job, run_jobs
+from workers.queue import enqueue
 from workers.reconciler import reconcile_once
 
 
@@ -59,10 +61,19 @@ def test_redelivered_task_does_not_duplicate_the_report(service_env):
     # the worker died after storing the report but before marking the job done
     with session_scope() as session:
         session.execute(
-            sa.update(Job.__table__).where(Job.__table__.c.id == job_id).values(status="running")
+            sa.update(Job.__table__)
+            .where(Job.__table__.c.id == job_id)
+            .values(status="running", heartbeat_at=datetime.now(UTC))
         )
         session.commit()
         n_features = _count(session, ReportFeature)
+    assert run_job(job_id, settings=service_env) is None  # its lease is live: not taken over
+    with session_scope() as session:  # ... until the lease expires
+        stale = datetime.now(UTC) - timedelta(seconds=service_env.lease_s + 1)
+        session.execute(
+            sa.update(Job.__table__).where(Job.__table__.c.id == job_id).values(heartbeat_at=stale)
+        )
+        session.commit()
     assert run_job(job_id, settings=service_env) == "done"
     with session_scope() as session:
         assert _count(session, Report) == 1 and _count(session, ReportFeature) == n_features
@@ -125,8 +136,14 @@ def test_reconciler_resends_stuck_jobs_and_fails_capped_ones(service_env, monkey
             session, status=JobStatus.running, started_at=datetime.now(UTC), deliveries=1
         ).id
         fresh_queued = _job(session).id
+        beating = _job(
+            session, status=JobStatus.running, started_at=long_ago, heartbeat_at=datetime.now(UTC)
+        ).id
+        waiting_queued = _job(session, enqueued_at=long_ago).id
     try:
+        assert enqueue([waiting_queued], settings) == 1  # its message is still in the queue
         result = reconcile_once(settings)
+        # re-sent though the queue is not empty; the one whose message waits there is left alone
         assert sorted(result.requeued) == sorted([lost_running, lost_queued])
         assert result.failed == [capped]
         with session_scope() as session:
@@ -134,8 +151,9 @@ def test_reconciler_resends_stuck_jobs_and_fails_capped_ones(service_env, monkey
         assert status[lost_running] == status[lost_queued] == "queued"
         assert status[capped] == "failed"
         assert status[fresh_running] == "running" and status[fresh_queued] == "queued"
-        assert client.llen(settings.queue_name) == 2  # the two re-sent messages are in Redis
-        # a second pass right away changes nothing (the queue is not empty, deadlines are fresh)
+        assert status[beating] == "running" and status[waiting_queued] == "queued"
+        assert client.llen(settings.queue_name) == 3  # the waiting one and the two re-sent
+        # a second pass right away changes nothing (messages are queued, deadlines are fresh)
         assert reconcile_once(settings).requeued == []
     finally:
         client.delete(settings.queue_name)
@@ -164,7 +182,7 @@ def test_report_queries_filter_by_feature_label_class_and_date(service_env):
             )
 
         def ids(**kw):
-            rows, count = list_reports(session, ReportFilters(**kw), limit=10)
+            rows, count = list_reports(session, ReportFilters(**kw), scope=EVERYONE, limit=10)
             assert count == len(rows)
             return rows
 

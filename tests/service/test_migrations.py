@@ -1,4 +1,4 @@
-"""Revision 0002 rewrites stored 1.x report bodies as 2.0, on SQLite and PostgreSQL.
+"""Revision 0004 rewrites stored 1.x report bodies as 2.0, on SQLite and PostgreSQL.
 
 The 1.x body is a real report of the pipeline at 826d81a (tests/fixtures/report_1x.json: the
 bundled model on "Q: What is 57 + 68?", regex mode, written by that revision's diagnose)."""
@@ -38,7 +38,7 @@ def empty_db(request, tmp_path):
         admin.dispose()
 
 
-def test_0002_upgrades_stored_1x_bodies(empty_db):
+def test_0004_upgrades_stored_1x_bodies(empty_db):
     migrate(empty_db, "0001")
     engine = sa.create_engine(empty_db)
     now = datetime.now(UTC)

@@ -7,23 +7,30 @@ import random
 import re
 
 from fastapi.testclient import TestClient
+from sqlmodel import select
 
 from api.pages.auth import KEY_COOKIE, safe_next
 from service.db import session_scope
 from service.job_payloads import DiagnosisPayload
+from service.models import ApiKey
 from service.report_store import store_report
 from service.settings import get_settings
 from service.submissions import create_job
 from tests.service.factories import synthetic_report
 
 
-def _store(n: int = 3) -> list[str]:
+def _store(n: int = 3, owner: int | None = None) -> list[str]:
+    """`n` stored reports owned by key id `owner` (default: the `tests` key)."""
+    if owner is None:
+        with session_scope() as session:
+            owner = session.exec(select(ApiKey.id).where(ApiKey.name == "tests")).first()
     rng = random.Random(1)
     ids = []
     with session_scope() as session:
         for _ in range(n):
-            job = create_job(session, DiagnosisPayload(prompt="q", expected="1"))
-            ids.append(store_report(session, synthetic_report(rng, correct=False), job.id)[0])
+            job = create_job(session, DiagnosisPayload(prompt="q", expected="1"), owner)
+            report = synthetic_report(rng, correct=False)
+            ids.append(store_report(session, report, job.id, owner_key_id=owner)[0])
     return ids
 
 

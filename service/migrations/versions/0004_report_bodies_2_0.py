@@ -1,7 +1,7 @@
 """stored report bodies in report schema 2.0
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-02 01:30:00
 
 Reports stored before the first-wrong-step change (schema 1.x) are rewritten in the 2.0 layout
@@ -17,8 +17,8 @@ from alembic import op
 
 from diagnostics.report import upgrade_report_body
 
-revision = "0002"
-down_revision = "0001"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
