@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/make_first_error_set.py check                 # == diagnose()
     .venv/bin/python benchmarks/make_first_error_set.py merge                 # + hand labels
 
-`generate` runs the bundled model (fp32, one thread) greedily on GSM8K test problems 500-739,
+`generate` runs the bundled model (fp32, one thread) greedily on GSM8K test problems 500-619,
 exactly as `diagnose` does in default mode (chat template, 256 new tokens, stopping once the
 gsm8k judge's answer is final; left-padded batches, which `check` shows equal batch-1 and
 `diagnose`), and keeps the failures the gsm8k judge calls wrong in first_error_failures.jsonl.
@@ -33,7 +33,7 @@ DATA = Path(__file__).parent / "data"
 FAILURES = DATA / "first_error_failures.jsonl"
 LABELS = DATA / "first_error_labels.jsonl"
 OUT = DATA / "first_error.jsonl"
-FIRST, LAST = 500, 739  # GSM8K test indices no other benchmark or test uses
+FIRST, LAST = 500, 619  # GSM8K test indices no other benchmark or test uses
 KINDS = {
     "calculation_slip",
     "wrong_operation",
@@ -148,7 +148,7 @@ def merge() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="greedy outputs of problems 500-739, failures kept")
+    gen = sub.add_parser("generate", help="greedy outputs of problems 500-619, failures kept")
     gen.add_argument("--batch-size", type=int, default=8)
     chk = sub.add_parser("check", help="stored outputs equal batch-1 generation and diagnose()")
     chk.add_argument("ids", nargs="*", default=[])
