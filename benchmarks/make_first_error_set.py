@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/make_first_error_set.py check                 # == diagnose()
     .venv/bin/python benchmarks/make_first_error_set.py merge                 # + hand labels
 
-`generate` runs the bundled model (fp32, one thread) greedily on GSM8K test problems 500-619,
+`generate` runs the bundled model (fp32, one thread) greedily on GSM8K test problems 500-659,
 exactly as `diagnose` does in default mode (chat template, 256 new tokens, stopping once the
 gsm8k judge's answer is final; left-padded batches, which `check` shows equal batch-1 and
 `diagnose`), and keeps the failures the gsm8k judge calls wrong in first_error_failures.jsonl.
@@ -33,7 +33,7 @@ DATA = Path(__file__).parent / "data"
 FAILURES = DATA / "first_error_failures.jsonl"
 LABELS = DATA / "first_error_labels.jsonl"
 OUT = DATA / "first_error.jsonl"
-FIRST, LAST = 500, 619  # GSM8K test indices no other benchmark or test uses
+FIRST, LAST = 500, 659  # GSM8K test indices no other benchmark or test uses
 KINDS = {
     "calculation_slip",
     "wrong_operation",
@@ -73,13 +73,14 @@ def greedy_outputs(lm, items: list[dict], batch_size: int) -> list[str]:
     return texts
 
 
-def generate(batch_size: int) -> None:
+def generate(batch_size: int, start: int) -> None:
+    """Failures of problems start..LAST; a start after FIRST resumes, appending to the file."""
     lm = load_model("bundled")
-    items = problems()
+    items = problems(start, LAST)
     t0 = time.process_time()
     failures = 0
     DATA.mkdir(parents=True, exist_ok=True)
-    with FAILURES.open("w", encoding="utf-8") as f:
+    with FAILURES.open("w" if start == FIRST else "a", encoding="utf-8") as f:
         for b in range(0, len(items), batch_size):
             chunk = items[b : b + batch_size]
             for item, output in zip(chunk, greedy_outputs(lm, chunk, batch_size), strict=True):
@@ -148,15 +149,16 @@ def merge() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="greedy outputs of problems 500-619, failures kept")
+    gen = sub.add_parser("generate", help="greedy outputs of problems 500-659, failures kept")
     gen.add_argument("--batch-size", type=int, default=8)
+    gen.add_argument("--start", type=int, default=FIRST, help="resume from this index (appends)")
     chk = sub.add_parser("check", help="stored outputs equal batch-1 generation and diagnose()")
     chk.add_argument("ids", nargs="*", default=[])
     sub.add_parser("merge", help="join the hand labels into first_error.jsonl")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.command == "generate":
-        generate(args.batch_size)
+        generate(args.batch_size, args.start)
     elif args.command == "check":
         ids = args.ids or [json.loads(r)["id"] for r in FAILURES.read_text().splitlines()[:2]]
         check(ids)
