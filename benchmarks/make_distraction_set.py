@@ -58,7 +58,7 @@ DATA = HERE / "data" / "distraction.jsonl"
 CACHE = HERE / "data" / "distraction_generations.jsonl"
 SUMMARY = HERE / "results" / "distraction_set.json"
 OPTIONS = DiagnosisOptions()  # diagnose's default: chat template, gsm8k judging, 256 tokens
-FIRST_PASS = 128
+FIRST_PASS = 96
 SEED = 14
 
 NAMES = ["Emma", "Liam", "Olivia", "Noah", "Ava", "Ethan", "Mia", "Lucas", "Sofia", "Mason",
@@ -308,19 +308,28 @@ def _numbers(text: str) -> list[float]:
 
 
 def template_problems(per_template: int) -> list[Clean]:
-    rng = random.Random(SEED)
-    out = []
-    for t in TEMPLATES:
-        for k in range(per_template):
-            n = None
-            while n is None:
-                n = t.draw(rng)
-            person = rng.choice(NAMES)
-            text = " ".join(s.format(P=person, **n) for s in t.sentences)
-            expected = str(t.answer(n))
-            out.append(Clean(f"template-{t.name}-{k}", text, expected, None, person, t.in_topic,
-                             _numbers(text)))  # fmt: skip
+    """per_template draws of each template, in blocks of 3 with a seed each (more draws keep
+    the earlier ones); repeated texts dropped."""
+    out, seen = [], set()
+    for block in range(0, per_template, 3):
+        rng = random.Random(SEED + block)
+        for t in TEMPLATES:
+            for k in range(block, min(block + 3, per_template)):
+                c = _draw(t, k, rng)
+                if c.question not in seen:
+                    seen.add(c.question)
+                    out.append(c)
     return out
+
+
+def _draw(t: Template, k: int, rng: random.Random) -> Clean:
+    n = None
+    while n is None:
+        n = t.draw(rng)
+    person = rng.choice(NAMES)
+    text = " ".join(s.format(P=person, **n) for s in t.sentences)
+    return Clean(f"template-{t.name}-{k}", text, str(t.answer(n)), None, person, t.in_topic,
+                 _numbers(text))  # fmt: skip
 
 
 def variants(c: Clean, how_many: int, rng: random.Random) -> list[dict]:
@@ -396,32 +405,36 @@ class Generator:
 
     def __init__(self, lm: LanguageModel, cache: Path, batch_size: int) -> None:
         self.lm, self.cache, self.batch_size = lm, cache, batch_size
-        self.outputs: dict[str, str] = {}
+        self.outputs: dict[str, tuple[str, bool]] = {}  # prompt -> (output, complete)
+        cache.parent.mkdir(parents=True, exist_ok=True)
         if cache.exists():
             for line in cache.read_text().splitlines():
                 row = json.loads(line)
-                self.outputs[row["prompt"]] = row["output"]
+                self.outputs[row["prompt"]] = (row["output"], row.get("complete", True))
 
-    def __call__(self, prompts: list[str], label: str) -> list[str]:
-        todo = sorted({p for p in prompts if p not in self.outputs},
+    def __call__(self, prompts: list[str], label: str, *, full: bool = True) -> list[str | None]:
+        """The outputs of `prompts`; with `full` False, None for a row that has not stopped
+        within FIRST_PASS tokens (it is not rerun)."""
+        todo = sorted({p for p in prompts if p not in self.outputs or (full and not self.outputs[p][1])},
                       key=lambda p: len(self.lm.prompt_ids(p, chat=OPTIONS.chat)))  # fmt: skip
-        unfinished: list[str] = []
-        bar = tqdm(total=len(todo), desc=f"{label} (first pass)")
-        for s in range(0, len(todo), self.batch_size):
-            chunk = todo[s : s + self.batch_size]
+        unfinished = [p for p in todo if p in self.outputs]  # first pass already done
+        first = [p for p in todo if p not in self.outputs]
+        bar = tqdm(total=len(first), desc=f"{label} (first pass)")
+        for s in range(0, len(first), self.batch_size):
+            chunk = first[s : s + self.batch_size]
             rows = self._rows(chunk, FIRST_PASS)
             for p, ids in zip(chunk, rows, strict=True):
-                if self._stopped(ids, FIRST_PASS):
-                    self._store(p, ids)
-                else:
+                stopped = self._stopped(ids, FIRST_PASS)
+                self._store(p, ids, stopped)
+                if not stopped and full:
                     unfinished.append(p)
             bar.update(len(chunk))
         bar.close()
         for s in tqdm(range(0, len(unfinished), self.batch_size), desc=f"{label} (full budget)"):
             chunk = unfinished[s : s + self.batch_size]
             for p, ids in zip(chunk, self._rows(chunk, OPTIONS.max_new_tokens), strict=True):
-                self._store(p, ids)
-        return [self.outputs[p] for p in prompts]
+                self._store(p, ids, True)
+        return [self.outputs[p][0] if self.outputs[p][1] else None for p in prompts]
 
     def _rows(self, prompts: list[str], budget: int) -> list[torch.Tensor]:
         ids = [self.lm.prompt_ids(p, chat=OPTIONS.chat) for p in prompts]
@@ -437,10 +450,11 @@ class Generator:
     def _text(self, ids: torch.Tensor) -> str:
         return self.lm.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def _store(self, prompt: str, ids: torch.Tensor) -> None:
-        self.outputs[prompt] = self._text(ids)
+    def _store(self, prompt: str, ids: torch.Tensor, complete: bool) -> None:
+        self.outputs[prompt] = (self._text(ids), complete)
+        row = {"prompt": prompt, "output": self._text(ids), "complete": complete}
         with self.cache.open("a") as f:
-            f.write(json.dumps({"prompt": prompt, "output": self.outputs[prompt]}) + "\n")
+            f.write(json.dumps(row) + "\n")
 
 
 def _judged(output: str, expected: str):
@@ -458,20 +472,32 @@ def split_of(sources: list[str], flipped_sources: set[str]) -> dict[str, str]:
 
 
 def check(lm: LanguageModel, items: list[dict], n: int) -> list[dict]:
-    """Our output vs diagnose()'s own greedy output and vs unbatched generation, on n items."""
+    """Our outputs vs unbatched generation on n items (flipped and not, alternating) and vs
+    diagnose()'s own generated output on the first two."""
     from diagnostics.sae import load_sae
 
     sae, rows = load_sae("default"), []
     opts = OPTIONS.model_copy(update={"verify": False, "context": False})
-    for item in items[:n]:
-        report = diagnose(lm, sae, item["question"], item["expected"], options=opts)
-        single = lm.generate_ids(lm.prompt_ids(item["question"], chat=OPTIONS.chat),
-                                 max_new_tokens=OPTIONS.max_new_tokens, stop=stop_rule(OPTIONS))  # fmt: skip
-        single_text = lm.tokenizer.decode(single, skip_special_tokens=True)
-        rows.append({"id": item["id"], "diagnose_equal": report.model_path.text == item["output"],
-                     "unbatched_equal": single_text == item["output"],
-                     "diagnose_correct": report.correct, "correct": item["correct"]})  # fmt: skip
-        print(rows[-1], flush=True)
+    flipped = [i for i in items if i["flipped"]]
+    kept = [i for i in items if not i["flipped"]]
+    chosen = [x for pair in zip(flipped, kept, strict=False) for x in pair][:n]
+    for k, item in enumerate(chosen):
+        prompt = lm.prompt_ids(item["question"], chat=OPTIONS.chat)
+        single = lm.generate_ids(
+            prompt, max_new_tokens=OPTIONS.max_new_tokens, stop=stop_rule(OPTIONS)
+        )
+        row = {
+            "id": item["id"],
+            "flipped": item["flipped"],
+            "unbatched_equal": lm.tokenizer.decode(single, skip_special_tokens=True)
+            == item["output"],
+        }
+        if k < 2:
+            report = diagnose(lm, sae, item["question"], item["expected"], options=opts)
+            row["diagnose_equal"] = report.model_path.text == item["output"]
+            row["diagnose_correct"] = report.correct
+        rows.append(row)
+        print(row, flush=True)
     return rows
 
 
@@ -488,9 +514,9 @@ def main() -> None:
     lm = load_model("bundled")
     gen = Generator(lm, CACHE, args.batch_size)
     clean = gsm8k_problems(args.gsm8k) + template_problems(args.per_template)
-    clean_out = gen([c.question for c in clean], "clean")
+    clean_out = gen([c.question for c in clean], "clean", full=False)
     right = [(c, o) for c, o in zip(clean, clean_out, strict=True)
-             if _judged(o, c.expected).correct]  # fmt: skip
+             if o is not None and _judged(o, c.expected).correct]  # fmt: skip
     rng = random.Random(SEED)
     edits = [(c, o, v) for c, o in right for v in variants(c, args.variants, rng)]
     edit_out = gen([v["question"] for _, _, v in edits], "edited")
@@ -507,6 +533,7 @@ def main() -> None:
     DATA.parent.mkdir(parents=True, exist_ok=True)
     DATA.write_text("".join(json.dumps(i) + "\n" for i in items))
     summary = _summary(clean, right, items)
+    summary["clean_not_stopped_in_first_pass"] = sum(o is None for o in clean_out)
     if args.check:
         summary["check"] = check(lm, items, args.check)
     summary["cpu_seconds"] = time.process_time() - t0
