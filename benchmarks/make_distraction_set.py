@@ -403,8 +403,8 @@ def _fresh_number(c: Clean, rng: random.Random, numbers: tuple[int, int] | None)
 class Generator:
     """diagnose's greedy generation (default options), batched, cached by prompt text."""
 
-    def __init__(self, lm: LanguageModel, cache: Path, batch_size: int) -> None:
-        self.lm, self.cache, self.batch_size = lm, cache, batch_size
+    def __init__(self, lm: LanguageModel, cache: Path, batch_size: int, generate: bool) -> None:
+        self.lm, self.cache, self.batch_size, self.generate = lm, cache, batch_size, generate
         self.outputs: dict[str, tuple[str, bool]] = {}  # prompt -> (output, complete)
         cache.parent.mkdir(parents=True, exist_ok=True)
         if cache.exists():
@@ -414,7 +414,11 @@ class Generator:
 
     def __call__(self, prompts: list[str], label: str, *, full: bool = True) -> list[str | None]:
         """The outputs of `prompts`; with `full` False, None for a row that has not stopped
-        within FIRST_PASS tokens (it is not rerun)."""
+        within FIRST_PASS tokens (it is not rerun); None for what is not cached when not
+        generating."""
+        if not self.generate:
+            cached = [self.outputs.get(p, ("", False)) for p in prompts]
+            return [out if complete else None for out, complete in cached]
         todo = sorted({p for p in prompts if p not in self.outputs or (full and not self.outputs[p][1])},
                       key=lambda p: len(self.lm.prompt_ids(p, chat=OPTIONS.chat)))  # fmt: skip
         unfinished = [p for p in todo if p in self.outputs]  # first pass already done
@@ -508,18 +512,34 @@ def main() -> None:
     parser.add_argument("--variants", type=int, default=3, help="edited versions per problem")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--check", type=int, default=0, help="items compared with diagnose()")
+    parser.add_argument(
+        "--no-generate",
+        action="store_true",
+        help="generate nothing: edited problems without a cached full output are left out",
+    )
+    parser.add_argument(
+        "--screened-only",
+        action="store_true",
+        help="keep only the clean problems already screened in the cache (a screen cut short)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     t0 = time.process_time()
     lm = load_model("bundled")
-    gen = Generator(lm, CACHE, args.batch_size)
+    gen = Generator(lm, CACHE, args.batch_size, not args.no_generate)
     clean = gsm8k_problems(args.gsm8k) + template_problems(args.per_template)
+    drawn = len(clean)
+    if args.screened_only:
+        clean = [c for c in clean if c.question in gen.outputs]
     clean_out = gen([c.question for c in clean], "clean", full=False)
     right = [(c, o) for c, o in zip(clean, clean_out, strict=True)
              if o is not None and _judged(o, c.expected).correct]  # fmt: skip
     rng = random.Random(SEED)
     edits = [(c, o, v) for c, o in right for v in variants(c, args.variants, rng)]
     edit_out = gen([v["question"] for _, _, v in edits], "edited")
+    missing = sum(out is None for out in edit_out)
+    kept = [k for k, out in enumerate(edit_out) if out is not None]
+    edits, edit_out = [edits[k] for k in kept], [edit_out[k] for k in kept]
     items = []
     for k, ((c, o, v), out) in enumerate(zip(edits, edit_out, strict=True)):
         j = _judged(out, c.expected)
@@ -534,6 +554,8 @@ def main() -> None:
     DATA.write_text("".join(json.dumps(i) + "\n" for i in items))
     summary = _summary(clean, right, items)
     summary["clean_not_stopped_in_first_pass"] = sum(o is None for o in clean_out)
+    summary["drawn_not_screened"] = drawn - len(clean)
+    summary["edited_not_generated"] = missing
     if args.check:
         summary["check"] = check(lm, items, args.check)
     summary["cpu_seconds"] = time.process_time() - t0
