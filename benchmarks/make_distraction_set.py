@@ -525,7 +525,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     t0 = time.process_time()
-    lm = load_model("bundled")
+    lm = load_model("bundled") if not args.no_generate or args.check else None
     gen = Generator(lm, CACHE, args.batch_size, not args.no_generate)
     clean = gsm8k_problems(args.gsm8k) + template_problems(args.per_template)
     drawn = len(clean)
