@@ -168,7 +168,8 @@ def natural_failures(lm, sae, atlas, fmt, n_failures, seed, top_attr):
             gains.append(report.verification.metric_change)
             control_gains.append(report.control.median_metric_change)
             fixed.append(report.verification.fixed)
-            control_fixed.append(report.control.fix_rate)
+            if report.control.fix_rate is not None:  # the plain control is gap-only now
+                control_fixed.append(report.control.fix_rate)
         if report.null is not None:
             null_medians.append(report.null.median_metric_change)
             null_p90s.append(report.null.p90_metric_change)
@@ -421,12 +422,16 @@ def main() -> None:
         if density is not None
         else list(range(sae.cfg.d_sae))
     )
-    planted = {
-        f"layer_{layer}": planted_failures(
-            lm, sae, atlas, fmt, args.planted, args.seed, layer, live, args.plant_at
-        )
-        for layer in (int(x) for x in args.inject_layers.split(","))
-    }
+    planted = (
+        {
+            f"layer_{layer}": planted_failures(
+                lm, sae, atlas, fmt, args.planted, args.seed, layer, live, args.plant_at
+            )
+            for layer in (int(x) for x in args.inject_layers.split(","))
+        }
+        if args.planted
+        else {}
+    )
     latency = gsm8k_latency(lm, sae, atlas, args.gsm8k) if args.gsm8k else {}
     result = {
         "model": lm.model_id,
