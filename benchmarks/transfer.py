@@ -6,8 +6,11 @@ at its layer, error term kept, at every position of the prompt and of the genera
 diagnostics/verification.py ablates), on a held-out split; greedy answers are judged as the
 diagnosis judges them. The control suppresses as many random latents, matched to the suppressed
 ones by activation level as diagnostics/null.py matches (for each, one of the NEAREST unflagged
-latents closest in log peak activation, the peak taken over the held-out split's own unedited
-runs); a suppressed latent that never fires there is matched by one that never fires either.
+latents closest in log peak activation), the peak read from the atlas (max activation over its
+1.2M tokens), so that the draws need no baseline run first and run in parallel; how many of the
+drawn latents fire on the held-out split's unedited runs is recorded next to how many of the
+suppressed ones do. --random-subset runs the draws on the first N held-out items (CPU budget);
+the flagged condition is then also compared on those N.
 
 a. Arithmetic probes: the eq-2shot format of benchmarks/diagnosis_quality.py (the format its
    calibration picked, accuracy about a third). Flag split: failing probes of seed 1000,
@@ -29,13 +32,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -86,9 +90,17 @@ def judge_of(expected: str, mode: str, pattern: str | None = None) -> Callable[[
 
 
 def run_split(lm, sae, split: HeldOut, latents: list[int] | None, batch: int, desc: str):
-    """Greedy answers of the split with `latents` zero-ablated (None: none), correct per item."""
-    edit = zero_ablation(latents) if latents else None
-    correct, texts = [], []
+    """Greedy answers of the split with `latents` zero-ablated (None: none): correct per item,
+    and each latent's peak activation [d_sae] over the unedited features of the prompts and
+    answers (pads and special tokens read 0)."""
+    ablate = zero_ablation(latents) if latents else None
+    peak = torch.zeros(sae.cfg.d_sae)
+
+    def edit(f: torch.Tensor) -> torch.Tensor:  # [rows, seq, d_sae]
+        peak.copy_(torch.maximum(peak, f.detach().float().amax((0, 1)).cpu()))
+        return ablate(f) if ablate is not None else f
+
+    correct = []
     with splice_sae(lm, sae, edit=edit):
         for b in tqdm(range(0, len(split.prompts), batch), desc=desc, leave=False):
             rows = lm.generate_rows(
@@ -96,28 +108,15 @@ def run_split(lm, sae, split: HeldOut, latents: list[int] | None, batch: int, de
             ).ids
             for r, ids in enumerate(rows):
                 text = lm.tokenizer.decode(ids, skip_special_tokens=True)
-                texts.append(text)
                 correct.append(split.judges[b + r](text))
-    return correct, texts
-
-
-@torch.no_grad()
-def peak_activation(lm, sae, split: HeldOut, texts: list[str]) -> torch.Tensor:
-    """Each latent's peak activation [d_sae] over the split's unedited runs (prompt + answer)."""
-    peak = torch.zeros(sae.cfg.d_sae)
-    for prompt, text in zip(split.prompts, texts, strict=True):
-        out = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-        ids = torch.cat([prompt, torch.tensor(out, dtype=torch.long)])[None]
-        with splice_sae(lm, sae) as record:
-            lm.model(ids.to(lm.device))
-        peak = torch.maximum(peak, record.features[0].float().cpu().max(0).values)
-    return peak
+    return correct, peak
 
 
 def matched_random(
     peak: torch.Tensor, suppressed: list[int], exclude: set[int], *, generator: torch.Generator
 ) -> list[int]:
-    """One random latent per suppressed latent, matched by log peak activation (null.py)."""
+    """One random latent per suppressed latent, matched by log peak activation `peak` [d_sae]
+    (null.py); a suppressed latent with no activation is matched by one with none."""
     pool = torch.tensor([j for j in range(len(peak)) if j not in exclude], dtype=torch.long)
     active, silent = pool[peak[pool] > 0], pool[peak[pool] <= 0]
     chosen: list[int] = []
@@ -159,15 +158,54 @@ def binomial_two_sided(k: int, n: int) -> float:
     return min(1.0, sum(p for p in pmf if p <= pmf[k] * (1 + 1e-9)))
 
 
-def transfer(lm, sae, atlas, failures, split, args, name: str) -> dict:
-    """Concepts of `failures`, suppressed on `split` vs matched random latents."""
-    t0 = time.process_time()
+def transfer(lm, sae, atlas, failures, split, args, name: str) -> dict | None:
+    """Concepts of `failures`, suppressed on `split` vs matched random latents.
+
+    Each condition's answers are kept in --stage-dir and read back from there, so conditions
+    can run in separate processes (--conditions); None when this process ran only some."""
     concepts = audit_concepts(
         failures, ConceptBasis.of(sae, atlas), min_failures=args.min_failures, top=10_000
     )
     suppressed = [j for c in concepts for j in c.latents]
     flagged_all = {j for f in failures for j in f.latents}
-    base, texts = run_split(lm, sae, split, None, args.batch, f"{name} baseline")
+    key = hashlib.sha1(json.dumps([len(split.prompts), suppressed]).encode()).hexdigest()[:8]
+    store = args.stage_dir / f"{name}-{key}"
+    store.mkdir(parents=True, exist_ok=True)
+    wanted = args.conditions or ["baseline", "flagged"] + [f"random{d}" for d in range(args.draws)]
+
+    n_random = min(args.random_subset or len(split.prompts), len(split.prompts))
+    subset = HeldOut(split.prompts[:n_random], split.judges[:n_random], split.stop,
+                     split.max_new_tokens)  # fmt: skip
+
+    def condition(key: str, latents: list[int] | None, on: HeldOut = split) -> dict | None:
+        path = store / f"{key}-{len(on.prompts)}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        if key not in wanted:
+            return None
+        t0 = time.process_time()
+        correct, peak = run_split(lm, sae, on, latents, args.batch, f"{name} {key}")
+        done = {"correct": correct, "latents": latents, "cpu_s": time.process_time() - t0}
+        if latents is None:
+            done["peak"] = peak.tolist()
+        path.write_text(json.dumps(done))
+        return done
+
+    level = torch.from_numpy(atlas.max_activation).float()  # [d_sae], 0 for dead latents
+    draws = [
+        condition(
+            f"random{d}",
+            matched_random(
+                level, suppressed, flagged_all, generator=torch.Generator().manual_seed(d)
+            ),
+            subset,
+        )
+        for d in range(args.draws)
+    ]
+    base = condition("baseline", None)
+    flagged = condition("flagged", suppressed) if suppressed else None
+    if base is None or (suppressed and (flagged is None or None in draws)):
+        return None  # the other conditions run elsewhere; merge with a run of all
     out = {
         "flag_failures": len(failures),
         "flagged_latents": len(flagged_all),
@@ -178,22 +216,23 @@ def transfer(lm, sae, atlas, failures, split, args, name: str) -> dict:
         ],
         "suppressed_latents": suppressed,
         "held_out": len(split.prompts),
-        "baseline_accuracy": sum(base) / len(base),
-        "baseline_correct": sum(base),
+        "baseline_accuracy": sum(base["correct"]) / len(base["correct"]),
+        "baseline_correct": sum(base["correct"]),
     }
     if not suppressed:
         out["note"] = "no concept recurs in the flag split: nothing to suppress"
         return out
-    flagged, _ = run_split(lm, sae, split, suppressed, args.batch, f"{name} flagged")
-    out["flagged"] = compare(base, flagged, seed=0)
-    peak = peak_activation(lm, sae, split, texts)
+    out["flagged"] = compare(base["correct"], flagged["correct"], seed=0)
+    peak = torch.tensor(base["peak"])  # [d_sae] over the unedited held-out runs
     out["suppressed_firing_on_held_out"] = int((peak[suppressed] > 0).sum())
-    draws = []
-    for d in range(args.draws):
-        g = torch.Generator().manual_seed(d)
-        latents = matched_random(peak, suppressed, flagged_all, generator=g)
-        cond, _ = run_split(lm, sae, split, latents, args.batch, f"{name} random {d}")
-        draws.append(compare(base, cond, seed=d + 1) | {"latents": latents})
+    out["random_subset"] = n_random
+    sub_base = base["correct"][:n_random]
+    out["flagged_on_random_subset"] = compare(sub_base, flagged["correct"][:n_random], seed=0)
+    draws = [
+        compare(sub_base, r["correct"], seed=d + 1)
+        | {"latents": r["latents"], "firing_on_held_out": int((peak[r["latents"]] > 0).sum())}
+        for d, r in enumerate(draws)
+    ]
     acc = [d["accuracy"] for d in draws]
     out["random"] = {
         "draws": draws,
@@ -202,7 +241,11 @@ def transfer(lm, sae, atlas, failures, split, args, name: str) -> dict:
         "fixed_mean": sum(d["fixed"] for d in draws) / len(draws),
         "broken_mean": sum(d["broken"] for d in draws) / len(draws),
     }
-    out["cpu_s"] = time.process_time() - t0
+    out["conditions_cpu_s"] = sum(
+        json.loads((store / f"{k}.json").read_text())["cpu_s"]
+        for k in [f"baseline-{len(split.prompts)}", f"flagged-{len(split.prompts)}"]
+        + [f"random{d}-{n_random}" for d in range(args.draws)]
+    )
     return out
 
 
@@ -216,7 +259,7 @@ def failure_of(report: DriftReport, i: int) -> FlaggedFailure:
     )
 
 
-def arithmetic(lm, sae, atlas, args) -> dict:
+def arithmetic(lm, sae, atlas, args) -> dict | None:
     fmt = PROBE_FORMAT
     t0 = time.process_time()
     opts = probe_options(fmt)
@@ -229,24 +272,31 @@ def arithmetic(lm, sae, atlas, args) -> dict:
         stop=stop_rule(opts),
         max_new_tokens=opts.max_new_tokens,
     )
-    right, _ = run_split(lm, sae, probe, None, args.batch, "arithmetic flag split")
-    wrong = [i for i, ok in enumerate(right) if not ok][: args.flag_failures]
-    reports = diagnose_batch(
-        lm,
-        sae,
-        [
-            Problem(fmt.template.format(a=a, b=b), str(a + b))
-            for a, b in (candidates[i] for i in wrong)
-        ],
-        atlas=atlas,
-        options=opts,
-        batch_size=args.batch,
-    )
-    failures = [
-        failure_of(r, i)
-        for i, r in zip(wrong, reports, strict=True)
-        if isinstance(r, DriftReport) and r.divergence is not None
-    ]
+    cache = args.stage_dir / f"arithmetic-flags-{args.flag_probes}-{args.flag_failures}.json"
+    if cache.exists():  # diagnosed by an earlier process of this run
+        kept = json.loads(cache.read_text())
+        wrong, failures = kept["wrong"], [FlaggedFailure(**f) for f in kept["failures"]]
+    else:
+        right, _ = run_split(lm, sae, probe, None, args.batch, "arithmetic flag split")
+        wrong = [i for i, ok in enumerate(right) if not ok][: args.flag_failures]
+        reports = diagnose_batch(
+            lm,
+            sae,
+            [
+                Problem(fmt.template.format(a=a, b=b), str(a + b))
+                for a, b in (candidates[i] for i in wrong)
+            ],
+            atlas=atlas,
+            options=opts,
+            batch_size=args.batch,
+        )
+        failures = [
+            failure_of(r, i)
+            for i, r in zip(wrong, reports, strict=True)
+            if isinstance(r, DriftReport) and r.divergence is not None
+        ]
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"wrong": wrong, "failures": [asdict(f) for f in failures]}))
     diagnose_cpu = time.process_time() - t0
     seen = set(candidates)
     held = [p for p in problems(args.probes + len(seen), 2000) if p not in seen][: args.probes]
@@ -257,6 +307,8 @@ def arithmetic(lm, sae, atlas, args) -> dict:
         max_new_tokens=opts.max_new_tokens,
     )
     out = transfer(lm, sae, atlas, failures, split, args, "arithmetic")
+    if out is None:
+        return None
     return {
         "format": fmt.name,
         "flag_probes": len(candidates),
@@ -267,7 +319,7 @@ def arithmetic(lm, sae, atlas, args) -> dict:
     } | out
 
 
-def gsm8k(lm, sae, atlas, args) -> dict:
+def gsm8k(lm, sae, atlas, args) -> dict | None:
     rows = list(csv.DictReader(AUDIT_CSV.open()))
     failures = [
         FlaggedFailure(
@@ -290,6 +342,8 @@ def gsm8k(lm, sae, atlas, args) -> dict:
         max_new_tokens=opts.max_new_tokens,
     )
     out = transfer(lm, sae, atlas, failures, split, args, "gsm8k")
+    if out is None:
+        return None
     return {
         "flag_source": f"{AUDIT_CSV.name}: GSM8K test 0-{len(rows) - 1}",
         "held_out_indices": [args.gsm8k_start, args.gsm8k_start + len(held)],
@@ -313,6 +367,18 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--only", choices=["arithmetic", "gsm8k"])
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--conditions",
+        nargs="*",
+        help="run only these (baseline, flagged, random0, ...); the others are read from "
+        "--stage-dir, and the results are written once all are there",
+    )
+    ap.add_argument(
+        "--random-subset",
+        type=int,
+        help="run the random draws on the first N held-out items only (CPU budget)",
+    )
+    ap.add_argument("--stage-dir", type=Path, default=Path("/tmp/driftscope-transfer"))
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -325,6 +391,8 @@ def main() -> None:
     for name, run in (("arithmetic", arithmetic), ("gsm8k", gsm8k)):
         if args.only in (None, name):
             result[name] = run(lm, sae, atlas, args)
+            if result[name] is None:
+                return  # some conditions run in other processes
         elif name in previous:
             result[name] = previous[name]
     result["torch_threads"] = torch.get_num_threads()
@@ -355,12 +423,21 @@ def markdown_table(result: dict) -> str:
             f"{f['accuracy']:.3f} | {f['change']:+.3f} ({lo:+.3f}, {hi:+.3f}) | {f['fixed']} | "
             f"{f['broken']} | {f['mcnemar_p']:.2g} |"
         )
+        m = r.get("random_subset", n)
+        if m != n:
+            f = r["flagged_on_random_subset"]
+            lo, hi = f["change_ci95"]
+            lines.append(
+                f"| {name} | first {m} | {k} flagged latents | {f['accuracy']:.3f} | "
+                f"{f['change']:+.3f} ({lo:+.3f}, {hi:+.3f}) | {f['fixed']} | {f['broken']} | "
+                f"{f['mcnemar_p']:.2g} |"
+            )
         rnd = r["random"]
         a, b = rnd["accuracy_range"]
         changes = [d["change"] for d in rnd["draws"]]
         lines.append(
-            f"| {name} | {n} | {k} matched random x{len(rnd['draws'])} | "
-            f"{rnd['accuracy_mean']:.3f} ({a:.3f}-{b:.3f}) | "
+            f"| {name} | {'first ' if m != n else ''}{m} | {k} matched random "
+            f"x{len(rnd['draws'])} | {rnd['accuracy_mean']:.3f} ({a:.3f}-{b:.3f}) | "
             f"{sum(changes) / len(changes):+.3f} ({min(changes):+.3f}, {max(changes):+.3f}) | "
             f"{rnd['fixed_mean']:.1f} | {rnd['broken_mean']:.1f} | |"
         )
