@@ -171,7 +171,8 @@ def transfer(lm, sae, atlas, failures, split, args, name: str) -> dict | None:
     key = hashlib.sha1(json.dumps([len(split.prompts), suppressed]).encode()).hexdigest()[:8]
     store = args.stage_dir / f"{name}-{key}"
     store.mkdir(parents=True, exist_ok=True)
-    wanted = args.conditions or ["baseline", "flagged"] + [f"random{d}" for d in range(args.draws)]
+    every = ["baseline", "flagged"] + [f"random{d}" for d in range(args.draws)]
+    wanted = every if args.conditions is None else args.conditions  # `--conditions`: none
 
     n_random = min(args.random_subset or len(split.prompts), len(split.prompts))
     subset = HeldOut(split.prompts[:n_random], split.judges[:n_random], split.stop,
@@ -204,7 +205,11 @@ def transfer(lm, sae, atlas, failures, split, args, name: str) -> dict | None:
     ]
     base = condition("baseline", None)
     flagged = condition("flagged", suppressed) if suppressed else None
-    if base is None or (suppressed and (flagged is None or None in draws)):
+    missing = [k for k, v in [("baseline", base), ("flagged", flagged)] if v is None]
+    missing += [f"random{d}" for d, r in enumerate(draws) if r is None]
+    if not suppressed:
+        missing.remove("flagged")
+    if missing and not args.partial:
         return None  # the other conditions run elsewhere; merge with a run of all
     out = {
         "flag_failures": len(failures),
@@ -216,35 +221,38 @@ def transfer(lm, sae, atlas, failures, split, args, name: str) -> dict | None:
         ],
         "suppressed_latents": suppressed,
         "held_out": len(split.prompts),
-        "baseline_accuracy": sum(base["correct"]) / len(base["correct"]),
-        "baseline_correct": sum(base["correct"]),
+        "random_subset": n_random,
+        "missing": missing,  # conditions that did not finish within the CPU budget
     }
     if not suppressed:
         out["note"] = "no concept recurs in the flag split: nothing to suppress"
+    if base is None:
         return out
-    out["flagged"] = compare(base["correct"], flagged["correct"], seed=0)
+    out["baseline_accuracy"] = sum(base["correct"]) / len(base["correct"])
+    out["baseline_correct"] = sum(base["correct"])
     peak = torch.tensor(base["peak"])  # [d_sae] over the unedited held-out runs
-    out["suppressed_firing_on_held_out"] = int((peak[suppressed] > 0).sum())
-    out["random_subset"] = n_random
     sub_base = base["correct"][:n_random]
-    out["flagged_on_random_subset"] = compare(sub_base, flagged["correct"][:n_random], seed=0)
-    draws = [
+    if flagged is not None:
+        out["flagged"] = compare(base["correct"], flagged["correct"], seed=0)
+        out["suppressed_firing_on_held_out"] = int((peak[suppressed] > 0).sum())
+        out["flagged_on_random_subset"] = compare(sub_base, flagged["correct"][:n_random], seed=0)
+    done = [
         compare(sub_base, r["correct"], seed=d + 1)
         | {"latents": r["latents"], "firing_on_held_out": int((peak[r["latents"]] > 0).sum())}
         for d, r in enumerate(draws)
+        if r is not None
     ]
-    acc = [d["accuracy"] for d in draws]
-    out["random"] = {
-        "draws": draws,
-        "accuracy_mean": sum(acc) / len(acc),
-        "accuracy_range": [min(acc), max(acc)],
-        "fixed_mean": sum(d["fixed"] for d in draws) / len(draws),
-        "broken_mean": sum(d["broken"] for d in draws) / len(draws),
-    }
+    if done:
+        acc = [d["accuracy"] for d in done]
+        out["random"] = {
+            "draws": done,
+            "accuracy_mean": sum(acc) / len(acc),
+            "accuracy_range": [min(acc), max(acc)],
+            "fixed_mean": sum(d["fixed"] for d in done) / len(done),
+            "broken_mean": sum(d["broken"] for d in done) / len(done),
+        }
     out["conditions_cpu_s"] = sum(
-        json.loads((store / f"{k}.json").read_text())["cpu_s"]
-        for k in [f"baseline-{len(split.prompts)}", f"flagged-{len(split.prompts)}"]
-        + [f"random{d}-{n_random}" for d in range(args.draws)]
+        json.loads(path.read_text())["cpu_s"] for path in store.glob("*.json")
     )
     return out
 
@@ -378,6 +386,11 @@ def main() -> None:
         type=int,
         help="run the random draws on the first N held-out items only (CPU budget)",
     )
+    ap.add_argument(
+        "--partial",
+        action="store_true",
+        help="write what the finished conditions show, listing the missing ones",
+    )
     ap.add_argument("--stage-dir", type=Path, default=Path("/tmp/driftscope-transfer"))
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -413,6 +426,8 @@ def markdown_table(result: dict) -> str:
         if not r:
             continue
         n, k = r["held_out"], len(r.get("suppressed_latents", []))
+        if "baseline_accuracy" not in r:
+            continue
         lines.append(f"| {name} | {n} | none (baseline) | {r['baseline_accuracy']:.3f} | | | | |")
         if "flagged" not in r:
             continue
@@ -432,6 +447,8 @@ def markdown_table(result: dict) -> str:
                 f"{f['change']:+.3f} ({lo:+.3f}, {hi:+.3f}) | {f['fixed']} | {f['broken']} | "
                 f"{f['mcnemar_p']:.2g} |"
             )
+        if "random" not in r:
+            continue
         rnd = r["random"]
         a, b = rnd["accuracy_range"]
         changes = [d["change"] for d in rnd["draws"]]
