@@ -1,5 +1,6 @@
-"""The feature atlas for the API process: labels and statistics for the feature pages. No model
-is loaded here; the SAE is read once to check the atlas belongs to it (FeatureAtlas.for_sae)."""
+"""The feature atlas for the API process: labels and statistics for the feature pages, and the
+concept basis of audit summaries (decoder rows + descriptions). No model is loaded here; the SAE
+is read once, to check the atlas belongs to it (FeatureAtlas.for_sae) and for its decoder."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 from functools import lru_cache
 
 from diagnostics.atlas.store import AtlasError, FeatureAtlas
+from diagnostics.concepts import ConceptBasis
 from diagnostics.errors import SaeFormatError
 from diagnostics.sae import load_sae
 from service.settings import Settings
@@ -16,16 +18,28 @@ log = logging.getLogger(__name__)
 
 def atlas_of(settings: Settings) -> FeatureAtlas | None:
     """The atlas of the configured SAE, or None when there is none or it is not this SAE's."""
-    return _load(settings.sae, settings.atlas_dir)
+    return _load(settings.sae, settings.atlas_dir)[0]
+
+
+def concept_basis_of(settings: Settings) -> ConceptBasis | None:
+    """The configured SAE's concept basis (descriptions from its atlas when there is one), or
+    None when the SAE cannot be read."""
+    return _load(settings.sae, settings.atlas_dir)[1]
 
 
 @lru_cache(maxsize=4)
-def _load(sae: str, atlas_dir: str) -> FeatureAtlas | None:
+def _load(sae: str, atlas_dir: str) -> tuple[FeatureAtlas | None, ConceptBasis | None]:
     try:
-        return FeatureAtlas.for_sae(load_sae(sae), atlas_dir)
-    except (AtlasError, SaeFormatError, OSError) as err:
+        module = load_sae(sae)
+    except (SaeFormatError, OSError) as err:
+        log.warning("no SAE for the pages (%s): %s", sae, err)
+        return None, None
+    try:
+        atlas = FeatureAtlas.for_sae(module, atlas_dir)
+    except (AtlasError, OSError) as err:
         log.warning("no feature atlas for the pages (%s): %s", atlas_dir, err)
-        return None
+        atlas = None
+    return atlas, ConceptBasis.of(module, atlas)
 
 
 clear_cache = _load.cache_clear

@@ -106,7 +106,8 @@ def format_summary(summary: dict) -> str:
         f"accuracy {pct(summary['accuracy'])}  strict {pct(summary['strict_accuracy'])}  "
         f"wrong {summary['n_wrong']}",
         f"ablation fixed {pct(summary['ablation_fix_rate'])} of failures "
-        f"(random control {pct(summary['control_fix_rate'])})",
+        f"(selection-matched null {pct(summary['null_fix_rate'])}, "
+        f"random control {pct(summary['control_fix_rate'])})",
     ]
     if summary["failure_classes"]:
         lines.append("failure classes:")
@@ -118,4 +119,20 @@ def format_summary(summary: dict) -> str:
                 f"  #{f['feature']:<6} in {f['n_failures']} failures  fix {pct(f['fix_rate'])} "
                 f"(control {pct(f['control_fix_rate'])})  {f['label'] or '(no label)'}"
             )
+    if summary["concepts"]:
+        lines.append("concepts recurring across failures (flagged fix vs null fix, per class):")
+        for c in summary["concepts"][:TOP_CONCEPTS]:
+            kinds = ", ".join(
+                f"{k} {s['failures']}: {pct(s['flagged_fix_rate'])} vs {pct(s['null_fix_rate'])}"
+                for k, s in c["by_kind"].items()
+            )
+            mark = "  [generic]" if c["generic"] else ""
+            lines.append(
+                f"  {c['concept']}{mark}: {len(c['latents'])} latents "
+                f"({', '.join(f'#{j}' for j in c['latents'][:5])}), in {c['failures']} failures; "
+                f"{kinds}"
+            )
     return "\n".join(lines)
+
+
+TOP_CONCEPTS = 8

@@ -4,9 +4,11 @@ For every sentence of the question (its final question sentence excepted) the pr
 the sentence deleted; and every number replaced by another value. Each edited prompt is run with
 the model's own output up to the divergence appended, in one left-padded batch, and the logit
 gap at the divergence is read again: how much that span pushed the model toward its wrong
-token. The sentences whose deletion moves the gap most toward the corrected token are then
-regenerated from scratch (batched, with the stopping rule) and judged: a sentence whose deletion
-fixes the answer is the responsible span. Gradient attribution at one middle layer can miss an
+token. Then every sentence deletion (up to REGENERATIONS, those moving the gap most toward the
+corrected token first) is regenerated from scratch, in one batch with the stopping rule, and
+judged: a sentence whose deletion fixes the answer is the responsible span. The gap at one
+token is only a proxy (a distractor can act later in the solution than the first wrong step),
+so no deletion is skipped for moving it too little. Gradient attribution at one middle layer can miss an
 influence that flows through later attention; deletion measures it directly.
 """
 
@@ -26,12 +28,9 @@ from diagnostics.paths import token_char_spans
 from diagnostics.report import ContextAttribution, FeatureAttribution, SpanEffect
 from diagnostics.solution_steps import format_number, sentence_spans
 
-REGENERATIONS = 2
-"""Sentence deletions regenerated and judged, at most (those moving the gap most)."""
-
-WORTH_REGENERATING = 1.0
-"""A deletion is regenerated only if it moves the gap toward the correction by this many logits
-or past zero (the model would then take the corrected turn)."""
+REGENERATIONS = 6
+"""Sentence deletions regenerated and judged, at most (those moving the gap most first): every
+one for a word problem of up to six context sentences."""
 
 _NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?")
 
@@ -111,11 +110,7 @@ def context_attribution(
     before = float(attr.metric)
     gaps = (logits[:, gap.target] - logits[:, gap.other]).tolist()
     sentence_rows = [i for i, e in enumerate(edits) if e.kind == "sentence"]
-    helps = sorted(
-        (i for i in sentence_rows if gaps[i] > 0 or gaps[i] - before >= WORTH_REGENERATING),
-        key=lambda i: gaps[i],
-        reverse=True,
-    )[:regenerations]
+    helps = sorted(sentence_rows, key=lambda i: gaps[i], reverse=True)[:regenerations]
     judged: dict[int, tuple[bool, str | None]] = {}
     if helps:
         rows = lm.generate_rows(

@@ -1,5 +1,7 @@
 """Audit aggregates with pandas: accuracy, failure classes, recurring flagged features with their
-labels and fix rates (against the random control), and the per-item export (CSV / Parquet).
+labels and fix rates (against the random control), the flagged latents grouped into concepts
+(`diagnostics.concepts`) with flagged vs selection-matched-null fix rates per failure class, and
+the per-item export (CSV / Parquet).
 
 Fix rate of a feature = the share of the failures that flag it where zero-ablating the flagged set
 (which includes it) made the model reach the expected answer; the control fix rate next to it is
@@ -17,12 +19,13 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from diagnostics.concepts import ConceptBasis, FlaggedFailure, audit_concepts
 from service.models import Job, Report, ReportFeature
 
 ITEM_COLUMNS = [
     "item_index", "job_id", "status", "error", "report_id", "correct", "failure_class",
-    "format_ok", "ablation_fixed", "control_fix_rate", "n_flagged", "prompt", "expected",
-    "extracted", "verdict",
+    "format_ok", "ablation_fixed", "control_fix_rate", "null_fix_rate", "n_flagged", "prompt",
+    "expected", "extracted", "verdict",
 ]  # fmt: skip
 
 
@@ -41,6 +44,7 @@ def audit_frames(session: Session, audit_id: str) -> tuple[pd.DataFrame, pd.Data
             r.format_ok,
             r.ablation_fixed,
             r.control_fix_rate,
+            r.body["null"]["fix_rate"].as_float().label("null_fix_rate"),
             r.n_flagged,
             r.prompt_preview.label("prompt"),
             r.expected,
@@ -66,9 +70,22 @@ def audit_frames(session: Session, audit_id: str) -> tuple[pd.DataFrame, pd.Data
 
 
 def summarize(
-    items: pd.DataFrame, features: pd.DataFrame, *, min_count: int = 2, top: int = 20
+    items: pd.DataFrame,
+    features: pd.DataFrame,
+    basis: ConceptBasis | None = None,
+    *,
+    min_count: int = 2,
+    top: int = 20,
 ) -> dict:
-    """The audit summary as plain JSON-ready values."""
+    """The audit summary as plain JSON-ready values.
+
+    `concepts` (empty without `basis`, the SAE's decoder and atlas descriptions) lists the
+    concepts flagged in at least `min_count` failures, most failures first, each
+    {concept: its name (most flagged description), description: its latents' distinct
+    descriptions " / "-joined, latents: [id], failures: n, flagged_fix_rate, null_fix_rate,
+    verified, with_null, by_kind: {failure_class: {failures, flagged_fix_rate, null_fix_rate,
+    verified, with_null}}, generic: every latent generic, generic_latents: [id]}; a fix rate is
+    over the failures where it was measured (`verified` / `with_null` of them), None when none."""
     reports = items[items["report_id"].notna()]
     n = len(reports)
     correct = reports["correct"].astype(bool) if n else pd.Series(dtype=bool)
@@ -89,7 +106,9 @@ def summarize(
         },
         "ablation_fix_rate": _mean(wrong["ablation_fixed"]),
         "control_fix_rate": _mean(wrong["control_fix_rate"]),
+        "null_fix_rate": _mean(wrong["null_fix_rate"]),
         "recurring_features": [],
+        "concepts": [],
     }
     if len(wrong) and len(features):
         merged = features.merge(
@@ -115,7 +134,30 @@ def summarize(
                 {"feature": int(fid)} | {k: _plain(v) for k, v in row.items()}
                 for fid, row in grouped.iterrows()
             ]
+        if basis is not None:
+            out["concepts"] = [
+                c.as_json()
+                for c in audit_concepts(
+                    flagged_failures(wrong, features), basis, min_failures=min_count, top=top
+                )
+            ]
     return out
+
+
+def flagged_failures(wrong: pd.DataFrame, features: pd.DataFrame) -> list[FlaggedFailure]:
+    """The wrong answers with their flagged latents (those with none are left out)."""
+    latents = features.sort_values("rank").groupby("report_id")["feature_id"].agg(list)
+    return [
+        FlaggedFailure(
+            report_id=str(row.report_id),
+            kind=str(row.failure_class),
+            latents=[int(j) for j in latents[row.report_id]],
+            fixed=None if pd.isna(row.ablation_fixed) else bool(row.ablation_fixed),
+            null_fix_rate=None if pd.isna(row.null_fix_rate) else float(row.null_fix_rate),
+        )
+        for row in wrong.itertuples()
+        if row.report_id in latents.index
+    ]
 
 
 def export_frame(items: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from diagnostics.concepts import ConceptBasis
 from diagnostics.options import DiagnosisOptions
 from service.audit_progress import AuditProgress, audit_progress
 from service.audit_summary import (
@@ -87,7 +88,9 @@ def run_audit_in_process(
         on_done=lambda _job, _status: report_progress(),
     )
     with session_scope(settings.database_url) as session:
-        summary = summarize(*audit_frames(session, audit.id))
+        summary = summarize(
+            *audit_frames(session, audit.id), ConceptBasis.of(runtime.sae, runtime.atlas)
+        )
     return AuditRun(audit_id=audit.id, summary=summary)
 
 

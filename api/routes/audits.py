@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
+from api.atlas_cache import concept_basis_of
 from api.auth import Caller, CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
 from api.problem_details import Problem, not_found
@@ -161,12 +162,15 @@ def get_audit(audit_id: str, session: SessionDep, caller: CallerKey) -> AuditPro
 
 
 @router.get("/{audit_id}/summary")
-def get_audit_summary(audit_id: str, session: SessionDep, caller: CallerKey) -> dict:
-    """Accuracy, failure classes, recurring flagged features with labels and fix rates."""
+def get_audit_summary(
+    audit_id: str, session: SessionDep, settings: SettingsDep, caller: CallerKey
+) -> dict:
+    """Accuracy, failure classes, recurring flagged features with labels and fix rates, and the
+    flagged latents grouped into concepts (see service.audit_summary.summarize)."""
     audit = _audit(session, audit_id, caller)
     items, features = audit_frames(session, audit_id)
     return {"progress": audit_progress(session, audit).model_dump(mode="json")} | summarize(
-        items, features
+        items, features, concept_basis_of(settings)
     )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
-from api.atlas_cache import atlas_of
+from api.atlas_cache import atlas_of, concept_basis_of
 from api.deps import SessionDep, SettingsDep
 from api.pages.auth import KEY_COOKIE, PageCaller, safe_next, same_origin
 from api.pages.filters import parse_list_query
@@ -174,14 +174,14 @@ def audits_page(request: Request, session: SessionDep, caller: PageCaller) -> Re
 
 @router.get("/audits/{audit_id}")
 def audit_page(
-    audit_id: str, request: Request, session: SessionDep, caller: PageCaller
+    audit_id: str, request: Request, session: SessionDep, settings: SettingsDep, caller: PageCaller
 ) -> Response:
     """An audit: progress, accuracy, failure classes and the features recurring in failures."""
     audit = find_audit(session, audit_id, scope=caller.scope)
     if audit is None:
         raise not_found("audit", audit_id)
     items, features = audit_frames(session, audit_id)
-    summary = summarize(items, features)
+    summary = summarize(items, features, concept_basis_of(settings))
     shown = items.head(AUDIT_ITEMS_SHOWN).astype(object)
     shown = shown.where(shown.notna(), None)
     return render(

@@ -216,6 +216,7 @@ def test_summary_counts_and_fix_rates():
             "format_ok": [True, True, False, True, None],
             "ablation_fixed": [True, False, True, None, None],
             "control_fix_rate": [0.0, 0.5, 0.0, None, None],
+            "null_fix_rate": [0.2, 0.0, None, None, None],
             "n_flagged": [2, 1, 1, 0, None],
             "prompt": ["p"] * 5, "expected": ["1"] * 5, "extracted": ["2"] * 5, "verdict": ["v"] * 5,
         }
@@ -234,6 +235,7 @@ def test_summary_counts_and_fix_rates():
     assert (s["n_items"], s["n_reports"], s["n_failed_jobs"], s["n_wrong"]) == (5, 4, 1, 3)
     assert s["accuracy"] == 0.25 and s["strict_accuracy"] == 0.25
     assert s["failure_classes"] == {"misread_number": 1, "wrong_operation": 2}
+    assert s["null_fix_rate"] == pytest.approx(0.1)  # over the failures with a null
     [top] = s["recurring_features"]  # feature 8 appears once: not recurring
     assert top["feature"] == 7 and top["label"] == "carry" and top["n_failures"] == 3
     assert top["fix_rate"] == pytest.approx(2 / 3) and top["control_fix_rate"] == pytest.approx(
@@ -242,3 +244,24 @@ def test_summary_counts_and_fix_rates():
     assert top["share_of_failures"] == 1.0 and top["mean_attribution"] == pytest.approx(-2.0)
     exported = export_frame(items, features)
     assert list(exported["flagged_features"]) == ["7;8", "7", "7", "", ""]
+
+
+def test_audit_frames_read_the_null_fix_rate_from_stored_reports(service_env):
+    import pandas as pd
+
+    from service.audit_summary import audit_frames
+    from service.datasets import ProblemItem
+    from service.submissions import create_audit
+
+    rng = random.Random(3)
+    opts = DiagnosisOptions.model_validate(FAST_OPTIONS)
+    with session_scope(service_env.database_url) as session:
+        items = [ProblemItem(index=i, prompt=f"q{i}", expected="1") for i in range(3)]
+        audit, job_ids = create_audit(session, items, opts)
+        for k, job_id in enumerate(job_ids[:2]):
+            report = synthetic_report(rng, correct=False, flagged=[5, 6])
+            report.null = report.null.model_copy(update={"fix_rate": 0.25 * (k + 1)})
+            store_report(session, report, job_id, audit.id)
+        frame, features = audit_frames(session, audit.id)
+    assert list(frame["null_fix_rate"][:2]) == [0.25, 0.5] and pd.isna(frame["null_fix_rate"][2])
+    assert sorted(features["feature_id"]) == [5, 5, 6, 6]
