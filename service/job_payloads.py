@@ -14,12 +14,14 @@ PROMPT_HARD_LIMIT = 100_000  # schema bound; settings.max_prompt_chars is the co
 
 
 class DiagnosisPayload(BaseModel):
-    """Diagnose `prompt` against `expected` (and a worked `reference` solution, if any)."""
+    """Diagnose `prompt` against `expected` (and a worked `reference` solution, if any); with
+    `output`, diagnose that response as given (an eval run's) instead of generating one."""
 
     kind: ClassVar[JobKind] = JobKind.diagnosis
     prompt: str
     expected: str
     reference: str | None = None
+    output: str | None = Field(None, max_length=PROMPT_HARD_LIMIT)
     options: DiagnosisOptions = Field(default_factory=DiagnosisOptions)
 
 

@@ -139,6 +139,7 @@ def _diagnose(rt: Runtime, payload: DiagnosisPayload):
         atlas=rt.atlas,
         options=payload.options,
         sae_id=rt.sae_id,
+        output=payload.output,
     )
 
 
