@@ -58,6 +58,13 @@ def max_abs(values: Iterable[float | None]) -> float:
     return max((abs(v) for v in values if v is not None), default=0.0)
 
 
+def audit_name(audit: Any) -> str:
+    """What a person calls an audit: its name, else its source file and when it was made."""
+    if getattr(audit, "name", ""):
+        return audit.name
+    return f"{audit.source or 'audit'} · {fmt_ts(audit.created_at)}"
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -67,7 +74,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(ts=fmt_ts, num=fmt_num, pct=fmt_pct, tok=display_text)
-    env.globals.update(max_abs=max_abs)
+    env.globals.update(max_abs=max_abs, audit_name=audit_name)
     return env
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -18,6 +19,13 @@ from api.pages.heatmap import (
     prompt_length,
     report_scale,
 )
+from api.pages.report_view import (
+    aligned_texts,
+    attribution_strip,
+    continuation_prefix,
+    evidence_chart,
+    next_token_rows,
+)
 from api.pages.templating import render
 from api.problem_details import Problem, not_found
 from diagnostics.atlas.describe import element_rows
@@ -26,7 +34,13 @@ from service.api_keys import verify_api_key
 from service.audit_progress import audit_progress, recent_audits
 from service.audit_summary import audit_frames, summarize
 from service.models import Audit
-from service.report_queries import ReportFilters, feature_stats, list_reports, stored_report
+from service.report_queries import (
+    SORT_KEYS,
+    ReportFilters,
+    feature_stats,
+    list_reports,
+    stored_report,
+)
 
 router = APIRouter(include_in_schema=False)
 AUDIT_ITEMS_SHOWN = 200
@@ -45,6 +59,26 @@ def _page_urls(request: Request, offset: int, limit: int, count: int) -> dict[st
     }
 
 
+@dataclass(frozen=True)
+class SortLink:
+    url: str
+    active: bool
+    arrow: str  # ' ↓' / ' ↑' on the column the list is sorted by
+
+
+def _sort_links(request: Request, current: str) -> dict[str, SortLink]:
+    """Per sortable column: the list sorted by it (descending first, again: ascending), keeping
+    the filters and going back to the first page."""
+    links = {}
+    for key in SORT_KEYS:
+        active = current.lstrip("-") == key
+        target = key if current == f"-{key}" else f"-{key}"
+        url = request.url.remove_query_params("offset").include_query_params(sort=target)
+        arrow = (" ↓" if current.startswith("-") else " ↑") if active else ""
+        links[key] = SortLink(f"{url.path}?{url.query}", active, arrow)
+    return links
+
+
 @router.get("/")
 def index() -> RedirectResponse:
     return RedirectResponse("/reports", status_code=307)
@@ -52,14 +86,17 @@ def index() -> RedirectResponse:
 
 @router.get("/reports")
 def reports_page(request: Request, session: SessionDep, _: PageCaller) -> Response:
-    """Stored reports, newest first, filtered like GET /v1/reports."""
+    """Stored reports, newest first or sorted by a column, filtered like GET /v1/reports."""
     query = parse_list_query(request.query_params)
-    rows, count = list_reports(session, query.filters, limit=query.limit, offset=query.offset)
+    rows, count = list_reports(
+        session, query.filters, limit=query.limit, offset=query.offset, sort=query.sort
+    )
     return render(
         request,
         "reports.html",
         {
             "rows": rows,
+            "sort_links": _sort_links(request, query.sort),
             "count": count,
             "offset": query.offset,
             "form": query.form,
@@ -70,12 +107,18 @@ def reports_page(request: Request, session: SessionDep, _: PageCaller) -> Respon
 
 
 @router.get("/reports/{report_id}")
-def report_page(report_id: str, request: Request, session: SessionDep, _: PageCaller) -> Response:
-    """One report: both paths as token heatmaps, flagged features, evidence and verdict."""
+def report_page(
+    report_id: str, request: Request, session: SessionDep, settings: SettingsDep, _: PageCaller
+) -> Response:
+    """One report around its verdict: the first wrong step in the model's text beside the
+    corrected path, the next-token distribution where they part, the attribution strip, both
+    paths as token heatmaps (hover or focus: a token's labelled latents), the flagged features
+    and the ablation evidence against the null."""
     stored = stored_report(session, report_id)
     if stored is None:
         raise not_found("report", report_id)
     report = stored.report
+    label_of = _labeller(report, settings)
     raw = request.query_params.get("feature", "")
     feature = int(raw) if raw.isdigit() and int(raw) in report.flagged_ids else None
     scale = report_scale(report, feature)
@@ -87,6 +130,7 @@ def report_page(report_id: str, request: Request, session: SessionDep, _: PageCa
         divergence_at=at,
         prompt_len=prompt_length(report),
         wrong_span=report.first_error.output_span if report.first_error else None,
+        label_of=label_of,
     )
     return render(
         request,
@@ -97,9 +141,33 @@ def report_page(report_id: str, request: Request, session: SessionDep, _: PageCa
             "feature": feature,
             "scale": scale,
             "model_cells": model_cells,
-            "branches": branch_cells(report, scale=scale, feature=feature),
+            "branches": branch_cells(report, scale=scale, feature=feature, label_of=label_of),
+            "aligned": aligned_texts(report),
+            "next_tokens": next_token_rows(report),
+            "strip": attribution_strip(report),
+            "chart": evidence_chart(report) if report.verification else None,
+            "prefix": continuation_prefix(report),
         },
     )
+
+
+def _labeller(report, settings):
+    """Latent id -> label: the report's own labels for its flagged and top latents, the atlas
+    for the rest (when there is one matching the report's SAE width)."""
+    known = {f.feature: f.label for f in report.flagged if f.label}
+    if report.attribution:
+        for a in report.attribution.top_positive + report.attribution.top_negative:
+            if a.label:
+                known.setdefault(a.feature, a.label)
+    atlas = atlas_of(settings)
+    usable = atlas is not None and atlas.d_sae == report.identity.sae_d_sae
+
+    def label_of(fid: int) -> str:
+        if fid in known:
+            return known[fid]
+        return atlas.label(fid) if usable and fid < atlas.d_sae else ""
+
+    return label_of
 
 
 @router.get("/features/{feature_id}")
