@@ -31,6 +31,7 @@ BODY_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
     "gap": (("divergence", "metric"), "float"),
     "ablation_gain": (("verification", "metric_change"), "float"),
     "null_percentile": (("null", "percentile"), "float"),
+    "null_fix_rate": (("null", "fix_rate"), "float"),
     "evidence": (("evidence",), "str"),
 }
 """Export columns read from the stored report body: (JSON path, type). `gap` is logit(corrected
@@ -116,6 +117,7 @@ def summarize(
         },
         "ablation_fix_rate": _mean(wrong["ablation_fixed"]),
         "control_fix_rate": _mean(wrong["control_fix_rate"]),
+        "null_fix_rate": _mean(wrong["null_fix_rate"]) if "null_fix_rate" in wrong else None,
         "recurring_features": [],
     }
     if len(wrong) and len(features):

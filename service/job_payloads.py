@@ -36,8 +36,19 @@ class SteerPayload(BaseModel):
     concept: list[str | int] | None = Field(None, max_length=64)
 
 
-JobPayload = DiagnosisPayload | SteerPayload
-PAYLOAD_OF: dict[JobKind, type[JobPayload]] = {p.kind: p for p in (DiagnosisPayload, SteerPayload)}
+class SearchPayload(BaseModel):
+    """Find the latents that fire on `text` (and not on `versus`), as `features search` does."""
+
+    kind: ClassVar[JobKind] = JobKind.search
+    text: str = Field(min_length=1, max_length=PROMPT_HARD_LIMIT)
+    versus: str | None = Field(None, max_length=PROMPT_HARD_LIMIT)
+    top: int = Field(20, ge=1, le=200)
+
+
+JobPayload = DiagnosisPayload | SteerPayload | SearchPayload
+PAYLOAD_OF: dict[JobKind, type[JobPayload]] = {
+    p.kind: p for p in (DiagnosisPayload, SteerPayload, SearchPayload)
+}
 
 
 def read_payload(kind: str, payload: dict) -> JobPayload:

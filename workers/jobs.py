@@ -4,7 +4,7 @@
 1. claim: `deliveries += 1`, status -> running (atomic UPDATE); a job already done or failed is
    left alone (a redelivered message is a no-op), and a job delivered more than
    `settings.max_deliveries` times (its worker kept dying) is failed instead of run again;
-2. run the diagnosis (or steering) with the process's runtime;
+2. run the diagnosis (or steering, or a feature search) with the process's runtime;
 3. store the report idempotently (one per job) and mark the job done, or failed with a message.
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from service.db import session_scope
-from service.job_payloads import DiagnosisPayload, SteerPayload, read_payload
+from service.job_payloads import DiagnosisPayload, SearchPayload, SteerPayload, read_payload
 from service.models import TERMINAL, Audit, Job, JobStatus
 from service.report_store import store_report
 from service.settings import Settings, get_settings
@@ -107,6 +107,8 @@ def run_job(
             payload = read_payload(job.kind, job.payload)
             if isinstance(payload, SteerPayload):
                 finish(session, job_id, JobStatus.done, result=_steer(rt, payload))
+            elif isinstance(payload, SearchPayload):
+                finish(session, job_id, JobStatus.done, result=_search(rt, payload))
             else:
                 report = _diagnose(rt, payload)
                 store_report(session, report, job_id, job.audit_id)
@@ -157,6 +159,15 @@ def _steer(rt: Runtime, payload: SteerPayload) -> dict:
         concept=payload.concept or None,
     )
     return result.to_json()
+
+
+def _search(rt: Runtime, payload: SearchPayload) -> dict:
+    from diagnostics.atlas import search_text
+
+    hits = search_text(
+        rt.lm, rt.sae, payload.text, versus=payload.versus or None, top=payload.top, atlas=rt.atlas
+    )
+    return {"hits": [h.model_dump() for h in hits]}
 
 
 def _maybe_finish_audit(session: Session, audit_id: str | None) -> None:

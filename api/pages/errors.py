@@ -11,7 +11,7 @@ from starlette.responses import Response
 from api.pages.templating import render
 from api.problem_details import Problem, status_phrase
 
-PAGE_PREFIXES = ("/reports", "/features", "/audits", "/login", "/logout")
+PAGE_PREFIXES = ("/reports", "/features", "/audits", "/diagnoses", "/steer", "/login", "/logout")
 API_PREFIXES = ("/v1", "/docs", "/healthz", "/readyz", "/static")
 
 

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlmodel import select
 
 from api.atlas_cache import atlas_of
 from api.deps import SessionDep, SettingsDep
+from api.pages.audit_view import (
+    accuracy_segments,
+    bar_chart,
+    fix_rate_bars,
+    item_prompt,
+    recurring_concepts,
+)
 from api.pages.auth import KEY_COOKIE, PageCaller, safe_next, same_origin
 from api.pages.filters import parse_list_query
 from api.pages.heatmap import (
@@ -32,8 +41,8 @@ from diagnostics.atlas.describe import element_rows
 from diagnostics.failure_classes import FailureClass
 from service.api_keys import verify_api_key
 from service.audit_progress import audit_progress, recent_audits
-from service.audit_summary import audit_frames, summarize
-from service.models import Audit
+from service.audit_summary import audit_frames, export_frame, summarize
+from service.models import Audit, Job
 from service.report_queries import (
     SORT_KEYS,
     ReportFilters,
@@ -210,9 +219,18 @@ def feature_page(
             "n_reports": n_reports,
             "n_failures": n_failures,
             "fix_rate": fix_rate,
+            "steer_prompt": _steer_prompt(entry),
         }
         | _page_urls(request, query.offset, query.limit, count),
     )
+
+
+def _steer_prompt(entry) -> str:
+    """A prompt to try steering on: the strongest atlas context up to its peak token."""
+    if entry is None or not entry.top_contexts:
+        return ""
+    ctx = entry.top_contexts[0]
+    return "".join(ctx.tokens[: ctx.peak_index]).strip()
 
 
 @router.get("/audits")
@@ -236,16 +254,39 @@ def audit_page(audit_id: str, request: Request, session: SessionDep, _: PageCall
         raise not_found("audit", audit_id)
     items, features = audit_frames(session, audit_id)
     summary = summarize(items, features)
-    shown = items.head(AUDIT_ITEMS_SHOWN).astype(object)
+    progress = audit_progress(session, audit)
+    shown = export_frame(items, features).head(AUDIT_ITEMS_SHOWN).astype(object)
     shown = shown.where(shown.notna(), None)
+    rows = shown.to_dict("records")
+    pending = {r["job_id"] for r in rows if r["report_id"] is None}
+    if pending:  # no report yet: the prompt from the job itself
+        payloads = dict(session.exec(select(Job.id, Job.payload).where(Job.id.in_(pending))).all())  # type: ignore[union-attr]
+        for r in rows:
+            if r["job_id"] in payloads:
+                r["prompt"] = item_prompt(payloads[r["job_id"]].get("prompt"))
+    recurring_kind, recurring = recurring_concepts(summary, items, features, audit_id)
+    classes = sorted(summary["failure_classes"].items(), key=lambda kv: -kv[1])
     return render(
         request,
         "audit.html",
         {
-            "progress": audit_progress(session, audit),
+            "progress": progress,
             "summary": summary,
-            "items": shown.to_dict("records"),
+            "items": rows,
             "n_items": len(items),
+            "refresh": progress.status != "done",
+            "segments": accuracy_segments(summary, progress),
+            "class_bars": bar_chart(
+                [
+                    (k, float(n), str(n), f"/reports?audit_id={audit_id}&failure_class={k}", "")
+                    for k, n in classes
+                ]
+            ),  # fmt: skip
+            "recurring_kind": recurring_kind,
+            "recurring_bars": recurring,
+            "fix_bars": fix_rate_bars(summary),
+            "eval_run": audit.options.get("kind") == "lm-eval",
+            "source_name": PurePath(audit.source).name if audit.source else "",
         },
     )
 
