@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePath
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
@@ -286,7 +285,6 @@ def audit_page(audit_id: str, request: Request, session: SessionDep, _: PageCall
             "recurring_bars": recurring,
             "fix_bars": fix_rate_bars(summary),
             "eval_run": audit.options.get("kind") == "lm-eval",
-            "source_name": PurePath(audit.source).name if audit.source else "",
         },
     )
 

@@ -200,7 +200,7 @@ def page(browser: Browser, site: Site) -> Iterator[Page]:
     context = browser.new_context()
     context.add_cookies([{"name": KEY_COOKIE, "value": site.api_key, "url": site.base_url}])
     page = context.new_page()
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(30_000)  # the machine is shared: a first page can take a while
     try:
         yield page
     finally:

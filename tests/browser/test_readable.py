@@ -26,6 +26,10 @@ def page_paths(site: Site) -> dict[str, str]:
         "feature": f"/features/{report.flagged[0].feature}",
         "audits": "/audits",
         "audit": f"/audits/{site.audit_id}",
+        "features": "/features?q=harbour",
+        "diagnose": "/diagnoses/new",
+        "audit_new": "/audits/new",
+        "login": "/login",
     }
 
 
