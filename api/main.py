@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api.edge import EdgeGuard
 from api.pages.errors import install_page_handlers
 from api.pages.templating import STATIC_DIR
 from api.problem_details import install_problem_handlers
-from api.routes import audits, diagnoses, features, health, pages, reports, steer
+from api.routes import audits, diagnoses, features, health, page_jobs, pages, reports, steer
 
 API_VERSION = "1.0.0"
+
+
+JOB_PAGES = {"diagnoses": "/diagnoses", "audits": "/audits", "steer": "/steer"}
+
+
+def html_page_for(request: Request) -> str | None:
+    """The page of a /v1 job resource when the client prefers HTML to JSON, else None."""
+    parts = request.url.path.strip("/").split("/")
+    if request.method != "GET" or len(parts) != 3 or parts[0] != "v1":
+        return None
+    accept = request.headers.get("accept", "")
+    if parts[1] not in JOB_PAGES or "text/html" not in accept or "json" in accept:
+        return None
+    return f"{JOB_PAGES[parts[1]]}/{parts[2]}"
 
 
 def create_app() -> FastAPI:
@@ -28,7 +43,17 @@ def create_app() -> FastAPI:
     install_page_handlers(app)  # HTML errors for the web pages, problem+json for the API
     app.add_middleware(EdgeGuard)  # NUL in URLs, API key and rate before the body, body size
 
-    for module in (health, diagnoses, reports, features, steer, audits, pages):
+    @app.middleware("http")
+    async def pages_for_browsers(request: Request, call_next) -> Response:
+        """A browser following a 202 Location (GET /v1/diagnoses/<id>, /v1/audits/<id>,
+        /v1/steer/<id>) asking for HTML is sent to that job's page."""
+        page = html_page_for(request)
+        if page is not None:
+            return RedirectResponse(page, status_code=303)
+        return await call_next(request)
+
+    # page_jobs before pages: its /audits/new and /diagnoses/new precede the /{id} routes
+    for module in (health, diagnoses, reports, features, steer, audits, page_jobs, pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -31,6 +31,12 @@ class DiagnosisRequest(BaseModel):
     reference: Text | None = Field(
         None, max_length=PROMPT_HARD_LIMIT, description="Worked solution."
     )
+    output: str | None = Field(
+        None,
+        max_length=PROMPT_HARD_LIMIT,
+        description="A response to diagnose as given (from an eval run, a sampled run, another "
+        "server) instead of generating one; the report says whether greedy decoding gives it.",
+    )
     mode: AnswerMode | None = Field(None, description="Answer mode (shortcut for options.mode).")
     options: DiagnosisOptions = Field(default_factory=DiagnosisOptions)
 

@@ -24,10 +24,20 @@ def audit(
     source: Annotated[
         str,
         typer.Argument(
-            help="A JSONL/CSV file (GSM8K question/answer, or prompt/expected columns), or a "
-            "dataset name: 'examples' (the project's own problems) or one in DRIFTSCOPE_DATASETS."
+            help="A JSONL/CSV file (GSM8K question/answer, or prompt/expected columns), an "
+            "lm-eval --log_samples file (samples_<task>_<date>.jsonl: its failures are diagnosed "
+            "on the harness's own responses), or a dataset name: 'examples' (the project's own "
+            "problems) or one in DRIFTSCOPE_DATASETS."
         ),
     ],
+    filter_name: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            help="lm-eval samples files: audit the failures under this filter "
+            "(strict-match or flexible-extract; default strict-match).",
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Audit at most N problems.")] = None,
     sample: Annotated[str, typer.Option(help="first or random (seeded).")] = "first",
     seed: Annotated[int, typer.Option(help="Seed of --sample random.")] = 0,
@@ -80,8 +90,9 @@ def audit(
 
     try:
         run = run_audit_in_process(
-            source, options, settings, limit=limit, sample=sample, seed=seed, on_progress=progress
-        )
+            source, options, settings, limit=limit, sample=sample, seed=seed,
+            filter_name=filter_name, on_progress=progress,
+        )  # fmt: skip
     finally:
         if bar is not None:
             bar.close()

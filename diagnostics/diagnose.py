@@ -402,6 +402,7 @@ def _attribution_record(attr, flagging, atlas: Atlas | None) -> Attribution:
         total_feature_attribution=features,
         error_attribution=error,
         nonlinear=attr.metric - baseline - features - error if baseline is not None else None,
+        per_position=(attr.attribution.sum(-1) + attr.error_attribution).tolist(),  # [seq]
         error_share=attr.error_share,
         top_positive=top(True),
         top_negative=top(False),

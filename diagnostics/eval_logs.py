@@ -90,24 +90,33 @@ def read_samples(path: str | Path) -> list[HarnessSample]:
     path = Path(path)
     if not path.is_file():
         raise EvalLogError(f"samples file not found: {path}")
+    return parse_samples(path.read_text(encoding="utf-8"), str(path))
+
+
+def parse_samples(text: str, where: str) -> list[HarnessSample]:
+    """The lines of a samples file's `text` (see read_samples); `where` names it in errors."""
     samples: list[HarnessSample] = []
     seen: set[tuple[int, str]] = set()
-    with path.open(encoding="utf-8") as fh:
-        for lineno, text in enumerate(fh, 1):
-            if not text.strip():
-                continue
-            sample = _parse_line(text, f"{path}:{lineno}", lineno)
-            key = (sample.doc_id, sample.filter)
-            if key in seen:
-                raise EvalLogError(
-                    f"{path}:{lineno}: doc_id {sample.doc_id} appears twice under filter "
-                    f"{sample.filter!r}; is this several runs concatenated?"
-                )
-            seen.add(key)
-            samples.append(sample)
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        sample = _parse_line(line, f"{where}:{lineno}", lineno)
+        key = (sample.doc_id, sample.filter)
+        if key in seen:
+            raise EvalLogError(
+                f"{where}:{lineno}: doc_id {sample.doc_id} appears twice under filter "
+                f"{sample.filter!r}; is this several runs concatenated?"
+            )
+        seen.add(key)
+        samples.append(sample)
     if not samples:
-        raise EvalLogError(f"{path}: no samples: is this an lm-eval --log_samples file?")
+        raise EvalLogError(f"{where}: no samples: is this an lm-eval --log_samples file?")
     return samples
+
+
+def looks_like_samples(row: dict[str, Any]) -> bool:
+    """Whether a JSON row is a samples-file line (a harness log, not a dataset row)."""
+    return {"doc_id", "doc", "arguments", "resps", "filtered_resps", "filter"} <= row.keys()
 
 
 def failures(

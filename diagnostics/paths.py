@@ -14,7 +14,9 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from diagnostics.first_error import Correction
-from diagnostics.report import NEAR_TIE, Divergence
+from diagnostics.report import NEAR_TIE, Divergence, NextToken
+
+TOP_NEXT = 5  # candidates kept of the model's next-token distribution at the divergence
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ def divergence_at(
         else (output_spans[-1][1] if output_spans else 0)
     )
     p_model, p_exp = float(probs[model_id]), float(probs[exp_id])
+    top = probs.topk(min(TOP_NEXT, len(probs)))
     return Divergence(
         position=prompt_len + d,
         path_index=d,
@@ -93,4 +96,8 @@ def divergence_at(
         prob_model=p_model,
         near_tie=p_model - p_exp < NEAR_TIE,
         context=tok.decode(output_ids[max(0, d - 12) : d], skip_special_tokens=True),
+        top_next=[
+            NextToken(token=tok.decode([int(i)]), token_id=int(i), prob=float(p))
+            for p, i in zip(top.values, top.indices, strict=True)
+        ],
     )

@@ -76,6 +76,14 @@ class FirstError(BaseModel):
     gold_source: str | None = None  # annotations | reference | question | derived
 
 
+class NextToken(BaseModel):
+    """A candidate next token and the model's probability for it."""
+
+    token: str
+    token_id: int
+    prob: float
+
+
 class Divergence(BaseModel):
     """The first token where the corrected path leaves the model's own (teacher forcing).
 
@@ -95,6 +103,7 @@ class Divergence(BaseModel):
     prob_model: float
     near_tie: bool = False  # prob_model - prob_expected < NEAR_TIE: a fork, not a confident turn
     context: str = ""  # the few tokens before the divergence
+    top_next: list[NextToken] = Field(default_factory=list)  # the model's top 5 there (2.0+)
 
 
 class FlaggedFeature(BaseModel):
@@ -180,6 +189,9 @@ class Attribution(BaseModel):
         default_factory=list
     )  # toward the expected token
     top_negative: list[FeatureAttribution] = Field(default_factory=list)  # toward the model's token
+    per_position: list[float] = Field(
+        default_factory=list
+    )  # [seq up to the divergence] latents + error term at each position (empty in old reports)
 
 
 class SpanEffect(BaseModel):

@@ -3,6 +3,7 @@ of audits newest first."""
 
 from __future__ import annotations
 
+import statistics
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session, func, select
 
 from service.db import as_aware
-from service.models import Audit, Job, JobStatus
+from service.models import Audit, Job, JobKind, JobStatus
 from service.ownership import Scope
 
 
@@ -24,7 +25,11 @@ class AuditProgress(BaseModel):
     failed: int
     queued: int
     running: int
-    eta_s: float | None = Field(description="Estimated seconds left (from the pace so far).")
+    eta_s: float | None = Field(
+        description="Estimated seconds left: from this audit's pace, or before its first item "
+        "from the median duration of recent diagnoses (see eta_basis)."
+    )
+    eta_basis: Literal["this audit", "recent diagnoses"] | None = None
     created_at: datetime
     finished_at: datetime | None
     options: dict[str, Any]
@@ -41,11 +46,13 @@ def audit_progress(session: Session, audit: Audit, now: datetime | None = None) 
     finished, left = done + failed, queued + running
     now = now or datetime.now(UTC)
     created = as_aware(audit.created_at)
-    eta = None
+    eta, basis = None, None
     if left == 0:
         eta = 0.0
     elif finished:
-        eta = (now - created).total_seconds() / finished * left
+        eta, basis = (now - created).total_seconds() / finished * left, "this audit"
+    elif (typical := typical_job_seconds(session, JobKind.diagnosis)) is not None:
+        eta, basis = typical * left, "recent diagnoses"
     status = "done" if left == 0 else ("running" if finished or running else "queued")
     return AuditProgress(
         id=audit.id,
@@ -58,6 +65,7 @@ def audit_progress(session: Session, audit: Audit, now: datetime | None = None) 
         queued=queued,
         running=running,
         eta_s=eta,
+        eta_basis=basis,
         created_at=created,
         finished_at=as_aware(audit.finished_at),
         options=audit.options,
@@ -68,6 +76,19 @@ def find_audit(session: Session, audit_id: str, *, scope: Scope) -> Audit | None
     """The audit with that id if `scope` may see it."""
     audit = session.get(Audit, audit_id)
     return audit if audit is not None and scope.sees(audit.owner_key_id) else None
+
+
+def typical_job_seconds(session: Session, kind: JobKind, last: int = 20) -> float | None:
+    """The median run time of the last `last` finished jobs of `kind` (None: none finished)."""
+    rows = session.exec(
+        select(Job.started_at, Job.finished_at)
+        .where(Job.kind == str(kind), Job.status == str(JobStatus.done))
+        .where(Job.started_at.is_not(None), Job.finished_at.is_not(None))  # type: ignore[union-attr]
+        .order_by(Job.finished_at.desc())  # type: ignore[union-attr]
+        .limit(last)
+    ).all()
+    durations = [(as_aware(f) - as_aware(s)).total_seconds() for s, f in rows]
+    return statistics.median(durations) if durations else None
 
 
 def recent_audits(

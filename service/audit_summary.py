@@ -20,13 +20,27 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from diagnostics.concepts import ConceptBasis, FlaggedFailure, audit_concepts
-from service.models import Job, Report, ReportFeature
+from service.models import Audit, Job, Report, ReportFeature
 
 ITEM_COLUMNS = [
     "item_index", "job_id", "status", "error", "report_id", "correct", "failure_class",
     "format_ok", "ablation_fixed", "control_fix_rate", "null_fix_rate", "n_flagged", "prompt",
     "expected", "extracted", "verdict",
 ]  # fmt: skip
+BODY_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
+    "first_error_kind": (("first_error", "kind"), "str"),
+    "first_error_step": (("first_error", "step_text"), "str"),
+    "first_error_should_be": (("first_error", "should_be"), "str"),
+    "divergence_model_token": (("divergence", "model_token"), "str"),
+    "divergence_expected_token": (("divergence", "expected_token"), "str"),
+    "gap": (("divergence", "metric"), "float"),
+    "ablation_gain": (("verification", "metric_change"), "float"),
+    "null_percentile": (("null", "percentile"), "float"),
+    "evidence": (("evidence",), "str"),
+}
+"""Export columns read from the stored report body: (JSON path, type). `gap` is logit(corrected
+token) - logit(model's token) at the divergence; `ablation_gain` is its change when the flagged
+latents are zero-ablated together; `null_percentile` ranks that change among the null's draws."""
 
 
 def audit_frames(session: Session, audit_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -50,6 +64,10 @@ def audit_frames(session: Session, audit_id: str) -> tuple[pd.DataFrame, pd.Data
             r.expected,
             r.extracted,
             r.verdict,
+            *[
+                _body_value(r.body, path, kind).label(name)
+                for name, (path, kind) in BODY_COLUMNS.items()
+            ],
         )  # fmt: skip
         .select_from(Job.__table__.outerjoin(Report.__table__, r.job_id == j.id))
         .where(j.audit_id == audit_id)
@@ -61,12 +79,26 @@ def audit_frames(session: Session, audit_id: str) -> tuple[pd.DataFrame, pd.Data
         .select_from(ReportFeature.__table__.join(Report.__table__, r.id == f.report_id))
         .where(r.audit_id == audit_id)
     ).all()
-    items_df = pd.DataFrame([tuple(row) for row in items], columns=ITEM_COLUMNS)
+    items_df = pd.DataFrame(
+        [tuple(row) for row in items], columns=ITEM_COLUMNS + list(BODY_COLUMNS)
+    )
+    audit = session.get(Audit, audit_id)
+    if audit is not None and audit.options.get("kind") == "lm-eval":
+        items_df.insert(0, "doc_id", items_df["item_index"])  # the harness's document id
     feats_df = pd.DataFrame(
         [tuple(row) for row in feats],
         columns=["report_id", "feature_id", "rank", "label", "attribution", "ablation_effect"],
     )
     return items_df, feats_df
+
+
+def _body_value(body, path: tuple[str, ...], kind: str):
+    """A scalar inside the report's JSON body, on SQLite and PostgreSQL alike (indexed key by
+    key: a tuple path reads NULL on PostgreSQL JSONB)."""
+    node = body
+    for key in path:
+        node = node[key]
+    return node.as_float() if kind == "float" else node.as_string()
 
 
 def summarize(
@@ -106,7 +138,7 @@ def summarize(
         },
         "ablation_fix_rate": _mean(wrong["ablation_fixed"]),
         "control_fix_rate": _mean(wrong["control_fix_rate"]),
-        "null_fix_rate": _mean(wrong["null_fix_rate"]),
+        "null_fix_rate": _mean(wrong["null_fix_rate"]) if "null_fix_rate" in wrong else None,
         "recurring_features": [],
         "concepts": [],
     }

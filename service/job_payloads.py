@@ -17,13 +17,14 @@ ConceptTokenId = Annotated[int, Field(ge=0, le=INT32_MAX)]
 
 
 class DiagnosisPayload(BaseModel):
-    """Diagnose `prompt` against `expected` (and a worked `reference` solution, if any)."""
+    """Diagnose `prompt` against `expected` (and a worked `reference` solution, if any); with
+    `output`, diagnose that response as given (an eval run's) instead of generating one."""
 
     kind: ClassVar[JobKind] = JobKind.diagnosis
     prompt: str
     expected: str
     reference: str | None = None
-    output: str | None = None  # a response to diagnose instead of generating one (an eval run's)
+    output: str | None = Field(None, max_length=PROMPT_HARD_LIMIT)
     options: DiagnosisOptions = Field(default_factory=DiagnosisOptions)
 
 
@@ -45,8 +46,19 @@ class SteerPayload(BaseModel):
     )
 
 
-JobPayload = DiagnosisPayload | SteerPayload
-PAYLOAD_OF: dict[JobKind, type[JobPayload]] = {p.kind: p for p in (DiagnosisPayload, SteerPayload)}
+class SearchPayload(BaseModel):
+    """Find the latents that fire on `text` (and not on `versus`), as `features search` does."""
+
+    kind: ClassVar[JobKind] = JobKind.search
+    text: str = Field(min_length=1, max_length=PROMPT_HARD_LIMIT)
+    versus: str | None = Field(None, max_length=PROMPT_HARD_LIMIT)
+    top: int = Field(20, ge=1, le=200)
+
+
+JobPayload = DiagnosisPayload | SteerPayload | SearchPayload
+PAYLOAD_OF: dict[JobKind, type[JobPayload]] = {
+    p.kind: p for p in (DiagnosisPayload, SteerPayload, SearchPayload)
+}
 
 
 def read_payload(kind: str, payload: dict) -> JobPayload:

@@ -45,6 +45,7 @@ class JobStatus(StrEnum):
 class JobKind(StrEnum):
     diagnosis = "diagnosis"
     steer = "steer"
+    search = "search"
 
 
 TERMINAL = (JobStatus.done, JobStatus.failed)

@@ -94,17 +94,38 @@ class ReportFilters:
         return out
 
 
+def _order(sort: str) -> list:
+    column = SORT_KEYS[sort.lstrip("-")]
+    first = column.desc() if sort.startswith("-") else column.asc()
+    return [first, Report.__table__.c.created_at.desc(), Report.__table__.c.id.desc()]
+
+
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 SUMMARY_COLUMNS = [c for c in Report.__table__.c if c.name != "body"]
+SORT_KEYS = {
+    "created": Report.__table__.c.created_at,
+    "correct": Report.__table__.c.correct,
+    "failure_class": Report.__table__.c.failure_class,
+    "n_flagged": Report.__table__.c.n_flagged,
+    "ablation_fixed": Report.__table__.c.ablation_fixed,
+}
+"""Columns the report list can be ordered by (`sort=key`, `-key` for descending)."""
 
 
 def list_reports(
-    session: Session, filters: ReportFilters, *, scope: Scope, limit: int = 50, offset: int = 0
+    session: Session,
+    filters: ReportFilters,
+    *,
+    scope: Scope,
+    limit: int = 50,
+    offset: int = 0,
+    sort: str = "-created",
 ) -> tuple[list[ReportSummary], int]:
-    """One page of the reports `scope` may see that match, newest first, and their number."""
+    """One page of the reports `scope` may see that match, in `sort` order (newest first by
+    default; ties newest first), and their number."""
     clauses = filters.clauses() + scope.clauses(Report.__table__.c.owner_key_id)
     count = session.execute(
         sa.select(func.count()).select_from(Report.__table__).where(*clauses)
@@ -112,7 +133,7 @@ def list_reports(
     rows = session.execute(
         sa.select(*SUMMARY_COLUMNS)
         .where(*clauses)
-        .order_by(Report.created_at.desc(), Report.id.desc())  # type: ignore[union-attr]
+        .order_by(*_order(sort))
         .limit(limit)
         .offset(offset)
     ).all()

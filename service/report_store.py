@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
+from diagnostics.gold_solution import last_question
 from diagnostics.report import DriftReport
 from service.models import Report, ReportFeature, new_id
 
@@ -32,7 +33,7 @@ def report_columns(
         "ablation_fixed": report.verification.fixed if report.verification else None,
         "control_fix_rate": report.control.fix_rate if report.control else None,
         "n_flagged": len(report.flagged),
-        "prompt_preview": report.prompt[:300],
+        "prompt_preview": last_question(report.prompt)[:300],  # an eval prompt: not its examples
         "expected": report.expected[:1000],
         "extracted": (report.judgement.extracted or None) and report.judgement.extracted[:200],
         "verdict": report.verdict,

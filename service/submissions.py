@@ -74,6 +74,7 @@ def create_audit(
                 prompt=item.prompt,
                 expected=item.expected,
                 reference=item.reference,
+                output=item.output,
                 options=options,
             ).model_dump(mode="json"),  # fmt: skip
             "audit_id": audit.id,

@@ -21,7 +21,7 @@ from service.audit_summary import (
     to_csv_bytes,
     to_parquet_bytes,
 )
-from service.datasets import DatasetError, read_dataset_file, sample_items
+from service.datasets import DatasetError, audit_extra, read_dataset_file, sample_items
 from service.db import migrate, session_scope
 from service.settings import Settings
 from service.submissions import create_audit
@@ -56,21 +56,25 @@ def run_audit_in_process(
     sample: str = "first",
     seed: int = 0,
     name: str = "",
+    filter_name: str | None = None,
     on_progress: Callable[[AuditProgress], None] | None = None,
     batch_size: int = 8,
 ) -> AuditRun:
     """Create the audit, run every job here, return its summary.
 
-    `on_progress` is called before the first job and after each one.
+    `on_progress` is called before the first job and after each one. `filter_name` picks the
+    failures of an lm-eval samples file (default strict-match); a dataset refuses it.
     """
     path = resolve_source(source, settings)
-    items = read_dataset_file(path, max_prompt_chars=settings.max_prompt_chars)
-    chosen = sample_items(items, limit, sample, seed)
+    dataset = read_dataset_file(
+        path, max_prompt_chars=settings.max_prompt_chars, filter_name=filter_name
+    )
+    chosen = sample_items(dataset.items, limit, sample, seed)
     migrate(settings.database_url)
     with session_scope(settings.database_url) as session:
         audit, job_ids = create_audit(
-            session, chosen, options, name=name or path.stem, source=str(path),
-            extra={"limit": limit, "sample": sample, "seed": seed, "n_in_file": len(items)},
+            session, chosen, dataset.options_for(options), name=name or path.stem,
+            source=path.name, extra=audit_extra(dataset, limit, sample, seed),
         )  # fmt: skip
 
     def report_progress() -> None:

@@ -5,7 +5,8 @@
    done or failed is left alone (a redelivered message is a no-op), a running job only when its
    lease expired (no heartbeat for `settings.lease_s`: its worker died), and a job delivered more
    than `settings.max_deliveries` times (its worker kept dying) is failed instead of run again;
-2. run the diagnosis (or steering) with the process's runtime while a thread renews the lease;
+2. run the diagnosis (or steering, or a feature search) with the process's runtime while a
+   thread renews the lease (diagnoses in batches: `run_jobs`);
 3. store the report idempotently (one per job) and mark the job done, or failed with a message,
    retrying the write while the database is unreachable (up to `settings.result_write_retry_s`).
 
@@ -27,7 +28,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from service.db import DB_ERRORS, session_scope
-from service.job_payloads import DiagnosisPayload, SteerPayload, read_payload
+from service.job_payloads import DiagnosisPayload, SearchPayload, SteerPayload, read_payload
 from service.models import TERMINAL, Audit, Job, JobStatus
 from service.report_store import store_report
 from service.settings import Settings, get_settings
@@ -229,9 +230,9 @@ def run_jobs(
             except Exception as err:  # a stored payload that does not fit: the job fails alone
                 done(job, delivery, JobStatus.failed, _failure(job.id, delivery, _message(err)))
                 continue
-            if isinstance(payload, SteerPayload):
+            if isinstance(payload, SteerPayload | SearchPayload):
                 with Heartbeat(settings, job.id, delivery):
-                    status, write = _steer_job(job, delivery, payload, settings, runtime, timeout)
+                    status, write = _result_job(job, delivery, payload, settings, runtime, timeout)
                 done(job, delivery, status, write)
             else:
                 diagnoses.append((job, delivery, payload))
@@ -307,11 +308,11 @@ def _message(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-def _steer_job(job, delivery, payload, settings, runtime, timeout):
-    """Run a steering job; (final status, the write that records it)."""
+def _result_job(job, delivery, payload, settings, runtime, timeout):
+    """Run a steering or feature-search job; (final status, the write that records it)."""
     try:
         rt = (runtime or (lambda: get_runtime(settings)))()
-        result = _steer(rt, payload)
+        result = _steer(rt, payload) if isinstance(payload, SteerPayload) else _search(rt, payload)
         return JobStatus.done, lambda s: finish(s, job.id, delivery, JobStatus.done, result=result)
     except timeout:
         message = "the job exceeded its time limit"
@@ -335,6 +336,15 @@ def _steer(rt: Runtime, payload: SteerPayload) -> dict:
         concept=payload.concept or None,
     )
     return result.to_json()
+
+
+def _search(rt: Runtime, payload: SearchPayload) -> dict:
+    from diagnostics.atlas import search_text
+
+    hits = search_text(
+        rt.lm, rt.sae, payload.text, versus=payload.versus or None, top=payload.top, atlas=rt.atlas
+    )
+    return {"hits": [h.model_dump() for h in hits]}
 
 
 def _maybe_finish_audit(session: Session, audit_id: str | None) -> None:

@@ -12,7 +12,7 @@ from api.pages.templating import render
 from api.problem_details import DB_RETRY_AFTER_S, Problem, status_phrase
 from service.db import DB_ERRORS
 
-PAGE_PREFIXES = ("/reports", "/features", "/audits", "/login", "/logout")
+PAGE_PREFIXES = ("/reports", "/features", "/audits", "/diagnoses", "/steer", "/login", "/logout")
 API_PREFIXES = ("/v1", "/docs", "/healthz", "/readyz", "/static")
 
 

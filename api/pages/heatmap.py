@@ -7,7 +7,7 @@ CSP can forbid them. Level 0 means "nothing flagged fires here".
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from diagnostics.atlas.records import ContextExample
@@ -22,7 +22,7 @@ class TokenCell:
 
     text: str  # visible text: newlines and tabs as symbols, an empty token as '∅'
     level: int  # colour level, 0 .. HEAT_LEVELS - 1
-    title: str  # tooltip
+    title: str  # tooltip (hover and keyboard focus): the token's strongest latents, labelled
     marked: bool = False  # the divergence token, or the peak of a context
     prompt: bool = False  # a prompt token (the model path starts with the prompt)
     wrong_step: bool = False  # part of the first wrong step of the model's output
@@ -89,28 +89,41 @@ def path_cells(
     prompt_len: int | None = None,
     wrong_span: tuple[int, int] | None = None,
     tokens: list[PathToken] | None = None,
+    label_of: Callable[[int], str] | None = None,
 ) -> list[TokenCell]:
     """The cells of a report path (or of `tokens`, a slice of it); the token at sequence index
     `divergence_at` is marked, the output tokens inside `wrong_span` (characters of the output)
-    are the wrong step."""
+    are the wrong step; `label_of` names the latents in the tooltips."""
     chars = output_char_starts(path, prompt_len) if wrong_span and prompt_len is not None else {}
     cells = []
     for tok in path.tokens if tokens is None else tokens:
         span = chars.get(tok.index)
         wrong = bool(span and wrong_span and span[0] < wrong_span[1] and span[1] > wrong_span[0])
         value = flagged_activation(tok, feature)
-        notes = ", ".join(f"#{f.feature} {f.activation:.3g}" for f in tok.flagged) or "none"
         cells.append(
             TokenCell(
                 text=display_text(tok.token),
                 level=heat_level(value, scale),
-                title=f"position {tok.index} · token {tok.token!r} · flagged: {notes}",
+                title=token_tip(tok, label_of),
                 marked=tok.index == divergence_at,
                 prompt=prompt_len is not None and tok.index < prompt_len,
                 wrong_step=wrong and tok.token.strip() != "",
             )
         )
     return cells
+
+
+def token_tip(tok: PathToken, label_of: Callable[[int], str] | None = None) -> str:
+    """A token's tooltip: its position, its strongest latents with labels, the flagged ones."""
+    lines = [f"position {tok.index} · token {display_text(tok.token)!r}"]
+    for f in tok.top_features:
+        label = (label_of(f.feature) if label_of else "") or "(no label)"
+        lines.append(f"#{f.feature} {f.activation:.3g} · {label}")
+    if not tok.top_features:
+        lines.append("no latent fires here")
+    notes = ", ".join(f"#{f.feature} {f.activation:.3g}" for f in tok.flagged) or "none"
+    lines.append(f"flagged: {notes}")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -123,7 +136,13 @@ class Branches:
 
 
 def branch_cells(
-    report: DriftReport, *, scale: float, feature: int | None, context: int = 12, ahead: int = 24
+    report: DriftReport,
+    *,
+    scale: float,
+    feature: int | None,
+    context: int = 12,
+    ahead: int = 24,
+    label_of: Callable[[int], str] | None = None,
 ) -> Branches | None:
     """The last `context` shared tokens before the divergence, and up to `ahead` tokens of each
     branch after it (the corrected branch is the corrected step)."""
@@ -134,7 +153,7 @@ def branch_cells(
     shared = [t for t in report.model_path.tokens if at - context <= t.index < at]
     model = [t for t in report.model_path.tokens if at <= t.index < at + ahead]
     fixed = [t for t in corrected.tokens if at <= t.index < at + ahead]
-    cells = {"scale": scale, "feature": feature, "divergence_at": at}
+    cells = {"scale": scale, "feature": feature, "divergence_at": at, "label_of": label_of}
     return Branches(
         shared=path_cells(report.model_path, tokens=shared, **cells),
         model=path_cells(report.model_path, tokens=model, **cells),

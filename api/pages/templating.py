@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import jinja2
@@ -58,6 +58,18 @@ def max_abs(values: Iterable[float | None]) -> float:
     return max((abs(v) for v in values if v is not None), default=0.0)
 
 
+def basename(source: str | None) -> str:
+    """A source's file name: older audits stored the server's path to it, which pages hide."""
+    return PurePath(source).name if source else ""
+
+
+def audit_name(audit: Any) -> str:
+    """What a person calls an audit: its name, else its source file and when it was made."""
+    if getattr(audit, "name", ""):
+        return audit.name
+    return f"{basename(audit.source) or 'audit'} · {fmt_ts(audit.created_at)}"
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -66,8 +78,8 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(ts=fmt_ts, num=fmt_num, pct=fmt_pct, tok=display_text)
-    env.globals.update(max_abs=max_abs)
+    env.filters.update(ts=fmt_ts, num=fmt_num, pct=fmt_pct, tok=display_text, basename=basename)
+    env.globals.update(max_abs=max_abs, audit_name=audit_name)
     return env
 
 

@@ -26,7 +26,13 @@ from service.audit_summary import (
     to_csv_bytes,
     to_parquet_bytes,
 )
-from service.datasets import DatasetError, parse_dataset, read_dataset_file, sample_items
+from service.datasets import (
+    DatasetError,
+    audit_extra,
+    parse_dataset,
+    read_dataset_file,
+    sample_items,
+)
 from service.models import Audit
 from service.submissions import create_audit
 from service.validation import INT32_MAX, INT64_MAX, Text
@@ -41,11 +47,23 @@ def create_audit_route(
     settings: SettingsDep,
     caller: CallerKey,
     file: Annotated[
-        UploadFile | None, File(description="JSONL or CSV: GSM8K or prompt/expected.")
+        UploadFile | None,
+        File(
+            description="JSONL or CSV: GSM8K or prompt/expected; or an lm-eval --log_samples "
+            "file, whose failures under `filter` are diagnosed on the harness's responses."
+        ),
     ] = None,
     dataset: Annotated[
         Text | None,
         Form(max_length=200, description="A dataset name the server is configured with."),
+    ] = None,
+    filter: Annotated[
+        str | None,
+        Form(
+            max_length=100,
+            description="lm-eval samples files: the filter whose failures are audited "
+            "(strict-match, flexible-extract; default strict-match).",
+        ),
     ] = None,
     limit: Annotated[int | None, Form(ge=1, le=INT32_MAX)] = None,
     sample: Annotated[Literal["first", "random"], Form()] = "first",
@@ -72,7 +90,9 @@ def create_audit_route(
             )
         source = file.filename or "upload"
         try:
-            items = parse_dataset(data, source, max_prompt_chars=settings.max_prompt_chars)
+            parsed = parse_dataset(
+                data, source, max_prompt_chars=settings.max_prompt_chars, filter_name=filter
+            )
         except DatasetError as err:
             raise Problem(422, "Invalid dataset", str(err), "invalid-dataset") from None
         content_hash = hashlib.sha256(data).hexdigest()
@@ -87,11 +107,14 @@ def create_audit_route(
             )
         source = f"dataset:{dataset}"
         try:
-            items = read_dataset_file(path, max_prompt_chars=settings.max_prompt_chars)
+            parsed = read_dataset_file(
+                path, max_prompt_chars=settings.max_prompt_chars, filter_name=filter
+            )
         except DatasetError as err:
             raise Problem(422, "Invalid dataset", f"{dataset}: {err}", "invalid-dataset") from None
         content_hash = source
-    chosen = sample_items(items, limit, sample, seed)
+    chosen = sample_items(parsed.items, limit, sample, seed)
+    opts = parsed.options_for(opts)
     if len(chosen) > settings.max_audit_items:
         raise Problem(
             413, "Too large",
@@ -99,14 +122,14 @@ def create_audit_route(
             "too-large",
         )  # fmt: skip
     fingerprint = json.dumps(
-        [content_hash, limit, sample, seed, name, opts.model_dump(mode="json")]
+        [content_hash, filter, limit, sample, seed, name, opts.model_dump(mode="json")]
     ).encode()
 
     def write():
         check_quota(session, caller, len(chosen))
         return create_audit(
             session, chosen, opts, name=name, source=source,
-            extra={"limit": limit, "sample": sample, "seed": seed, "n_in_file": len(items)},
+            extra=audit_extra(parsed, limit, sample, seed),
             owner_key_id=caller.scope.key_id,
         )  # fmt: skip
 

@@ -32,11 +32,14 @@ def create_diagnosis(
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Queue a diagnosis of a (failing) prompt; poll the Location for status and report."""
-    check_text_length(settings.max_prompt_chars, prompt=body.prompt, reference=body.reference)
+    check_text_length(
+        settings.max_prompt_chars, prompt=body.prompt, reference=body.reference, output=body.output
+    )
     payload = DiagnosisPayload(
         prompt=body.prompt,
         expected=body.expected,
         reference=body.reference,
+        output=body.output,
         options=body.resolved_options(),
     )
     return accept_job(session, caller, idempotency_key, body, payload, Diagnosis, "/v1/diagnoses")

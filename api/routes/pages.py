@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlmodel import select
 
 from api.atlas_cache import atlas_of, concept_basis_of
 from api.deps import SessionDep, SettingsDep
+from api.pages.audit_view import (
+    accuracy_segments,
+    bar_chart,
+    fix_rate_bars,
+    item_prompt,
+    recurring_concepts,
+)
 from api.pages.auth import KEY_COOKIE, PageCaller, safe_next, same_origin
 from api.pages.filters import parse_list_query
 from api.pages.heatmap import (
@@ -18,14 +27,28 @@ from api.pages.heatmap import (
     prompt_length,
     report_scale,
 )
+from api.pages.report_view import (
+    aligned_texts,
+    attribution_strip,
+    continuation_prefix,
+    evidence_chart,
+    next_token_rows,
+)
 from api.pages.templating import render
 from api.problem_details import Problem, not_found
 from diagnostics.atlas.describe import element_rows
 from diagnostics.failure_classes import FailureClass
 from service.api_keys import verify_api_key
 from service.audit_progress import audit_progress, find_audit, recent_audits
-from service.audit_summary import audit_frames, summarize
-from service.report_queries import ReportFilters, feature_stats, list_reports, stored_report
+from service.audit_summary import audit_frames, export_frame, summarize
+from service.models import Job
+from service.report_queries import (
+    SORT_KEYS,
+    ReportFilters,
+    feature_stats,
+    list_reports,
+    stored_report,
+)
 from service.validation import INT32_MAX
 
 router = APIRouter(include_in_schema=False)
@@ -45,6 +68,26 @@ def _page_urls(request: Request, offset: int, limit: int, count: int) -> dict[st
     }
 
 
+@dataclass(frozen=True)
+class SortLink:
+    url: str
+    active: bool
+    arrow: str  # ' ↓' / ' ↑' on the column the list is sorted by
+
+
+def _sort_links(request: Request, current: str) -> dict[str, SortLink]:
+    """Per sortable column: the list sorted by it (descending first, again: ascending), keeping
+    the filters and going back to the first page."""
+    links = {}
+    for key in SORT_KEYS:
+        active = current.lstrip("-") == key
+        target = key if current == f"-{key}" else f"-{key}"
+        url = request.url.remove_query_params("offset").include_query_params(sort=target)
+        arrow = (" ↓" if current.startswith("-") else " ↑") if active else ""
+        links[key] = SortLink(f"{url.path}?{url.query}", active, arrow)
+    return links
+
+
 @router.get("/")
 def index() -> RedirectResponse:
     return RedirectResponse("/reports", status_code=307)
@@ -52,16 +95,22 @@ def index() -> RedirectResponse:
 
 @router.get("/reports")
 def reports_page(request: Request, session: SessionDep, caller: PageCaller) -> Response:
-    """Stored reports, newest first, filtered like GET /v1/reports."""
+    """Stored reports, newest first or sorted by a column, filtered like GET /v1/reports."""
     query = parse_list_query(request.query_params)
     rows, count = list_reports(
-        session, query.filters, scope=caller.scope, limit=query.limit, offset=query.offset
+        session,
+        query.filters,
+        scope=caller.scope,
+        limit=query.limit,
+        offset=query.offset,
+        sort=query.sort,
     )
     return render(
         request,
         "reports.html",
         {
             "rows": rows,
+            "sort_links": _sort_links(request, query.sort),
             "count": count,
             "offset": query.offset,
             "form": query.form,
@@ -73,13 +122,17 @@ def reports_page(request: Request, session: SessionDep, caller: PageCaller) -> R
 
 @router.get("/reports/{report_id}")
 def report_page(
-    report_id: str, request: Request, session: SessionDep, caller: PageCaller
+    report_id: str, request: Request, session: SessionDep, settings: SettingsDep, caller: PageCaller
 ) -> Response:
-    """One report: both paths as token heatmaps, flagged features, evidence and verdict."""
+    """One report around its verdict: the first wrong step in the model's text beside the
+    corrected path, the next-token distribution where they part, the attribution strip, both
+    paths as token heatmaps (hover or focus: a token's labelled latents), the flagged features
+    and the ablation evidence against the null."""
     stored = stored_report(session, report_id, scope=caller.scope)
     if stored is None:
         raise not_found("report", report_id)
     report = stored.report
+    label_of = _labeller(report, settings)
     raw = request.query_params.get("feature", "")
     feature = int(raw) if raw.isdigit() and int(raw) in report.flagged_ids else None
     scale = report_scale(report, feature)
@@ -91,6 +144,7 @@ def report_page(
         divergence_at=at,
         prompt_len=prompt_length(report),
         wrong_span=report.first_error.output_span if report.first_error else None,
+        label_of=label_of,
     )
     return render(
         request,
@@ -101,9 +155,33 @@ def report_page(
             "feature": feature,
             "scale": scale,
             "model_cells": model_cells,
-            "branches": branch_cells(report, scale=scale, feature=feature),
+            "branches": branch_cells(report, scale=scale, feature=feature, label_of=label_of),
+            "aligned": aligned_texts(report),
+            "next_tokens": next_token_rows(report),
+            "strip": attribution_strip(report),
+            "chart": evidence_chart(report) if report.verification else None,
+            "prefix": continuation_prefix(report),
         },
     )
+
+
+def _labeller(report, settings):
+    """Latent id -> label: the report's own labels for its flagged and top latents, the atlas
+    for the rest (when there is one matching the report's SAE width)."""
+    known = {f.feature: f.label for f in report.flagged if f.label}
+    if report.attribution:
+        for a in report.attribution.top_positive + report.attribution.top_negative:
+            if a.label:
+                known.setdefault(a.feature, a.label)
+    atlas = atlas_of(settings)
+    usable = atlas is not None and atlas.d_sae == report.identity.sae_d_sae
+
+    def label_of(fid: int) -> str:
+        if fid in known:
+            return known[fid]
+        return atlas.label(fid) if usable and fid < atlas.d_sae else ""
+
+    return label_of
 
 
 @router.get("/features/{feature_id}")
@@ -152,9 +230,18 @@ def feature_page(
             "n_reports": n_reports,
             "n_failures": n_failures,
             "fix_rate": fix_rate,
+            "steer_prompt": _steer_prompt(entry),
         }
         | _page_urls(request, query.offset, query.limit, count),
     )
+
+
+def _steer_prompt(entry) -> str:
+    """A prompt to try steering on: the strongest atlas context up to its peak token."""
+    if entry is None or not entry.top_contexts:
+        return ""
+    ctx = entry.top_contexts[0]
+    return "".join(ctx.tokens[: ctx.peak_index]).strip()
 
 
 @router.get("/audits")
@@ -182,16 +269,38 @@ def audit_page(
         raise not_found("audit", audit_id)
     items, features = audit_frames(session, audit_id)
     summary = summarize(items, features, concept_basis_of(settings))
-    shown = items.head(AUDIT_ITEMS_SHOWN).astype(object)
+    progress = audit_progress(session, audit)
+    shown = export_frame(items, features).head(AUDIT_ITEMS_SHOWN).astype(object)
     shown = shown.where(shown.notna(), None)
+    rows = shown.to_dict("records")
+    pending = {r["job_id"] for r in rows if r["report_id"] is None}
+    if pending:  # no report yet: the prompt from the job itself
+        payloads = dict(session.exec(select(Job.id, Job.payload).where(Job.id.in_(pending))).all())  # type: ignore[union-attr]
+        for r in rows:
+            if r["job_id"] in payloads:
+                r["prompt"] = item_prompt(payloads[r["job_id"]].get("prompt"))
+    recurring_kind, recurring = recurring_concepts(summary, items, features, audit_id)
+    classes = sorted(summary["failure_classes"].items(), key=lambda kv: -kv[1])
     return render(
         request,
         "audit.html",
         {
-            "progress": audit_progress(session, audit),
+            "progress": progress,
             "summary": summary,
-            "items": shown.to_dict("records"),
+            "items": rows,
             "n_items": len(items),
+            "refresh": progress.status != "done",
+            "segments": accuracy_segments(summary, progress),
+            "class_bars": bar_chart(
+                [
+                    (k, float(n), str(n), f"/reports?audit_id={audit_id}&failure_class={k}", "")
+                    for k, n in classes
+                ]
+            ),  # fmt: skip
+            "recurring_kind": recurring_kind,
+            "recurring_bars": recurring,
+            "fix_bars": fix_rate_bars(summary),
+            "eval_run": audit.options.get("kind") == "lm-eval",
         },
     )
 

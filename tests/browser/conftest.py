@@ -71,6 +71,7 @@ class Site:
     report_ids: list[str]  # the audit's reports, in problem order (the failed one has none)
     xss_report_id: str  # synthetic report with an HTML-ish feature label
     atlas_dir: str
+    runtime: Runtime  # the model, SAE and atlas the server's jobs run with (run them in a test)
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -157,6 +158,7 @@ def site(tmp_path_factory) -> Iterator[Site]:
                 report_ids=report_ids,
                 xss_report_id=xss_id,
                 atlas_dir=str(root / "sae"),
+                runtime=runtime,
             )
         finally:
             server.should_exit = True
@@ -199,7 +201,7 @@ def page(browser: Browser, site: Site) -> Iterator[Page]:
     context = browser.new_context()
     context.add_cookies([{"name": KEY_COOKIE, "value": site.api_key, "url": site.base_url}])
     page = context.new_page()
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(30_000)  # the machine is shared: a first page can take a while
     try:
         yield page
     finally:

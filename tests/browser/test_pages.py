@@ -114,8 +114,10 @@ def test_flagged_feature_label_is_shown_and_links_to_the_feature_page(page: Page
     expect(page.locator("table.effects").last).to_contain_text(
         display_text(entry.suppressed_tokens[0].token)
     )
-    page.locator(f'a[href="/reports/{site.report_ids[0]}"]').first.click()
-    expect(page).to_have_url(site.url(f"/reports/{site.report_ids[0]}"))
+    # the feature's reports open coloured by it (the link keeps the filter)
+    page.locator(f'a[href="/reports/{site.report_ids[0]}?feature={first.feature}"]').first.click()
+    expect(page).to_have_url(site.url(f"/reports/{site.report_ids[0]}?feature={first.feature}"))
+    expect(page.locator(".colour-by a.active")).to_have_text(f"#{first.feature}")
 
 
 def test_colouring_by_one_feature(page: Page, site: Site):
@@ -164,8 +166,28 @@ def test_audit_page_shows_progress_accuracy_classes_and_recurring_features(page:
         if not r.correct:
             classes[r.failure_class.value] = classes.get(r.failure_class.value, 0) + 1
     for name, n in classes.items():
-        expect(page.locator(f'.failure-classes [data-class="{name}"]')).to_have_text(str(n))
-    expect(page.locator(".failure-classes svg.bar")).to_have_count(len(classes))
+        expect(page.locator(f'.failure-classes [data-value="{name}"]')).to_have_text(str(n))
+    expect(page.locator(".failure-classes svg.hbar")).to_have_count(len(classes))
+    # the answers bar: correct, wrong, failed jobs, pending
+    n_wrong = sum(classes.values())
+    parts = (("correct", n_correct), ("wrong", n_wrong), ("failed", 1), ("pending", 0))
+    for kind, n in parts:
+        expect(page.locator(f'[data-segment="{kind}"]')).to_have_text(str(n))
+    expect(page.locator("svg.accuracy rect")).to_have_count(sum(n > 0 for _, n in parts))
+    # flagged against null fix rates, as bars of the share of failures
+    wrong = [r for r in reports if not r.correct]
+    fixed = sum(bool(r.verification and r.verification.fixed) for r in wrong) / len(wrong)
+    expect(page.locator('.fix-rates [data-value="flagged, ablated"]')).to_have_text(
+        f"{100 * fixed:.1f}%"
+    )
+    null_rates = [r.null.fix_rate for r in wrong if r.null and r.null.fix_rate is not None]
+    null_bar = page.locator('.fix-rates [data-value="selection-matched null"]')
+    if null_rates:
+        expect(null_bar).to_have_text(f"{100 * sum(null_rates) / len(null_rates):.1f}%")
+    else:
+        expect(null_bar).to_have_count(0)
+    # finished: the page no longer reloads itself
+    assert page.locator('meta[http-equiv="refresh"]').count() == 0
     flagged = [f for r in reports for f in r.flagged]
     recurring = {f.feature for f in flagged if sum(g.feature == f.feature for g in flagged) >= 2}
     rows = page.locator("table.recurring tbody tr")
@@ -175,6 +197,22 @@ def test_audit_page_shows_progress_accuracy_classes_and_recurring_features(page:
         expect(page.locator("table.recurring")).to_contain_text(label)
     expect(page.locator("table.items tbody tr")).to_have_count(4)
     expect(page.locator("table.items")).to_contain_text("failed")
+    # per item: the first error and the flagged labels; labels recurring in failures as bars
+    items = page.locator("table.items tbody tr")
+    for k, r in enumerate(reports):
+        if r.first_error is not None:
+            expect(items.nth(k).locator(".first-error-cell")).to_contain_text(
+                r.first_error.kind.replace("_", " ")
+            )
+        for f in r.flagged:
+            expect(items.nth(k)).to_contain_text(f.label[:40])
+    expect(items.nth(3)).to_contain_text("what is 1 plus 1 ?")  # its job failed: the prompt anyway
+    by_label: dict[str, set[int]] = {}
+    for k, r in enumerate(wrong):
+        for f in r.flagged:
+            by_label.setdefault(f.label, set()).add(k)
+    recurring_labels = {lab for lab, ks in by_label.items() if lab and len(ks) >= 2}
+    expect(page.locator(".recurring-chart .bar-row")).to_have_count(len(recurring_labels))
 
 
 def test_unknown_ids_are_html_404_pages(page: Page, site: Site):
@@ -221,7 +259,7 @@ def test_feature_page_without_an_atlas(page: Page, site: Site, tmp_path, monkeyp
     try:
         page.goto(site.url(f"/features/{flagged}"))
         expect(page.locator(".no-atlas")).to_contain_text("No feature atlas is available")
-        expect(page.locator(f'a[href="/reports/{site.report_ids[0]}"]')).not_to_have_count(0)
+        expect(page.locator(f'a[href^="/reports/{site.report_ids[0]}"]')).not_to_have_count(0)
         flagged_anywhere = {
             f.feature for rid in site.report_ids for f in _report(site, rid).flagged
         }

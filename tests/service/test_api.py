@@ -299,3 +299,27 @@ def test_an_abandoned_idempotency_reservation_expires(client, service_env):
     for bad in ("", "x" * 256, "a\tb"):
         resp = post(bad)
         assert resp.status_code == 400 and resp.headers["content-type"] == PROBLEM, bad
+
+
+def test_audit_of_an_lm_eval_samples_upload(client, service_env):
+    from tests.unit.test_eval_audit import FIXTURE
+
+    upload = {"file": (FIXTURE.name, FIXTURE.read_bytes())}
+    bad = client.post("/v1/audits", files=upload, data={"filter": "loose"})
+    assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
+    assert "strict-match" in bad.json()["detail"]
+    resp = client.post(
+        "/v1/audits",
+        files=upload,
+        data={"filter": "strict-match", "limit": "2", "options": json.dumps(FAST_OPTIONS)},
+    )
+    assert resp.status_code == 202, resp.text
+    audit_id = resp.json()["id"]
+    assert resp.json()["options"]["kind"] == "lm-eval"
+    assert resp.json()["options"]["diagnosis"]["chat"] is False
+    _run_all(service_env)
+    frame = pd.read_csv(io.StringIO(client.get(f"/v1/audits/{audit_id}/export").text))
+    assert list(frame["doc_id"]) == [0, 1]
+    report_id = frame["report_id"][0]
+    report = client.get(f"/v1/reports/{report_id}").json()
+    assert report["report"]["output_source"] == "given"

@@ -97,3 +97,39 @@ def test_apikey_list_and_revoke(cli_env):
     with session_scope(cli_env) as session:
         assert verify_api_key(session, key) is None
     assert runner.invoke(app, ["apikey", "revoke", "nosuchkey"]).exit_code == 1
+
+
+def test_audit_of_an_lm_eval_run_diagnoses_the_harness_responses(tmp_path, cli_env):
+    """The real harness fixture: failures under the filter, diagnosed on the harness's own
+    responses (never regenerated), exported with the doc_id they join on."""
+    from diagnostics.eval_logs import read_samples
+    from service.report_store import load_report
+    from tests.unit.test_eval_audit import FIXTURE
+
+    export = tmp_path / "items.csv"
+    args = ["audit", str(FIXTURE), "--filter", "flexible-extract", "--limit", "2", "--no-verify"]
+    result = runner.invoke(app, [*args, "--json", "--export", str(export)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["n_items"], summary["n_reports"], summary["n_failed_jobs"]) == (2, 2, 0)
+    frame = pd.read_csv(export)
+    assert list(frame["doc_id"]) == [0, 1]
+    samples = pd.DataFrame(
+        [
+            {"doc_id": s.doc_id, "filter": s.filter, "resp": s.response}
+            for s in read_samples(FIXTURE)
+        ]
+    )
+    joined = frame.merge(samples[samples["filter"] == "flexible-extract"], on="doc_id")
+    assert len(joined) == 2
+    with session_scope(cli_env) as session:
+        reports = session.exec(select(Report).where(Report.audit_id == summary["audit_id"])).all()
+    for row in reports:
+        report = load_report(row.body)
+        assert report.output_source == "given" and not report.chat
+        assert report.judgement.mode == "numeric"
+        assert report.prompt.startswith("Question:")
+    for column in ("first_error_kind", "gap", "ablation_gain", "divergence_model_token"):
+        assert column in frame.columns
+    bad = runner.invoke(app, ["audit", str(FIXTURE), "--filter", "nope"])
+    assert bad.exit_code == 2 and "strict-match" in bad.stderr

@@ -1,11 +1,12 @@
 """The web pages over HTTP (no browser): who may see them, the login form's guards, the headers,
-and lenient list filters. The pages themselves are driven in Chromium in tests/browser."""
+and strict list filters. The pages themselves are driven in Chromium in tests/browser."""
 
 from __future__ import annotations
 
 import random
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
@@ -82,12 +83,31 @@ def test_pages_are_open_when_the_api_is(service_env, monkeypatch):
         assert anonymous.get("/audits").status_code == 200
 
 
-def test_list_filters_ignore_malformed_values(client):
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("correct=maybe", "correct="),
+        ("feature=abc", "feature="),
+        ("failure_class=<b>", "failure_class="),
+        ("offset=-1", "offset="),
+        ("sort=prompt", "sort="),
+    ],
+)
+def test_malformed_list_filters_are_a_422_naming_the_parameter(client, query, named):
     _store(2)
-    resp = client.get("/reports?correct=maybe&feature=abc&failure_class=<b>&offset=-1")
+    resp = client.get(f"/reports?{query}")
+    assert resp.status_code == 422 and resp.headers["content-type"].startswith("text/html")
+    assert named in resp.text and "<b>" not in resp.text  # named, and escaped
+    assert 'href="/reports/' not in resp.text  # no rows shown as if unfiltered
+
+
+def test_empty_form_fields_mean_any_and_sorting_orders_the_rows(client):
+    _store(3)
+    resp = client.get("/reports?correct=&failure_class=&feature=&label=")
     assert resp.status_code == 200
-    assert len(set(re.findall(r'href="/reports/([0-9a-f-]{36})"', resp.text))) == 2
-    assert "&lt;b&gt;" not in resp.text  # an unknown class is dropped, not echoed
+    assert len(set(re.findall(r'href="/reports/([0-9a-f-]{36})"', resp.text))) == 3
+    for sort in ("n_flagged", "-n_flagged", "correct", "-ablation_fixed"):
+        assert client.get(f"/reports?sort={sort}").status_code == 200
 
 
 def test_safe_next_keeps_only_local_paths():

@@ -114,6 +114,15 @@ def test_planted_latent_is_flagged_and_its_ablation_fixes_the_answer(tiny_lm, sa
     assert a.metric == pytest.approx(
         a.baseline + a.total_feature_attribution + a.error_attribution + a.nonlinear
     )
+    assert len(a.per_position) == report.divergence.position  # the prefix the gap is read at
+    assert sum(a.per_position) == pytest.approx(
+        a.total_feature_attribution + a.error_attribution, rel=1e-4, abs=1e-4
+    )
+    # the next-token distribution at the divergence: the greedy choice first, probabilities kept
+    top = report.divergence.top_next
+    assert len(top) == 5 and [t.prob for t in top] == sorted((t.prob for t in top), reverse=True)
+    assert top[0].token_id == report.divergence.model_token_id
+    assert top[0].prob == pytest.approx(report.divergence.prob_model)
     # the flagged latents are marked on the tokens where they fire
     assert any(t.flagged for t in report.model_path.tokens)
     again = DriftReport.model_validate_json(report.model_dump_json())

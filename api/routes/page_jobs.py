@@ -1,0 +1,288 @@
+"""Pages that start work and follow it: the feature index and its searches, steering from a
+feature page, the forms that submit a diagnosis or upload an audit, and the pages of queued and
+running jobs (they refresh themselves until the job is done; the CSP runs no script).
+
+The forms go through the same route functions as the API (validation, limits, idempotency scope),
+so there is one way to submit each kind of work; a form posted from another site is refused."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+from sqlmodel import Session, func, select
+
+from api.atlas_cache import atlas_of
+from api.deps import SessionDep, SettingsDep
+from api.pages.auth import PageCaller, same_origin
+from api.pages.templating import render
+from api.problem_details import Problem, not_found
+from api.routes.audits import create_audit_route
+from api.routes.diagnoses import create_diagnosis
+from api.routes.queued import accept_job, find_job
+from api.routes.steer import create_steering
+from api.schemas import DiagnosisRequest, JobState, SteerRequest
+from diagnostics.answers import ANSWER_MODES
+from diagnostics.options import DiagnosisOptions
+from service.audit_progress import typical_job_seconds
+from service.db import as_aware
+from service.job_payloads import SearchPayload, read_payload
+from service.models import Job, JobKind, JobStatus, Report, ReportFeature
+
+router = APIRouter(include_in_schema=False)
+REFRESH_S = 3  # a job page reloads itself this often until the job is finished
+INDEX_SHOWN = 50
+
+
+def _check_origin(request: Request) -> None:
+    if not same_origin(request):
+        raise Problem(403, "Forbidden", "the form was posted from another site")
+
+
+def _invalid(err: ValidationError) -> Problem:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "form"
+    return Problem(422, "Invalid request", f"{where}: {first['msg']}", "validation")
+
+
+def _created_id(response: Response) -> str:
+    """The id at the end of a 202's Location."""
+    return response.headers["Location"].rsplit("/", 1)[-1]
+
+
+def _job(session: Session, job_id: str, kind: JobKind, caller) -> Job:
+    """The caller's job of that id and kind (another key's is not found, as in the API)."""
+    job = find_job(session, job_id, str(kind), caller)
+    if job is None:
+        raise not_found(str(kind), job_id)
+    return job
+
+
+def job_progress(session: Session, job: Job) -> dict:
+    """Where a job stands: its status, time queued or running, jobs ahead of it, an ETA from the
+    median duration of the last finished jobs of its kind."""
+    now = datetime.now(UTC)
+    typical = typical_job_seconds(session, JobKind(job.kind))
+    ahead = 0
+    if job.status == JobStatus.queued:
+        ahead = session.exec(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.status.in_([str(JobStatus.queued), str(JobStatus.running)]))  # type: ignore[union-attr]
+            .where(Job.created_at < job.created_at)
+        ).one()
+    started = as_aware(job.started_at)
+    elapsed = (now - started).total_seconds() if started and job.status == "running" else None
+    eta = None
+    if typical is not None and job.status in (JobStatus.queued, JobStatus.running):
+        eta = max(0.0, typical - (elapsed or 0.0)) + (ahead * typical)
+    return {
+        "status": job.status,
+        "ahead": int(ahead),
+        "elapsed_s": elapsed,
+        "typical_s": typical,
+        "eta_s": eta,
+        "finished": job.status in (JobStatus.done, JobStatus.failed),
+    }
+
+
+def _job_page(request: Request, template: str, job: Job, session: Session, **context) -> Response:
+    progress = job_progress(session, job)
+    context = {"job": job, "progress": progress, "refresh_s": REFRESH_S} | context
+    return render(request, template, context)
+
+
+# -- features ---------------------------------------------------------------------------------
+@router.get("/features")
+def features_index(
+    request: Request, session: SessionDep, settings: SettingsDep, _: PageCaller, q: str = ""
+) -> Response:
+    """The latents: a label search over the atlas, the search by text (contrastive), and the
+    latents flagged most often in stored reports."""
+    atlas = atlas_of(settings)
+    q = q.strip()[:200]
+    matches = []
+    if q and atlas is not None:
+        matches = [_atlas_row(atlas, i) for i in atlas.search_label(q)[:INDEX_SHOWN]]
+    rf = ReportFeature.__table__.c
+    flagged = session.execute(
+        select(rf.feature_id, func.count(func.distinct(rf.report_id)).label("n"))
+        .group_by(rf.feature_id)
+        .order_by(func.count(func.distinct(rf.report_id)).desc(), rf.feature_id)
+        .limit(INDEX_SHOWN)
+    ).all()
+    often = []
+    for fid, n in flagged:
+        row = _atlas_row(atlas, fid) if atlas is not None and fid < atlas.d_sae else None
+        label = row["label"] if row else _stored_label(session, fid)
+        often.append({"id": fid, "n_reports": n, "label": label, "generic": row and row["generic"]})
+    return render(
+        request,
+        "features.html",
+        {"q": q, "matches": matches, "often": often, "has_atlas": atlas is not None},
+    )
+
+
+def _atlas_row(atlas, fid: int) -> dict:
+    return {"id": fid, "label": atlas.label(fid), "generic": atlas.generic_reason(fid)}
+
+
+def _stored_label(session: Session, fid: int) -> str:
+    return (
+        session.exec(
+            select(ReportFeature.label)
+            .where(ReportFeature.feature_id == fid, ReportFeature.label != "")
+            .limit(1)
+        ).first()
+        or ""
+    )
+
+
+@router.post("/features/search")
+def features_search(
+    request: Request,
+    session: SessionDep,
+    caller: PageCaller,
+    text: Annotated[str, Form(max_length=4000)],
+    versus: Annotated[str, Form(max_length=4000)] = "",
+    top: Annotated[int, Form(ge=1, le=200)] = 20,
+) -> Response:
+    """Queue a search by text (minus `versus`), as `driftscope features search`; 303 to it."""
+    _check_origin(request)
+    if not text.strip():
+        raise Problem(422, "Invalid request", "text: give the text the features fire on")
+    payload = SearchPayload(text=text, versus=versus.strip() or None, top=top)
+    response = accept_job(session, caller, None, payload, payload, JobState, "/features/search")
+    return RedirectResponse(f"/features/search/{_created_id(response)}", status_code=303)
+
+
+@router.get("/features/search/{job_id}")
+def features_search_page(
+    job_id: str, request: Request, session: SessionDep, settings: SettingsDep, caller: PageCaller
+) -> Response:
+    job = _job(session, job_id, JobKind.search, caller)
+    payload = read_payload(job.kind, job.payload)
+    hits = (job.result or {}).get("hits", [])
+    return _job_page(request, "search.html", job, session, query=payload, hits=hits)
+
+
+@router.post("/features/{feature_id}/steer")
+def feature_steer(
+    feature_id: int,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: PageCaller,
+    prompt: Annotated[str, Form(max_length=8000)],
+    clamp: Annotated[float, Form(ge=-100, le=100)] = 5.0,
+    max_new_tokens: Annotated[int, Form(ge=1, le=200)] = 40,
+    chat: Annotated[bool, Form()] = False,
+) -> Response:
+    """Queue POST /v1/steer with this latent clamped; 303 to the run's page."""
+    _check_origin(request)
+    try:
+        body = SteerRequest(
+            prompt=prompt, clamps={feature_id: clamp}, max_new_tokens=max_new_tokens, chat=chat
+        )
+    except ValidationError as err:
+        raise _invalid(err) from None
+    response = create_steering(body, session, settings, caller, None)
+    return RedirectResponse(f"/steer/{_created_id(response)}", status_code=303)
+
+
+@router.get("/steer/{job_id}")
+def steer_page(job_id: str, request: Request, session: SessionDep, caller: PageCaller) -> Response:
+    """A steering run: the unsteered and the steered text side by side once it is done."""
+    job = _job(session, job_id, JobKind.steer, caller)
+    payload = read_payload(job.kind, job.payload)
+    return _job_page(request, "steer.html", job, session, query=payload, result=job.result)
+
+
+# -- diagnoses --------------------------------------------------------------------------------
+@router.get("/diagnoses/new")
+def diagnosis_form(request: Request, _: PageCaller) -> Response:
+    return render(request, "diagnose.html", {"modes": ANSWER_MODES})
+
+
+@router.post("/diagnoses/new")
+def submit_diagnosis(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: PageCaller,
+    prompt: Annotated[str, Form()],
+    expected: Annotated[str, Form()],
+    reference: Annotated[str, Form()] = "",
+    output: Annotated[str, Form()] = "",
+    mode: Annotated[str, Form()] = "",
+    chat: Annotated[bool, Form()] = False,
+) -> Response:
+    """The form's diagnosis, queued as POST /v1/diagnoses; 303 to its page."""
+    _check_origin(request)
+    try:
+        body = DiagnosisRequest(
+            prompt=prompt,
+            expected=expected,
+            reference=reference.strip() or None,
+            output=output or None,
+            mode=mode or None,
+            options=DiagnosisOptions(chat=chat),
+        )
+    except ValidationError as err:
+        raise _invalid(err) from None
+    response = create_diagnosis(body, session, settings, caller, None)
+    return RedirectResponse(f"/diagnoses/{_created_id(response)}", status_code=303)
+
+
+@router.get("/diagnoses/{job_id}")
+def diagnosis_page(
+    job_id: str, request: Request, session: SessionDep, caller: PageCaller
+) -> Response:
+    """A diagnosis: its progress while queued or running, then a link to (303: on to) its
+    report; a failed one shows its error."""
+    job = _job(session, job_id, JobKind.diagnosis, caller)
+    report_id = session.exec(select(Report.id).where(Report.job_id == job.id)).first()
+    if report_id is not None:
+        return RedirectResponse(f"/reports/{report_id}", status_code=303)
+    payload = read_payload(job.kind, job.payload)
+    return _job_page(request, "diagnosis.html", job, session, query=payload)
+
+
+# -- audits -----------------------------------------------------------------------------------
+@router.get("/audits/new")
+def audit_form(request: Request, settings: SettingsDep, _: PageCaller) -> Response:
+    return render(
+        request, "audit_new.html", {"datasets": sorted(settings.datasets), "modes": ANSWER_MODES}
+    )
+
+
+@router.post("/audits/new")
+def submit_audit(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    caller: PageCaller,
+    file: Annotated[UploadFile | None, File()] = None,
+    dataset: Annotated[str, Form()] = "",
+    filter: Annotated[str, Form(max_length=100)] = "",
+    limit: Annotated[str, Form()] = "",
+    sample: Annotated[Literal["first", "random"], Form()] = "first",
+    name: Annotated[str, Form(max_length=200)] = "",
+    mode: Annotated[str, Form()] = "",
+) -> Response:
+    """The form's upload (or named dataset), queued as POST /v1/audits; 303 to the audit."""
+    _check_origin(request)
+    if file is not None and not file.filename:
+        file = None  # the file field left empty
+    if limit.strip() and (not limit.strip().isdigit() or int(limit) < 1):
+        raise Problem(422, "Invalid request", f"limit={limit!r}: expected a whole number from 1")
+    response = create_audit_route(
+        session, settings, caller, file=file, dataset=dataset or None, filter=filter or None,
+        limit=int(limit) if limit.strip() else None, sample=sample, seed=0, name=name,
+        mode=mode or None, options=json.dumps({}),
+    )  # fmt: skip
+    return RedirectResponse(f"/audits/{_created_id(response)}", status_code=303)
