@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from api.docs import install_docs
 from api.edge import EdgeGuard
 from api.pages.errors import install_page_handlers
 from api.pages.templating import STATIC_DIR
@@ -36,9 +37,10 @@ def create_app() -> FastAPI:
         version=API_VERSION,
         description="Drift reports: why a language model gets a reasoning problem wrong.",
         openapi_url="/v1/openapi.json",
-        docs_url="/docs",
+        docs_url=None,
         redoc_url=None,
     )
+    install_docs(app)
     install_problem_handlers(app)
     install_page_handlers(app)  # HTML errors for the web pages, problem+json for the API
     app.add_middleware(EdgeGuard)  # NUL in URLs, API key and rate before the body, body size

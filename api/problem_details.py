@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.db import DB_ERRORS
@@ -44,6 +45,48 @@ def problem_response(
         body["detail"] = detail
     body.update(extra)
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+class ProblemDocument(BaseModel):
+    """An RFC 9457 problem document (`application/problem+json`)."""
+
+    type: str
+    title: str
+    status: int
+    instance: str
+    detail: str | None = None
+    errors: list[dict[str, Any]] | None = Field(None, description="Validation errors (422).")
+
+
+PROBLEM_DESCRIPTIONS = {
+    400: "Bad request (an Idempotency-Key the service cannot use).",
+    401: "No API key, or an unknown or revoked one.",
+    404: "No such resource among the caller's.",
+    409: "A request with this Idempotency-Key is still being answered.",
+    413: "The body or a text is over the limit.",
+    422: "The request does not fit the schema or the service's bounds.",
+    429: "Too many requests, or the key's quota of queued jobs is used (see Retry-After).",
+    503: "The database is not answering (see Retry-After).",
+}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}}
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` declaring problem+json answers for `statuses`."""
+    schema = ProblemDocument.model_json_schema()
+    return {
+        status: {
+            "description": PROBLEM_DESCRIPTIONS[status],
+            "content": {PROBLEM_JSON: {"schema": schema}},
+        }
+        | ({"headers": RETRY_AFTER} if status in (429, 503) else {})
+        for status in statuses
+    }
+
+
+READ_PROBLEMS = problems(401, 422, 429, 503)  # every authenticated GET
+ITEM_PROBLEMS = problems(401, 404, 422, 429, 503)  # a GET of one resource by id
+WRITE_PROBLEMS = problems(400, 401, 409, 413, 422, 429, 503)  # a POST that queues work
 
 
 def not_found(what: str, ident: object) -> Problem:

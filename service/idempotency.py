@@ -10,6 +10,7 @@ with the key takes it over. Keys are scoped by API key and route. The HTTP answe
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +23,7 @@ from service.models import IdempotentRequest
 
 IN_FLIGHT = 0
 MAX_KEY_CHARS = 255
+KEY_PATTERN = r"^[!-~]+$"  # printable ASCII, no spaces
 
 
 class IdempotencyError(Exception):
@@ -62,8 +64,8 @@ class Idempotency:
     ) -> None:
         if key is not None and not 1 <= len(key) <= MAX_KEY_CHARS:
             raise BadIdempotencyKey(f"the key must be 1 to {MAX_KEY_CHARS} characters")
-        if key is not None and (not key.isprintable() or not key.isascii()):
-            raise BadIdempotencyKey("the key must be printable ASCII")
+        if key is not None and not re.fullmatch(KEY_PATTERN, key):
+            raise BadIdempotencyKey("the key must be printable ASCII without spaces")
         self.session, self.key, self.scope = session, key, scope
         self.in_flight_s = in_flight_s
         self.fingerprint = hashlib.sha256(fingerprint).hexdigest()

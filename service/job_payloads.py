@@ -38,6 +38,7 @@ class SteerPayload(BaseModel):
         max_length=64,
         description="Feature id (an integer, written as a JSON object key) -> multiple of its "
         "max activation.",
+        json_schema_extra={"propertyNames": {"pattern": "^(0|[1-9][0-9]{0,9})$"}},
     )
     max_new_tokens: int = Field(40, ge=1, le=512)
     chat: bool = True

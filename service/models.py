@@ -31,8 +31,18 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+class UTCDateTime(sa.types.TypeDecorator):
+    """TIMESTAMP WITH TIME ZONE that always reads back aware (SQLite stores no zone: UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 def _ts(**kw: Any) -> Any:
-    return Field(sa_type=sa.DateTime(timezone=True), **kw)  # type: ignore[call-overload]
+    return Field(sa_type=UTCDateTime, **kw)  # type: ignore[call-overload]
 
 
 class JobStatus(StrEnum):

@@ -13,7 +13,7 @@ from api.problem_details import DB_RETRY_AFTER_S, Problem, status_phrase
 from service.db import DB_ERRORS
 
 PAGE_PREFIXES = ("/reports", "/features", "/audits", "/diagnoses", "/steer", "/login", "/logout")
-API_PREFIXES = ("/v1", "/docs", "/healthz", "/readyz", "/static")
+API_PREFIXES = ("/v1", "/docs", "/redoc", "/healthz", "/readyz", "/static")
 
 
 def is_page_request(request: Request) -> bool:

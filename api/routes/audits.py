@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from api.atlas_cache import concept_basis_of
 from api.auth import Caller, CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
-from api.problem_details import Problem, not_found
+from api.problem_details import ITEM_PROBLEMS, READ_PROBLEMS, WRITE_PROBLEMS, Problem, not_found
 from api.routes.queued import accept_queued, check_quota
 from api.schemas import MAX_OFFSET, Page
 from diagnostics.answers import AnswerMode
@@ -41,7 +41,7 @@ from workers.queue import enqueue
 router = APIRouter(prefix="/v1/audits", tags=["audits"])
 
 
-@router.post("", status_code=202, response_model=AuditProgress)
+@router.post("", status_code=202, response_model=AuditProgress, responses=WRITE_PROBLEMS)
 def create_audit_route(
     session: SessionDep,
     settings: SettingsDep,
@@ -159,7 +159,7 @@ def _options(raw: str | None, mode: str | None) -> DiagnosisOptions:
     return opts
 
 
-@router.get("", response_model=Page[AuditProgress])
+@router.get("", response_model=Page[AuditProgress], responses=READ_PROBLEMS)
 def list_audits(
     session: SessionDep,
     caller: CallerKey,
@@ -178,13 +178,13 @@ def _audit(session, audit_id: str, caller: Caller) -> Audit:
     return audit
 
 
-@router.get("/{audit_id}", response_model=AuditProgress)
+@router.get("/{audit_id}", response_model=AuditProgress, responses=ITEM_PROBLEMS)
 def get_audit(audit_id: str, session: SessionDep, caller: CallerKey) -> AuditProgress:
     """Progress: done / failed / queued / running of total, and an ETA."""
     return audit_progress(session, _audit(session, audit_id, caller))
 
 
-@router.get("/{audit_id}/summary")
+@router.get("/{audit_id}/summary", responses=ITEM_PROBLEMS)
 def get_audit_summary(
     audit_id: str, session: SessionDep, settings: SettingsDep, caller: CallerKey
 ) -> dict:
@@ -200,7 +200,8 @@ def get_audit_summary(
 @router.get(
     "/{audit_id}/export",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
+    responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}}
+    | ITEM_PROBLEMS,
 )
 def export_audit(
     audit_id: str,

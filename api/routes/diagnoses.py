@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from api.auth import CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
-from api.problem_details import check_text_length, not_found
+from api.problem_details import ITEM_PROBLEMS, WRITE_PROBLEMS, check_text_length, not_found
 from api.routes.queued import accept_job, find_job, job_state
 from api.schemas import Diagnosis, DiagnosisRequest
 from service.job_payloads import DiagnosisPayload
@@ -22,7 +22,8 @@ router = APIRouter(prefix="/v1/diagnoses", tags=["diagnoses"])
     "",
     status_code=202,
     response_model=Diagnosis,
-    responses={202: {"headers": {"Location": {"description": "The diagnosis resource."}}}},
+    responses={202: {"headers": {"Location": {"description": "The diagnosis resource."}}}}
+    | WRITE_PROBLEMS,
 )
 def create_diagnosis(
     body: DiagnosisRequest,
@@ -45,7 +46,7 @@ def create_diagnosis(
     return accept_job(session, caller, idempotency_key, body, payload, Diagnosis, "/v1/diagnoses")
 
 
-@router.get("/{diagnosis_id}", response_model=Diagnosis)
+@router.get("/{diagnosis_id}", response_model=Diagnosis, responses=ITEM_PROBLEMS)
 def get_diagnosis(diagnosis_id: str, session: SessionDep, caller: CallerKey) -> Diagnosis:
     """The diagnosis job's status and, once done, its drift report."""
     job = find_job(session, diagnosis_id, JobKind.diagnosis, caller)

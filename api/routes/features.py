@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from api.atlas_cache import atlas_of
 from api.auth import CallerKey
 from api.deps import SessionDep, SettingsDep
-from api.problem_details import not_found
+from api.problem_details import ITEM_PROBLEMS, not_found
 from api.schemas import MAX_OFFSET, FeatureReports
 from service.report_queries import ReportFilters, feature_stats, list_reports
 from service.validation import INT32_MAX
@@ -17,7 +17,7 @@ from service.validation import INT32_MAX
 router = APIRouter(prefix="/v1/features", tags=["features"])
 
 
-@router.get("/{feature_id}", response_model=FeatureReports)
+@router.get("/{feature_id}", response_model=FeatureReports, responses=ITEM_PROBLEMS)
 def get_feature(
     feature_id: Annotated[int, Path(ge=0, le=INT32_MAX)],
     session: SessionDep,

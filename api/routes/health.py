@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter
 
 from api.deps import SessionDep
+from api.problem_details import problems
 
 router = APIRouter(tags=["health"])
 
@@ -16,7 +17,7 @@ def healthz() -> dict:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=problems(503))
 def readyz(session: SessionDep) -> dict:
     """The database answers."""
     session.execute(sa.text("SELECT 1"))

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from api.auth import CallerKey
 from api.deps import SessionDep
-from api.problem_details import not_found
+from api.problem_details import ITEM_PROBLEMS, READ_PROBLEMS, not_found
 from api.schemas import MAX_OFFSET, Page
 from diagnostics.failure_classes import FailureClass
 from service.report_queries import (
@@ -24,7 +24,7 @@ from service.validation import INT32_MAX, Text
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
 
-@router.get("", response_model=Page[ReportSummary])
+@router.get("", response_model=Page[ReportSummary], responses=READ_PROBLEMS)
 def get_reports(
     session: SessionDep,
     caller: CallerKey,
@@ -60,7 +60,7 @@ def get_reports(
     return Page[ReportSummary](data=rows, count=count, limit=limit, offset=offset)
 
 
-@router.get("/{report_id}", response_model=StoredReport)
+@router.get("/{report_id}", response_model=StoredReport, responses=ITEM_PROBLEMS)
 def get_report(report_id: str, session: SessionDep, caller: CallerKey) -> StoredReport:
     """One drift report in full."""
     stored = stored_report(session, report_id, scope=caller.scope)

@@ -38,6 +38,8 @@ def wait_until(check, timeout_s: float, what: str, every_s: float = 0.2):
             value = check()
             if value:
                 return value
+        except AssertionError:
+            raise  # the check says waiting is pointless (a process died)
         except Exception:
             pass
         if time.monotonic() - start > timeout_s:
@@ -117,7 +119,7 @@ class PrivateRedis:
         )  # fmt: skip
         import redis
 
-        wait_until(lambda: redis.Redis.from_url(self.url).ping(), 20, "private redis")
+        wait_until(lambda: redis.Redis.from_url(self.url).ping(), 60, "private redis")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -161,5 +163,10 @@ def start_api(env: dict, log: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
         env, log, cwd,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: httpx.get(base + "/healthz").status_code == 200, 180, "the API")
+
+    def up() -> bool:
+        assert proc.poll() is None, f"the API exited: {log.read_text()[-2000:]}"
+        return httpx.get(base + "/healthz").status_code == 200
+
+    wait_until(up, 180, "the API")  # minutes on a loaded machine: it imports torch
     return proc, base

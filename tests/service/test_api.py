@@ -298,7 +298,7 @@ def test_an_abandoned_idempotency_reservation_expires(client, service_env):
     assert again.json()["id"] == first.json()["id"] and again.headers["Idempotent-Replayed"]
     for bad in ("", "x" * 256, "a\tb"):
         resp = post(bad)
-        assert resp.status_code == 400 and resp.headers["content-type"] == PROBLEM, bad
+        assert resp.status_code == 422 and resp.headers["content-type"] == PROBLEM, bad
 
 
 def test_audit_of_an_lm_eval_samples_upload(client, service_env):
@@ -323,3 +323,39 @@ def test_audit_of_an_lm_eval_samples_upload(client, service_env):
     report_id = frame["report_id"][0]
     report = client.get(f"/v1/reports/{report_id}").json()
     assert report["report"]["output_source"] == "given"
+
+
+def test_docs_work_offline_and_the_schema_declares_problems(client):
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert assets and all(a.startswith("/docs/assets/") for a in assets), assets
+        for asset in assets:
+            assert client.get(asset).status_code == 200
+        assert "://" not in "".join(re.findall(r"<script[^>]*>", html.text))
+    schema = client.get("/v1/openapi.json").json()
+    post = schema["paths"]["/v1/diagnoses"]["post"]
+    for status in ("400", "401", "409", "413", "422", "429", "503"):
+        assert "application/problem+json" in post["responses"][status]["content"], status
+    assert "404" in schema["paths"]["/v1/reports/{report_id}"]["get"]["responses"]
+    header = next(p for p in post["parameters"] if p["name"] == "Idempotency-Key")
+    bounds = header["schema"]["anyOf"][0]
+    assert (bounds["minLength"], bounds["maxLength"]) == (1, 255)
+    clamps = schema["components"]["schemas"]["SteerRequest"]["properties"]["clamps"]
+    assert clamps["propertyNames"]["pattern"] == "^(0|[1-9][0-9]{0,9})$"
+
+
+def test_sqlite_and_postgresql_timestamps_read_back_aware(client, service_env):
+    from service.models import Job as JobRow
+
+    assert _diagnose(client).status_code == 202
+    with session_scope() as session:
+        job = session.exec(select(JobRow)).one()
+        assert job.created_at.tzinfo is not None and job.enqueued_at.tzinfo is not None
+    listed = client.get("/v1/audits").json()
+    assert listed["count"] == 0
+    state = client.get(f"/v1/diagnoses/{job.id}").json()
+    assert state["created_at"].endswith(("Z", "+00:00"))

@@ -202,7 +202,7 @@ def test_a_killed_worker_s_job_finishes_once_within_90_s(queue_env, tmp_path):
     first = _worker(tmp_path, "first")
     procs = [first]
     try:
-        wait_until(lambda: _jobs([job_id])[job_id].status == "running", 240, "the job to start")
+        wait_until(lambda: _jobs([job_id])[job_id].status == "running", 480, "the job to start")
         stop_group(first, signal.SIGKILL)  # the whole worker, parent and child, mid-job
         killed_at = time.monotonic()
         assert _jobs([job_id])[job_id].status == "running"
