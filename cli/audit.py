@@ -117,8 +117,12 @@ def format_summary(summary: dict) -> str:
         f"accuracy {pct(summary['accuracy'])}  strict {pct(summary['strict_accuracy'])}  "
         f"wrong {summary['n_wrong']}",
         f"ablation fixed {pct(summary['ablation_fix_rate'])} of failures "
-        f"(selection-matched null {pct(summary['null_fix_rate'])}, "
-        f"random control {pct(summary['control_fix_rate'])})",
+        f"(selection-matched null {pct(summary['null_fix_rate'])}"
+        + (  # reports before the null had a continued plain control; now it is gap-only
+            f", random control {pct(summary['control_fix_rate'])})"
+            if summary["control_fix_rate"] is not None
+            else ")"
+        ),
     ]
     if summary["failure_classes"]:
         lines.append("failure classes:")
@@ -126,9 +130,14 @@ def format_summary(summary: dict) -> str:
     if summary["recurring_features"]:
         lines.append("features recurring across failures:")
         for f in summary["recurring_features"]:
+            control = (
+                f" (control {pct(f['control_fix_rate'])})"
+                if f["control_fix_rate"] is not None
+                else ""
+            )
             lines.append(
-                f"  #{f['feature']:<6} in {f['n_failures']} failures  fix {pct(f['fix_rate'])} "
-                f"(control {pct(f['control_fix_rate'])})  {f['label'] or '(no label)'}"
+                f"  #{f['feature']:<6} in {f['n_failures']} failures  fix {pct(f['fix_rate'])}"
+                f"{control}  {f['label'] or '(no label)'}"
             )
     if summary["concepts"]:
         lines.append("concepts recurring across failures (flagged fix vs null fix, per class):")
