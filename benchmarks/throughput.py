@@ -93,12 +93,16 @@ def run_stage(stage: str, items: list[dict]) -> dict:
             )
             rows.append({"id": item["id"], "cpu_s": time.process_time() - c0,
                          "wall_s": time.perf_counter() - w0, "tokens": len(ids)})  # fmt: skip
-    elif stage == "old":
+    elif stage in ("old", "single"):
         from diagnostics.atlas import FeatureAtlas
         from diagnostics.diagnose import diagnose
-        from diagnostics.sae.io import resolve_sae_dir
 
-        atlas = FeatureAtlas.load(resolve_sae_dir("default"))
+        if stage == "old":  # that revision's atlas loader (for_sae came later)
+            from diagnostics.sae.io import resolve_sae_dir
+
+            atlas = FeatureAtlas.load(resolve_sae_dir("default"))
+        else:
+            atlas = FeatureAtlas.for_sae(sae, "default")
         for item in items:
             c0, w0 = time.process_time(), time.perf_counter()
             report = diagnose(lm, sae, item["question"], item["expected"], atlas=atlas)
@@ -106,34 +110,21 @@ def run_stage(stage: str, items: list[dict]) -> dict:
                          "wall_s": time.perf_counter() - w0} | _summary(report))  # fmt: skip
     else:
         from diagnostics.atlas import FeatureAtlas
-        from diagnostics.diagnose import Problem, diagnose, diagnose_batch
+        from diagnostics.diagnose import Problem, diagnose_batch
 
         atlas = FeatureAtlas.for_sae(sae, "default")
-        if stage == "single":
-            for item in items:
-                c0, w0 = time.process_time(), time.perf_counter()
-                report = diagnose(lm, sae, item["question"], item["expected"], atlas=atlas)
-                rows.append({"id": item["id"], "cpu_s": time.process_time() - c0,
-                             "wall_s": time.perf_counter() - w0} | _summary(report))  # fmt: skip
-        else:
-            c0, w0 = time.process_time(), time.perf_counter()
-            done: dict[int, tuple[float, float]] = {}
-
-            def on_report(i, _result) -> None:
-                done[i] = (time.process_time(), time.perf_counter())
-
-            reports = diagnose_batch(
-                lm, sae, [Problem(it["question"], it["expected"]) for it in items],
-                atlas=atlas, on_report=on_report,
-            )  # fmt: skip
-            cpu, wall = time.process_time() - c0, time.perf_counter() - w0
-            for item, report in zip(items, reports, strict=True):
-                if isinstance(report, Exception):
-                    rows.append({"id": item["id"], "error": repr(report)})
-                else:
-                    rows.append({"id": item["id"]} | _summary(report))
-            return {"stage": stage, "rows": rows, "cpu_s": cpu, "wall_s": wall,
-                    "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
+        c0, w0 = time.process_time(), time.perf_counter()
+        reports = diagnose_batch(
+            lm, sae, [Problem(it["question"], it["expected"]) for it in items], atlas=atlas
+        )
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+        for item, report in zip(items, reports, strict=True):
+            if isinstance(report, Exception):
+                rows.append({"id": item["id"], "error": repr(report)})
+            else:
+                rows.append({"id": item["id"]} | _summary(report))
+        return {"stage": stage, "rows": rows, "cpu_s": cpu, "wall_s": wall,
+                "peak_rss_mb": _peak_rss_mb()}  # fmt: skip
     return {
         "stage": stage,
         "rows": rows,
