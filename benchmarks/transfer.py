@@ -411,7 +411,7 @@ def main() -> None:
     result["torch_threads"] = torch.get_num_threads()
     result["wall_s"] = time.perf_counter() - t0
     result["cpu_s"] = time.process_time() - c0
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    args.out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(markdown_table(result))
 
 
