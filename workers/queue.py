@@ -24,8 +24,7 @@ def enqueue(job_ids: Sequence[str], settings: Settings | None = None) -> int:
     settings = settings or get_settings()
     if settings.queue_backend != "celery" or not job_ids:
         return 0
-    from workers.celery_app import app
-
+    app = _celery_for(settings)
     sent = 0
     try:
         with app.producer_or_acquire() as producer:
@@ -41,6 +40,23 @@ def enqueue(job_ids: Sequence[str], settings: Settings | None = None) -> int:
     except Exception as err:  # broker down: the reconciler re-sends what is left queued
         log.warning("could not enqueue %d job(s): %s", len(job_ids) - sent, err)
     return sent
+
+
+_apps: dict[str, object] = {}
+
+
+def _celery_for(settings: Settings):
+    """The Celery app sending to `settings.redis_url`: the worker module's own app when it was
+    made for that broker, else one made (and kept) for it. The module's app is built from the
+    settings at import, so a process whose settings name another broker later (a test's private
+    Redis, a reconfigured API) would otherwise send to the first one."""
+    from workers.celery_app import app, make_celery
+
+    if app.conf.broker_url == settings.redis_url:
+        return app
+    if settings.redis_url not in _apps:
+        _apps[settings.redis_url] = make_celery(settings)
+    return _apps[settings.redis_url]
 
 
 def ids_in_broker(settings: Settings | None = None) -> set[str] | None:
