@@ -173,7 +173,7 @@ def _diagnose_path(
             last_question(prompt), output, to_float(expected), gold, judgment.span
         )
     classified = classify_failure(output, judgment, step_error)
-    clock.add("generate", *(a - b for a, b in zip(now(), started, strict=True)))
+    clock.add_since("generate", started)
 
     t1 = now()
     P = len(prompt_ids)
@@ -225,7 +225,7 @@ def _diagnose_path(
     divergence = divergence_at(tok, P, out_ids, corrected, model_logits, spans)
     report.divergence = divergence
     report.expected_path = _token_path(tok, exp_seq, exp_feats, P, opts, start=P)
-    clock.add("paths", *(a - b for a, b in zip(now(), t1, strict=True)))
+    clock.add_since("paths", t1)
 
     with clock.stage("attribution"):
         gap, attr, flagging = _attribute(lm, sae, report, model_seq, divergence, model_feats,

@@ -35,7 +35,12 @@ class StageClock:
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - wall, time.process_time() - cpu)
+            self.add_since(name, (wall, cpu))
+
+    def add_since(self, name: str, start: tuple[float, float]) -> None:
+        """Add the wall and CPU seconds from `start` = (wall, cpu) to now to stage `name`."""
+        wall, cpu = start
+        self.add(name, time.perf_counter() - wall, time.process_time() - cpu)
 
     def add(self, name: str, wall_s: float, cpu_s: float) -> None:
         field = WALL_FIELD[name]
