@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from diagnostics.sae.activation_cache import ActivationCache, epoch_batches
+from diagnostics.sae.checkpoint import (
+    TrainingPart,
+    has_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from diagnostics.sae.config import SaeMetadata
 from diagnostics.sae.io import save_sae
 from diagnostics.sae.modules import SparseAutoencoder
@@ -78,8 +82,9 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     since_fired = torch.zeros(d_sae, dtype=torch.long)  # tokens since each latent last fired
     state = {"step": 0, "scale": None, "seconds": 0.0}
     ckpt = out_dir / CHECKPOINT_DIR
-    if (ckpt / "state.json").is_file():
-        state = _load_checkpoint(ckpt, model, optim, since_fired)
+    parts = {"": TrainingPart(model, optim, since_fired)}
+    if has_checkpoint(ckpt):
+        state = load_checkpoint(ckpt, parts)
     else:
         state["scale"] = input_scale(cache) if cfg.normalize_inputs else 1.0
         with torch.no_grad():  # start b_dec at the mean input (sparsify)
@@ -153,7 +158,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                 state["step"] = step
                 state["seconds"] += time.perf_counter() - start_time
                 start_time, start_step = time.perf_counter(), step
-                _save_checkpoint(ckpt, model, optim, since_fired, state)
+                save_checkpoint(ckpt, parts, state)
     bar.close()
 
     seconds = state["seconds"] + time.perf_counter() - start_time
@@ -196,39 +201,3 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         dead_fraction=float((since_fired >= cfg.dead_after_tokens).float().mean()),
         history=history,
     )
-
-
-def _save_checkpoint(ckpt: Path, model, optim, since_fired, state: dict) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
-    names = dict(model.named_parameters())
-    for name, param in names.items():
-        st = optim.state.get(param, {})
-        for key in ("exp_avg", "exp_avg_sq"):
-            if key in st:
-                tensors[f"optim.{name}.{key}"] = st[key].contiguous()
-        if "step" in st:
-            tensors[f"optim.{name}.step"] = torch.as_tensor(
-                st["step"], dtype=torch.float32
-            ).reshape(1)
-    tensors["since_fired"] = since_fired
-    tmp = ckpt.with_name(ckpt.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(tensors, str(tmp / "state.safetensors"))
-    (tmp / "state.json").write_text(json.dumps(state) + "\n")
-    shutil.rmtree(ckpt, ignore_errors=True)
-    tmp.rename(ckpt)
-
-
-def _load_checkpoint(ckpt: Path, model, optim, since_fired) -> dict:
-    tensors = load_file(str(ckpt / "state.safetensors"))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    for name, param in model.named_parameters():
-        if f"optim.{name}.exp_avg" in tensors:
-            optim.state[param] = {
-                "step": tensors[f"optim.{name}.step"].reshape(()),
-                "exp_avg": tensors[f"optim.{name}.exp_avg"],
-                "exp_avg_sq": tensors[f"optim.{name}.exp_avg_sq"],
-            }
-    since_fired.copy_(tensors["since_fired"])
-    return json.loads((ckpt / "state.json").read_text())

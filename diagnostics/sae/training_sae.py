@@ -7,6 +7,9 @@ instead of O(batch * d_sae * d_in): the dense pass is the only full-size matmul 
 
 Weights here live in the scaled input space (x * scale); `to_inference` folds the scale back and
 returns a JumpReLU (BatchTopK) or TopK module in the SAELens layout with unit-norm decoder rows.
+
+`step` also takes a `target` other than its input: a transcoder (diagnostics.transcoders) is this
+SAE reading one activation and predicting another, with its own input centring and output offset.
 """
 
 from __future__ import annotations
@@ -48,6 +51,14 @@ class TrainingSae(nn.Module):
     def d_sae(self) -> int:
         return int(self.W_dec.shape[0])
 
+    def _center(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's input [B, d_in]: x less the decoder bias (an SAE's pre-encoder bias)."""
+        return x - self.b_dec
+
+    def _offset(self, x: torch.Tensor) -> torch.Tensor:
+        """What the output holds besides the latents' writes: the decoder bias [d_out]."""
+        return self.b_dec
+
     def _values(self, x_c: torch.Tensor, sel: SparsePattern) -> torch.Tensor:
         """ReLU pre-activations [nnz] of the selected pairs, with gradients (float32)."""
         return sparse_encode(x_c, self.W_enc_t, self.b_enc, sel)
@@ -61,6 +72,7 @@ class TrainingSae(nn.Module):
         x: torch.Tensor,
         *,
         k: int,
+        target: torch.Tensor | None = None,
         batch_topk: bool,
         dead: torch.Tensor | None = None,
         k_aux: int = 0,
@@ -68,9 +80,12 @@ class TrainingSae(nn.Module):
         auxk_alpha: float = 0.0,
         selection_dtype: torch.dtype = torch.bfloat16,
     ) -> StepOutput:
-        """Forward one batch x [B, d_in] (already scaled) and return the losses to backprop."""
+        """Forward one batch x [B, d_in] (already scaled) and return the losses to backprop.
+
+        The batch is reconstructed, or `target` [B, d_out] (scaled) predicted when given."""
         B = x.shape[0]
-        x_c = x - self.b_dec  # [B, d_in]
+        y = x if target is None else target  # [B, d_out]
+        x_c = self._center(x)  # [B, d_in]
         with torch.no_grad():
             pre = x_c.to(selection_dtype) @ self.W_enc_t.to(selection_dtype).T  # [B, d_sae]
             pre = torch.relu(pre + self.b_enc.to(selection_dtype))
@@ -86,18 +101,18 @@ class TrainingSae(nn.Module):
                 cols = cand_idx.flatten()[keep]
         sel = SparsePattern(rows, cols, B, self.d_sae)
         values = self._values(x_c, sel)  # [nnz]
-        x_hat = self._decode(sel, values) + self.b_dec  # [B, d_in]
-        total_var = (x - x.mean(0)).pow(2).sum(-1).mean()
-        fvu = (x_hat - x).pow(2).sum(-1).mean() / total_var
+        y_hat = self._decode(sel, values) + self._offset(x)  # [B, d_out]
+        total_var = (y - y.mean(0)).pow(2).sum(-1).mean()
+        fvu = (y_hat - y).pow(2).sum(-1).mean() / total_var
         auxk = torch.zeros((), dtype=x.dtype)
         if dead is not None and k_aux > 0 and auxk_alpha > 0 and bool(dead.any()):
-            auxk = self._auxk(x, x_hat, x_c, pre, dead, k_aux, aux_rows)
+            auxk = self._auxk(y, y_hat, x_c, pre, dead, k_aux, aux_rows)
         loss = fvu + auxk_alpha * auxk
         return StepOutput(loss, fvu.detach(), auxk.detach(), sel.cols, len(values) / B)
 
-    def _auxk(self, x, x_hat, x_c, pre, dead, k_aux, aux_rows) -> torch.Tensor:
+    def _auxk(self, y, y_hat, x_c, pre, dead, k_aux, aux_rows) -> torch.Tensor:
         """Reconstruct the residual error with the top k_aux dead latents (Gao et al. App. B.1)."""
-        r = min(aux_rows, x.shape[0])
+        r = min(aux_rows, y.shape[0])
         dead_idx = dead.nonzero().squeeze(1)  # [n_dead]
         kk = min(k_aux, len(dead_idx))
         with torch.no_grad():
@@ -106,10 +121,10 @@ class TrainingSae(nn.Module):
             rows = torch.arange(r).repeat_interleave(kk)[keep]
             cols = dead_idx[idx.flatten()[keep]]
         if len(cols) == 0:
-            return torch.zeros((), dtype=x.dtype)
+            return torch.zeros((), dtype=y.dtype)
         sel = SparsePattern(rows, cols, r, self.d_sae)
-        err = (x[:r] - x_hat[:r]).detach()  # [r, d_in]
-        err_hat = self._decode(sel, self._values(x_c[:r], sel))  # [r, d_in]
+        err = (y[:r] - y_hat[:r]).detach()  # [r, d_out]
+        err_hat = self._decode(sel, self._values(x_c[:r], sel))  # [r, d_out]
         var = (err - err.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-8)
         scale = min(len(dead_idx) / k_aux, 1.0)
         return scale * (err_hat - err).pow(2).sum(-1).mean() / var
@@ -120,7 +135,7 @@ class TrainingSae(nn.Module):
         average: the JumpReLU threshold that reproduces BatchTopK at inference."""
         candidates = []
         for start in range(0, len(x), chunk):
-            pre = torch.relu((x[start : start + chunk] - self.b_dec) @ self.W_enc_t.T + self.b_enc)
+            pre = torch.relu(self._center(x[start : start + chunk]) @ self.W_enc_t.T + self.b_enc)
             candidates.append(
                 pre.topk(min(4 * k, self.d_sae), dim=-1, sorted=False).values.flatten()
             )
