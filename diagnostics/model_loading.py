@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+import transformers
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from diagnostics.devices import resolve_device
@@ -121,8 +122,12 @@ def _first_line(err: Exception) -> str:
 
 
 def _gguf_cache_key(gguf: Path) -> str:
+    """The cache directory's name: the GGUF file's identity, the cache layout and the transformers
+    version, since a tokenizer saved by one transformers (5.x names `TokenizersBackend`) can be
+    unreadable by another (4.57)."""
     st = gguf.stat()
-    raw = f"{gguf.name}:{st.st_size}:{st.st_mtime_ns}:{_CACHE_FORMAT}".encode()
+    raw = f"{gguf.name}:{st.st_size}:{st.st_mtime_ns}:{_CACHE_FORMAT}:{transformers.__version__}"
+    raw = raw.encode()
     return f"{gguf.stem}-{hashlib.sha256(raw).hexdigest()[:12]}"
 
 

@@ -62,7 +62,10 @@ class UpperLayers:
         """Keep the upper layers' keys and values of the unedited residual [1, seq, d_model]."""
         with _only_layers_from(self.lm, self.layer + 1):
             out = self.lm.model(inputs_embeds=resid.to(self.lm.device), use_cache=True)
-        self._cache = out.cache if hasattr(type(out), "cache") else out.past_key_values
+        cache = out.past_key_values
+        # the cache is sized from the model's config (every layer); only the upper ones were run
+        cache.layers = cache.layers[: len(decoder_layers(self.lm.model)) - self.layer - 1]
+        self._cache = cache
 
     @torch.no_grad()
     def last_logits(self, resid: torch.Tensor, start: int = 0) -> torch.Tensor:
@@ -76,7 +79,10 @@ class UpperLayers:
             cache.crop(start - seq)  # keep the first `start` positions
             cache.batch_repeat_interleave(resid.shape[0])
             positions = torch.arange(start, seq, device=self.lm.device)[None]
-            kwargs = {"cache": cache, "position_ids": positions.expand(resid.shape[0], -1)}
+            kwargs = {
+                "past_key_values": cache,
+                "position_ids": positions.expand(resid.shape[0], -1),
+            }
         with _only_layers_from(self.lm, self.layer + 1):
             out = self.lm.model(
                 inputs_embeds=resid[:, start:].to(self.lm.device),
