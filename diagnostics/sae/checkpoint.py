@@ -30,9 +30,15 @@ def has_checkpoint(ckpt: Path) -> bool:
     return (ckpt / STATE_JSON).is_file()
 
 
-def save_checkpoint(ckpt: Path, parts: dict[str, TrainingPart], state: dict) -> None:
-    """Write every part and `state` to `ckpt` atomically (a temporary sibling, then a rename)."""
-    tensors: dict[str, torch.Tensor] = {}
+def save_checkpoint(
+    ckpt: Path,
+    parts: dict[str, TrainingPart],
+    state: dict,
+    extra: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write every part, `state` and `extra` tensors (keys prefixed "extra.") to `ckpt`
+    atomically (a temporary sibling, then a rename)."""
+    tensors = {f"extra.{k}": v.contiguous() for k, v in (extra or {}).items()}
     for prefix, part in parts.items():
         for name, value in part.model.state_dict().items():
             tensors[f"{prefix}model.{name}"] = value.detach().contiguous()
@@ -73,3 +79,9 @@ def load_checkpoint(ckpt: Path, parts: dict[str, TrainingPart]) -> dict:
                 }
         part.since_fired.copy_(tensors[f"{prefix}since_fired"])
     return json.loads((ckpt / STATE_JSON).read_text())
+
+
+def load_extra(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The `extra` tensors saved with the checkpoint (empty for a checkpoint without them)."""
+    tensors = load_file(str(ckpt / STATE_TENSORS))
+    return {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}

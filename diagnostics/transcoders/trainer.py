@@ -25,6 +25,7 @@ from diagnostics.sae.checkpoint import (
     TrainingPart,
     has_checkpoint,
     load_checkpoint,
+    load_extra,
     save_checkpoint,
 )
 from diagnostics.sae.harvest import pad_windows, token_windows
@@ -97,7 +98,6 @@ class StreamingPairs:
         self.special = torch.tensor(sorted(set(lm.tokenizer.all_special_ids)))
         pad = lm.tokenizer.pad_token_id
         self.pad = int(pad) if pad is not None else 0
-        self.gen = torch.Generator().manual_seed(cfg.seed)
         self._x = self._y = None  # leftover rows [n_layers, n, d_model] (float32)
 
     def skip(self, n: int) -> None:
@@ -105,6 +105,16 @@ class StreamingPairs:
         for _ in range(n):
             next(self.windows)
         self.windows_done = n
+
+    def leftover(self) -> dict[str, torch.Tensor]:
+        """Rows drawn from the stream but not yet trained on, to checkpoint."""
+        if self._x is None:
+            return {}
+        return {"stream.x": self._x, "stream.y": self._y}
+
+    def restore(self, saved: dict[str, torch.Tensor]) -> None:
+        if "stream.x" in saved:
+            self._x, self._y = saved["stream.x"], saved["stream.y"]
 
     def _forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         batch = [w for _, w in zip(range(self.cfg.windows_per_forward), self.windows, strict=False)]
@@ -118,8 +128,9 @@ class StreamingPairs:
     def next_rows(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """n fresh pairs per layer, shuffled across the windows of a forward: [n_layers, n, d]."""
         while self._x is None or self._x.shape[1] < n:
+            gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.windows_done)
             x, y = self._forward()
-            perm = torch.randperm(x.shape[1], generator=self.gen)
+            perm = torch.randperm(x.shape[1], generator=gen)
             x, y = x[:, perm], y[:, perm]
             self._x = x if self._x is None else torch.cat([self._x, x], 1)
             self._y = y if self._y is None else torch.cat([self._y, y], 1)
@@ -158,6 +169,8 @@ def train_transcoders(
         state = load_checkpoint(ckpt, parts)
     stream = StreamingPairs(lm, cfg, layers)
     stream.skip(int(state["windows_done"]))
+    if has_checkpoint(ckpt):
+        stream.restore(load_extra(ckpt))
     k_aux = cfg.k_aux or d_model // 2
     sel_dtype = torch_dtype(cfg.selection_dtype)
 
@@ -217,7 +230,7 @@ def train_transcoders(
             state.update(step=step, windows_done=stream.windows_done)
             _accumulate_time(state, wall0, cpu0)
             wall0, cpu0, last_ckpt = time.perf_counter(), cpu_seconds(), time.perf_counter()
-            save_checkpoint(ckpt, parts, state)
+            save_checkpoint(ckpt, parts, state, extra=stream.leftover())
     bar.close()
     state.update(step=step, windows_done=stream.windows_done)
     _accumulate_time(state, wall0, cpu0)
