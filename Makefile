@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install chromium demo natalia test lint unit integration browser default-sae clean
+.PHONY: install chromium demo natalia test lint unit integration browser default-sae transcoders clean
 
 install: $(STAMP) chromium
 
@@ -61,6 +61,16 @@ default-sae: install
 	cp /tmp/driftscope-default-sae/sae/cfg.json /tmp/driftscope-default-sae/sae/sae_weights.safetensors $(SAE_DIR)/
 	$(BIN)/driftscope sae eval default $(DATA)/corpus/*.jsonl $(DATA)/gsm8k/train.jsonl --split heldout \
 		--max-tokens 50000 --record --histogram docs/img/default_sae_density.png
+
+# Train the shipped transcoder set from its recipe (about 3 hours of 2 CPU cores; it resumes from
+# its checkpoint under ~/.cache after an interruption; see docs/transcoders.md), then evaluate it
+# on held-out text and record the numbers in its record.json.
+TC_DIR := diagnostics/assets/transcoders/smollm2-135m-instruct-plt
+TC_RUN ?= $(HOME)/.cache/driftscope/transcoders/smollm2-135m-instruct-plt
+transcoders: install
+	$(BIN)/driftscope transcoders train $(TC_DIR)/train_config.toml --out-dir $(TC_RUN)
+	cp $(TC_RUN)/transcoders/* $(TC_DIR)/
+	$(BIN)/python benchmarks/transcoders.py --record
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
