@@ -3,6 +3,7 @@ each claim backed by a number in the same report, and the caveats a reader must 
 
 from __future__ import annotations
 
+from diagnostics.named_latents import ONLY_GENERIC, latent_phrase, specific
 from diagnostics.report import DriftReport
 
 ERROR_SHARE_WARNING = 0.5
@@ -47,9 +48,10 @@ def write_verdict(report: DriftReport) -> str:
     if not report.flagged:
         parts.append("No latent was confirmed by its own ablation; no feature explanation.")
         return " ".join(parts)
-    names = ", ".join(
-        f"#{f.feature}" + (f" '{f.label}'" if f.label else "") for f in report.flagged[:3]
-    )
+    named = specific(report.flagged)[:3]
+    names = ", ".join(latent_phrase(f) for f in named) or "generic latents only"
+    if not named:
+        parts.append(ONLY_GENERIC[0].upper() + ONLY_GENERIC[1:] + ".")
     if v is None:
         parts.append(f"Candidate latents (not verified): {names}.")
         return " ".join(parts)

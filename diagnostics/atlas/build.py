@@ -13,13 +13,21 @@ import statistics
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from diagnostics.atlas.checkpoint import CHECKPOINT_EVERY, BuildCheckpoint
 from diagnostics.atlas.describe import describe, marks_word_starts, readable_label, sub_rule
-from diagnostics.atlas.generic import format_share, format_tokens, generic_mask
+from diagnostics.atlas.dictionary import encoder_inputs
+from diagnostics.atlas.generic import (
+    format_share,
+    format_tokens,
+    generic_mask,
+    peak_format_share,
+)
 from diagnostics.atlas.labels import derive_rule, vocab_strings
 from diagnostics.atlas.logit_effects import logit_effects
 from diagnostics.atlas.records import AtlasMeta, LabelRule
@@ -27,7 +35,6 @@ from diagnostics.atlas.scoring import score_labels
 from diagnostics.atlas.stats import PAD_TOKEN, FeatureStatsAccumulator
 from diagnostics.atlas.store import ATLAS_VERSION, U16_PAD, FeatureAtlas, sae_fingerprint
 from diagnostics.atlas.token_change import TokenChange, edited_contexts, token_change
-from diagnostics.hooks import residuals_at
 from diagnostics.language_model import LanguageModel
 from diagnostics.sae.harvest import pad_windows, token_windows
 from diagnostics.sae.modules import SparseAutoencoder
@@ -80,19 +87,38 @@ def build_atlas(
     sources: list[str] | None = None,
     split: str = "",
     seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = CHECKPOINT_EVERY,
 ) -> FeatureAtlas:
     """Compute statistics, contexts, logit effects, scored labels and descriptions, and the
-    causal output test (`output_contexts` held-out contexts; 0 skips it) of every latent."""
+    causal output test (`output_contexts` held-out contexts; 0 skips it) of every latent.
+
+    With `checkpoint_dir` the build saves its progress there (the pass every `checkpoint_every`
+    batches, the output test per block) and resumes from it when it holds a checkpoint of a build
+    with the same settings (`diagnostics.atlas.checkpoint`); the caller removes it once the atlas
+    is saved."""
+    checkpoint = None
+    if checkpoint_dir is not None:
+        settings = {
+            "model": lm.model_id, "sae": sae_fingerprint(sae.W_dec),
+            "hook": sae.cfg.metadata.hook_name, "max_tokens": max_tokens, "ctx_len": ctx_len,
+            "batch_size": batch_size, "n_contexts": n_contexts, "score_every": score_every,
+            "score_context_len": score_context_len, "max_score_contexts": max_score_contexts,
+            "output_contexts": output_contexts, "output_clamp": output_clamp,
+            "sources": sources or [], "split": split, "seed": seed,
+        }  # fmt: skip
+        checkpoint = BuildCheckpoint(checkpoint_dir, settings, every=checkpoint_every)
     collected = collect(
         lm, sae, documents, max_tokens=max_tokens, ctx_len=ctx_len, batch_size=batch_size,
         n_contexts=n_contexts, progress=progress, score_every=score_every,
         score_context_len=score_context_len, max_score_contexts=max_score_contexts,
+        checkpoint=checkpoint,
     )  # fmt: skip
     return finish_atlas(
         lm, sae, collected, ctx_len=ctx_len, progress=progress,
         score_context_len=score_context_len, n_logit_tokens=n_logit_tokens,
         output_contexts=output_contexts, output_clamp=output_clamp, sources=sources, split=split,
-        seed=seed,
+        seed=seed, checkpoint=checkpoint,
     )  # fmt: skip
 
 
@@ -110,10 +136,12 @@ def collect(
     score_every: int,
     score_context_len: int,
     max_score_contexts: int,
+    checkpoint: BuildCheckpoint | None = None,
 ) -> Collected:
-    """The streaming pass: text windows through the model (to the hook layer) and the SAE."""
+    """The streaming pass: text windows through the model (to the hook layer) and the SAE;
+    resumed from `checkpoint` when it holds a saved state, saved there every `checkpoint.every`
+    batches."""
     start = time.perf_counter()
-    layer = sae.cfg.hook_layer
     tok = lm.tokenizer
     vocab_size = _vocab_size(lm)
     special = torch.tensor(sorted(set(tok.all_special_ids)))
@@ -122,16 +150,40 @@ def collect(
     chunk_ids: list[torch.Tensor] = []  # [n, L] each
     chunk_acts: list[torch.Tensor] = []  # [n, d_sae] fp16 each
     score_windows: list[list[int]] = []  # the scoring split's windows (BOS first)
-    n_chunks, n_windows = 0, 0
+    n_chunks, n_windows, n_batches, done, before = 0, 0, 0, False, 0.0
+    saved = checkpoint.load_pass() if checkpoint is not None else None
+    if saved is not None:
+        acc, chunk_ids, chunk_acts = saved["acc"], saved["chunk_ids"], saved["chunk_acts"]
+        score_windows, n_chunks, n_windows = (
+            saved["score_windows"],
+            saved["n_chunks"],
+            saved["n_windows"],
+        )
+        n_batches, done, before = saved["n_batches"], saved["done"], saved["seconds"]
+
+    def save(finished: bool) -> None:
+        checkpoint.save_pass({
+            "acc": acc, "chunk_ids": chunk_ids, "chunk_acts": chunk_acts,
+            "score_windows": score_windows, "n_chunks": n_chunks, "n_windows": n_windows,
+            "n_batches": k + 1 if not finished else n_batches, "done": finished,
+            "seconds": before + time.perf_counter() - start,
+        })  # fmt: skip
+
     bar = tqdm(total=max_tokens, unit="tok", unit_scale=True, desc="atlas", disable=not progress)
-    for batch in _batches(token_windows(tok, documents, ctx_len), batch_size):
+    bar.update(acc.n_tokens)
+    batches = _batches(token_windows(tok, documents, ctx_len), batch_size) if not done else ()
+    for k, batch in enumerate(batches):
+        if k < n_batches:  # consumed before the checkpoint: only the text is read again
+            continue
+        if acc.n_tokens >= max_tokens:
+            break
         ids, mask, keep = pad_windows(batch, pad, special)  # [b, s] each
         index = torch.arange(n_windows, n_windows + len(batch))
         explain = (index % score_every) != (score_every - 1)  # [b]
         if n_chunks >= max_score_contexts:
             explain[:] = True
         n_windows += len(batch)
-        resid = residuals_at(lm, ids.to(lm.device), layer, mask.to(lm.device))  # [b, s, d]
+        resid = encoder_inputs(lm, sae, ids.to(lm.device), mask.to(lm.device))  # [b, s, d]
         feats = sae.encode(resid.cpu()).float() * keep[..., None]  # [b, s, d_sae]
         acc.update(feats, ids, keep, explain)
         if (~explain).any():
@@ -142,8 +194,11 @@ def collect(
             score_windows += [w for w, e in zip(batch, explain.tolist(), strict=True) if not e]
         bar.update(int(keep.sum()))
         bar.set_postfix(tok_s=f"{acc.n_tokens / (time.perf_counter() - start):.0f}")
-        if acc.n_tokens >= max_tokens:
-            break
+        n_batches = k + 1
+        if checkpoint is not None and n_batches % checkpoint.every == 0:
+            save(False)
+    if checkpoint is not None and not done:
+        save(True)
     bar.close()
     if acc.n_tokens == 0:
         raise ValueError("no text tokens: the sources are empty for this split")
@@ -154,7 +209,7 @@ def collect(
         chunk_acts=torch.cat(chunk_acts) if chunk_acts else torch.zeros(0, d).half(),
         score_windows=score_windows,
         n_windows=n_windows,
-        seconds=time.perf_counter() - start,
+        seconds=before + time.perf_counter() - start,
     )
 
 
@@ -177,6 +232,7 @@ def finish_atlas(
     sources: list[str] | None,
     split: str,
     seed: int,
+    checkpoint: BuildCheckpoint | None = None,
 ) -> FeatureAtlas:
     """Labels, descriptions, scores, generic marks and the causal output test from a pass."""
     start = time.perf_counter() - collected.seconds
@@ -228,9 +284,11 @@ def finish_atlas(
     described = [sub_rule(r, r.described) for r in rules]
     desc_scores = score_labels(described, chunks, cacts, seed=seed, progress=progress)
 
-    fmt = format_share(
-        keys // vocab_size, keys % vocab_size, fires, format_tokens(strings, tok.all_special_ids),
-        sae.cfg.d_sae,
+    fmt_mask = format_tokens(strings, tok.all_special_ids)  # [vocab]
+    fmt = format_share(keys // vocab_size, keys % vocab_size, fires, fmt_mask, sae.cfg.d_sae)
+    peak_fmt = peak_format_share(
+        acc.top_tokens.numpy(), acc.top_vals.numpy(), acc.before, np.append(fmt_mask, False),
+        PAD_TOKEN,
     )  # fmt: skip
     first_share = (acc.first_count.numpy() / np.maximum(count, 1)).astype(np.float32)
     max_act = acc.max.numpy().astype(np.float32)
@@ -246,8 +304,9 @@ def finish_atlas(
             is_text=lambda t: t not in special_ids,
         )
         outputs = token_change(
-            lm, sae, contexts, max_act * output_clamp, seed=seed, progress=progress
-        )
+            lm, sae, contexts, max_act * output_clamp, seed=seed, progress=progress,
+            checkpoint=checkpoint,
+        )  # fmt: skip
         output_meta = {
             "n_contexts": outputs.n_contexts,
             "clamp": f"{output_clamp:g}x its max activation",
@@ -288,6 +347,7 @@ def finish_atlas(
         "first_count": acc.first_count.numpy().astype(np.int64),
         "format_share": fmt,
         "first_share": first_share,
+        "peak_format_share": peak_fmt,
         "ctx_tokens": ctx_tokens,
         "ctx_acts": acc.top_acts.numpy(),
         "ctx_vals": acc.top_vals.numpy().astype(np.float32),
@@ -385,7 +445,10 @@ def summarize(arrays: dict[str, np.ndarray], rules: list[LabelRule]) -> dict:
     non_uni = scored & (arrays["is_unigram"] == 0)
     desc = arrays["description_auroc"]
     desc_scored = labelled & ~np.isnan(desc)
-    generic = live & generic_mask(arrays["density"], arrays["format_share"], arrays["first_share"])
+    generic = live & generic_mask(
+        arrays["density"], arrays["format_share"], arrays["first_share"],
+        arrays["peak_format_share"],
+    )  # fmt: skip
     causal = None
     if "output_lifts" in arrays:
         causal = int((live & (arrays["output_lifts"][:, 0] > arrays["output_threshold"])).sum())
