@@ -83,11 +83,12 @@ def test_flagged_feature_label_is_shown_and_links_to_the_feature_page(page: Page
     first = report.flagged[0]
     assert first.label, "the atlas should have labelled the flagged feature"
     page.goto(site.url(f"/reports/{site.report_ids[0]}"))
-    row = page.locator("table.flagged tbody tr").first
-    expect(row.locator("td.label")).to_contain_text(first.label)
-    # the attribution bar (the row's first) is red for a push toward the wrong token
+    row = page.locator(".flagged-item").first
+    expect(row.locator(".card-label")).to_contain_text(first.label)
+    # the ablation bar (the item's first) is blue: ablating it moves toward the corrected token
+    expect(row.locator("svg.bar").first.locator("rect.pos")).to_have_count(1)
     sign = "neg" if first.attribution < 0 else "pos"
-    expect(row.locator("svg.bar").first.locator(f"rect.{sign}")).to_have_count(1)
+    expect(row.locator("svg.bar").nth(1).locator(f"rect.{sign}")).to_have_count(1)
     assert first.ablation_effect > 0  # flagged because ablating it helps
     row.get_by_role("link", name=f"#{first.feature}").click()
     expect(page).to_have_url(site.url(f"/features/{first.feature}"))
@@ -143,7 +144,7 @@ def test_untrusted_text_is_rendered_as_text(page: Page, site: Site):
     assert page.evaluate("typeof window.pwned") == "undefined"
     assert page.locator("main script").count() == 0
     page.goto(site.url(f"/reports/{site.xss_report_id}"))
-    expect(page.locator("table.flagged td.label").first).to_contain_text(XSS_LABEL)
+    expect(page.locator(".flagged-item .card-label").first).to_contain_text(XSS_LABEL)
     assert page.locator("main img").count() == 0
     assert page.evaluate("typeof window.pwned") == "undefined"
     page.goto(site.url("/reports"))  # the list shows the prompt preview as text too
