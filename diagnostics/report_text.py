@@ -120,7 +120,9 @@ def flagged_lines(report: DriftReport) -> list[str]:
         where = ", ".join(repr(t.token) for t in f.fires_at[:4])
         lines.append(
             f"      ablated alone {effect}; attribution {f.attribution:+.2f}; activation "
-            f"{activation_note(f)}; fires on {where}" + (" (in the prompt)" if f.in_prompt else "")
+            f"{activation_note(f)}"
+            + (f"; fires on {where}" if where else "")
+            + (" (in the prompt)" if f.in_prompt else "")
         )
         if note := attribution_note(f):
             lines.append(f"      ({note})")
