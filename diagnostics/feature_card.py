@@ -1,9 +1,9 @@
 """A feature card: how a latent is shown wherever it is named (verdict, report, audit, CLI).
 
 A person judges a feature from its examples, as on Neuronpedia: the card holds the latent's short
-description, its strongest contexts from the atlas's held-out text (the SAE never trained on it)
-with the peak token marked, and the description's label score (detection AUROC on the atlas's
-scoring contexts, which no label was written from). A card with neither a description nor a
+description, its strongest contexts with the peak token marked (from the atlas's scoring split,
+which no label was written from, when the atlas kept them), and the description's label score
+(detection AUROC on those scoring contexts). A card with neither a description nor a
 context is never built (`has_content`); a latent without an atlas has no card.
 """
 
@@ -38,6 +38,7 @@ class FeatureCard(BaseModel):
     generic: bool = False  # dense, or firing mostly on formatting or special positions
     generic_reason: str = ""
     contexts: list[CardContext] = Field(default_factory=list)  # strongest first, at most 3
+    contexts_held_out: bool = False  # from text no label was written from (else the label's own)
 
     @property
     def has_content(self) -> bool:

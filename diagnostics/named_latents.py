@@ -27,13 +27,15 @@ def specific(flagged: Sequence[FlaggedFeature]) -> list[FlaggedFeature]:
 
 
 def latent_phrase(f: FlaggedFeature) -> str:
-    """'#id "its description"' (its card's description, else its label; its contexts are
-    shown with the card when it has no description)."""
+    """'#id "its description"' (its card's description, else its label); a latent without a
+    description is named for its card's contexts, shown with the card."""
     card = f.card
     text = (card.description if card is not None else "") or f.label
     if text:
         return f"#{f.feature} '{text}'"
-    return f"#{f.feature} (no description: see its contexts)"
+    if card is not None and card.contexts:
+        return f"#{f.feature} (no description: see its contexts)"
+    return f"#{f.feature} (no atlas card)"
 
 
 def activation_note(f: FlaggedFeature) -> str:

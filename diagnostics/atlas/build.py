@@ -252,7 +252,7 @@ def finish_atlas(
     bigrams = acc.bigram_counts()
     rules: list[LabelRule] = []
     descriptions: list[str] = []
-    ctx_rows = acc.top_tokens.numpy()  # [d_sae, k, width], PAD outside
+    ctx_rows = acc.top.tokens.numpy()  # [d_sae, k, width], PAD outside
     join_pieces = marks_word_starts(strings)
     unigram = np.zeros(sae.cfg.d_sae, dtype=bool)
     labels_iter = range(sae.cfg.d_sae)
@@ -287,7 +287,7 @@ def finish_atlas(
     fmt_mask = format_tokens(strings, tok.all_special_ids)  # [vocab]
     fmt = format_share(keys // vocab_size, keys % vocab_size, fires, fmt_mask, sae.cfg.d_sae)
     peak_fmt = peak_format_share(
-        acc.top_tokens.numpy(), acc.top_vals.numpy(), acc.before, np.append(fmt_mask, False),
+        acc.top.tokens.numpy(), acc.top.vals.numpy(), acc.before, np.append(fmt_mask, False),
         PAD_TOKEN,
     )  # fmt: skip
     first_share = (acc.first_count.numpy() / np.maximum(count, 1)).astype(np.float32)
@@ -324,9 +324,8 @@ def finish_atlas(
     ]
 
     is_dense = density > DENSE_THRESHOLD
-    ctx_tokens = acc.top_tokens.numpy()
-    if vocab_size < U16_PAD:
-        ctx_tokens = np.where(ctx_tokens == PAD_TOKEN, U16_PAD, ctx_tokens).astype(np.uint16)
+    ctx_tokens = _context_tokens(acc.top.tokens.numpy(), vocab_size)
+    held_tokens = _context_tokens(acc.held.tokens.numpy(), vocab_size)
     arrays = {
         "count": count.astype(np.int64),
         "density": density,
@@ -349,8 +348,11 @@ def finish_atlas(
         "first_share": first_share,
         "peak_format_share": peak_fmt,
         "ctx_tokens": ctx_tokens,
-        "ctx_acts": acc.top_acts.numpy(),
-        "ctx_vals": acc.top_vals.numpy().astype(np.float32),
+        "ctx_acts": acc.top.acts.numpy(),
+        "ctx_vals": acc.top.vals.numpy().astype(np.float32),
+        "held_ctx_tokens": held_tokens,
+        "held_ctx_acts": acc.held.acts.numpy(),
+        "held_ctx_vals": acc.held.vals.numpy().astype(np.float32),
         "promoted_ids": prom_ids.numpy().astype(np.int32),
         "promoted_vals": prom_vals.numpy().astype(np.float32),
         "suppressed_ids": supp_ids.numpy().astype(np.int32),
@@ -405,6 +407,13 @@ def _shown_outputs(outputs: TokenChange | None, strings: list[str], i: int) -> l
         return []
     passed = outputs.lifts[i] > outputs.threshold[i]
     return [strings[int(t)] for t, ok in zip(outputs.token_ids[i], passed, strict=True) if ok]
+
+
+def _context_tokens(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Context token ids as stored: uint16 with PAD U16_PAD when the vocabulary fits."""
+    if vocab_size < U16_PAD:
+        return np.where(tokens == PAD_TOKEN, U16_PAD, tokens).astype(np.uint16)
+    return tokens
 
 
 def _pad_rows(rows: list[list[int]], width: int, vocab_size: int) -> np.ndarray:

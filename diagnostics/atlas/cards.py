@@ -1,4 +1,9 @@
-"""Feature cards from an atlas: description, strongest held-out contexts (peak marked), score."""
+"""Feature cards from an atlas: description, strongest held-out contexts (peak marked), score.
+
+The contexts are the latent's strongest on the atlas's scoring split (text no label was written
+from); an atlas built before those were kept gives its explain-split contexts instead, and the
+card says so (`contexts_held_out`). All of it is text the SAE never trained on when the atlas was
+built with `--split heldout`."""
 
 from __future__ import annotations
 
@@ -18,9 +23,10 @@ def feature_card(atlas, i: int, n: int = CARD_CONTEXTS) -> FeatureCard | None:
     description nor a context (nothing a person could judge it by)."""
     if not atlas.live[i]:
         return None
+    held = atlas.contexts(i, held_out=True)
     contexts: list[CardContext] = []
     seen: set[str] = set()
-    for ctx in atlas.contexts(i):
+    for ctx in held or atlas.contexts(i):
         p, token = ctx.peak_index, ctx.tokens[ctx.peak_index]
         lead = " " if token[:1] == " " and token.strip() else ""  # outside the mark: " [[by]]"
         card = CardContext(
@@ -44,6 +50,7 @@ def feature_card(atlas, i: int, n: int = CARD_CONTEXTS) -> FeatureCard | None:
         generic=atlas.is_generic(i),
         generic_reason=atlas.generic_reason(i),
         contexts=contexts,
+        contexts_held_out=bool(held),
     )
     return out if out.has_content else None
 

@@ -264,10 +264,15 @@ class FeatureAtlas:
         share = peak_agreement(sub_rule(rule, rule.described), rows, self.context_peak)
         return None if share is None else round(share, 4)
 
-    def contexts(self, i: int) -> list[ContextExample]:
-        """Max-activating contexts of latent i, strongest first."""
-        tokens, acts, vals = self.arrays["ctx_tokens"][i], self.arrays["ctx_acts"][i], None
-        vals = self.arrays["ctx_vals"][i]
+    def contexts(self, i: int, *, held_out: bool = False) -> list[ContextExample]:
+        """Max-activating contexts of latent i, strongest first: of the explain split (the text
+        its label was written from), or with `held_out` of the scoring split (held out from label
+        writing; empty in an atlas built before they were kept)."""
+        prefix = "held_ctx" if held_out else "ctx"
+        if f"{prefix}_vals" not in self.arrays:
+            return []
+        tokens, acts = self.arrays[f"{prefix}_tokens"][i], self.arrays[f"{prefix}_acts"][i]
+        vals = self.arrays[f"{prefix}_vals"][i]
         pad = U16_PAD if tokens.dtype == np.uint16 else -1
         out = []
         for row, act_row, val in zip(tokens, acts, vals, strict=True):
