@@ -22,7 +22,7 @@ from cli.common import (
 )
 from diagnostics.documents import HELDOUT_FRACTION
 
-OUTPUT_CONTEXTS = 64
+OUTPUT_CONTEXTS = 256
 """Default of --output-contexts: diagnostics.atlas.token_change.N_CONTEXTS (not imported here, so
 the CLI starts without torch; tests/unit/test_atlas_cli.py checks they agree)."""
 

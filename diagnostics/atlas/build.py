@@ -34,7 +34,7 @@ from diagnostics.atlas.records import AtlasMeta, LabelRule
 from diagnostics.atlas.scoring import score_labels
 from diagnostics.atlas.stats import PAD_TOKEN, FeatureStatsAccumulator
 from diagnostics.atlas.store import ATLAS_VERSION, U16_PAD, FeatureAtlas, sae_fingerprint
-from diagnostics.atlas.token_change import TokenChange, edited_contexts, token_change
+from diagnostics.atlas.token_change import N_CONTEXTS, TokenChange, edited_contexts, token_change
 from diagnostics.language_model import LanguageModel
 from diagnostics.sae.harvest import pad_windows, token_windows
 from diagnostics.sae.modules import SparseAutoencoder
@@ -82,7 +82,7 @@ def build_atlas(
     score_context_len: int = 32,
     max_score_contexts: int = 8192,
     n_logit_tokens: int = 10,
-    output_contexts: int = 32,
+    output_contexts: int = N_CONTEXTS,
     output_clamp: float = OUTPUT_CLAMP,
     sources: list[str] | None = None,
     split: str = "",

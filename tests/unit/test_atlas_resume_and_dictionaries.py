@@ -84,7 +84,7 @@ def test_a_stopped_build_resumes_to_the_same_atlas(planted, tmp_path):  # noqa: 
     assert saved["done"]
     saved["acc"].count[GATE_LATENT] += 1000
     torch.save(saved, tmp_path / "ck" / "pass.pt")
-    again = build_atlas(lm, sae, docs, **kw | {"output_contexts": 32})
+    again = build_atlas(lm, sae, docs, **kw)
     assert again.arrays["count"][GATE_LATENT] == atlas.arrays["count"][GATE_LATENT] + 1000
     with pytest.raises(CheckpointMismatch, match="ctx_len"):
         build_atlas(lm, sae, docs, **kw | {"ctx_len": 32})
