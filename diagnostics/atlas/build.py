@@ -165,7 +165,7 @@ def collect(
         checkpoint.save_pass({
             "acc": acc, "chunk_ids": chunk_ids, "chunk_acts": chunk_acts,
             "score_windows": score_windows, "n_chunks": n_chunks, "n_windows": n_windows,
-            "n_batches": k + 1 if not finished else n_batches, "done": finished,
+            "n_batches": n_batches, "done": finished,
             "seconds": before + time.perf_counter() - start,
         })  # fmt: skip
 
