@@ -145,6 +145,7 @@ def test_untrusted_text_is_rendered_as_text(page: Page, site: Site):
     assert page.locator("main script").count() == 0
     page.goto(site.url(f"/reports/{site.xss_report_id}"))
     expect(page.locator(".flagged-item .card-label").first).to_contain_text(XSS_LABEL)
+    expect(page.locator(".flagged-item mark.peak").first).to_have_text("<b>")
     assert page.locator("main img").count() == 0
     assert page.evaluate("typeof window.pwned") == "undefined"
     page.goto(site.url("/reports"))  # the list shows the prompt preview as text too
