@@ -142,14 +142,32 @@ def _marked(tokens: list[str], peak: int) -> str:
 @features_app.command("show")
 @friendly_errors
 def features_show(
-    feature: Annotated[int, typer.Argument(help="Latent index.")],
+    feature: Annotated[str, typer.Argument(help="Latent index; LAYER/FEATURE with --transcoders.")],
     sae: SaeOpt = "default",
+    transcoders: Annotated[
+        Path | None,
+        typer.Option(help="A transcoder set whose layer atlases to read (ids LAYER/FEATURE)."),
+    ] = None,
     n_contexts: Annotated[int, typer.Option(min=0)] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full entry as JSON.")] = False,
 ) -> None:
     """Print a feature: its readable label, generic mark, scores, statistics, max-activating
     contexts, causal output test, full rule and decoder logit effects."""
-    entry = sae_and_atlas(sae)[1].entry(feature)
+    if transcoders is not None:
+        from diagnostics.atlas import FeatureAtlas
+        from diagnostics.atlas.dictionary import transcoder_atlas_dir, transcoder_layer
+
+        layer, sep, index = feature.partition("/")
+        if not (sep and layer.isdigit() and index.isdigit()):
+            raise ValueError(f"a transcoder feature is LAYER/FEATURE, not {feature!r}")
+        atlas = FeatureAtlas.for_sae(
+            transcoder_layer(transcoders, int(layer)), transcoder_atlas_dir(transcoders, int(layer))
+        )
+        entry = atlas.entry(int(index))
+    elif feature.isdigit():
+        entry = sae_and_atlas(sae)[1].entry(int(feature))
+    else:
+        raise ValueError(f"a latent index is a number, not {feature!r}")
     if as_json:
         typer.echo(entry.model_dump_json(indent=2))
         return

@@ -67,6 +67,11 @@ def test_a_transcoder_layer_gets_its_own_atlas(tmp_path, built):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / "tc" / "atlas_layers" / "layer_1" / "atlas" / "atlas.json").is_file()
+    shown = runner.invoke(app, ["features", "show", "1/3", "--transcoders", str(tmp_path / "tc")])
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith("feature 3:") and "max-activating contexts" in shown.stdout
+    bad = runner.invoke(app, ["features", "show", "3", "--transcoders", str(tmp_path / "tc")])
+    assert bad.exit_code == 2 and "LAYER/FEATURE" in bad.output
     result = runner.invoke(app, ["features", "build", "--source", "x", "--layer", "1"])
     assert result.exit_code != 0 and "--transcoders and --layer go together" in result.output
 
