@@ -163,7 +163,7 @@ def transfer(lm, sae, atlas, failures, split, args, name: str) -> dict | None:
 
     Each condition's answers are kept in --stage-dir and read back from there, so conditions
     can run in separate processes (--conditions); None when this process ran only some."""
-    concepts = audit_concepts(
+    concepts, _ = audit_concepts(  # specific concepts only: generic ones are left out
         failures, ConceptBasis.of(sae, atlas), min_failures=args.min_failures, top=10_000
     )
     suppressed = [j for c in concepts for j in c.latents]

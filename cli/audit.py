@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from cli.audit_text import format_summary
 from cli.common import (
     DeviceOpt,
     ModelOpt,
@@ -103,56 +104,3 @@ def audit(
         return
     typer.echo(f"audit {run.audit_id} (stored in {settings.database_url})")
     typer.echo(format_summary(run.summary))
-
-
-def format_summary(summary: dict) -> str:
-    """The summary as a few lines of text."""
-
-    def pct(x: float | None) -> str:
-        return "n/a" if x is None else f"{x:.1%}"
-
-    lines = [
-        f"problems {summary['n_items']}  reports {summary['n_reports']}  "
-        f"failed jobs {summary['n_failed_jobs']}",
-        f"accuracy {pct(summary['accuracy'])}  strict {pct(summary['strict_accuracy'])}  "
-        f"wrong {summary['n_wrong']}",
-        f"ablation fixed {pct(summary['ablation_fix_rate'])} of failures "
-        f"(selection-matched null {pct(summary['null_fix_rate'])}"
-        + (  # reports before the null had a continued plain control; now it is gap-only
-            f", random control {pct(summary['control_fix_rate'])})"
-            if summary["control_fix_rate"] is not None
-            else ")"
-        ),
-    ]
-    if summary["failure_classes"]:
-        lines.append("failure classes:")
-        lines += [f"  {k:<18} {v}" for k, v in summary["failure_classes"].items()]
-    if summary["recurring_features"]:
-        lines.append("features recurring across failures:")
-        for f in summary["recurring_features"]:
-            control = (
-                f" (control {pct(f['control_fix_rate'])})"
-                if f["control_fix_rate"] is not None
-                else ""
-            )
-            lines.append(
-                f"  #{f['feature']:<6} in {f['n_failures']} failures  fix {pct(f['fix_rate'])}"
-                f"{control}  {f['label'] or '(no label)'}"
-            )
-    if summary["concepts"]:
-        lines.append("concepts recurring across failures (flagged fix vs null fix, per class):")
-        for c in summary["concepts"][:TOP_CONCEPTS]:
-            kinds = ", ".join(
-                f"{k} {s['failures']}: {pct(s['flagged_fix_rate'])} vs {pct(s['null_fix_rate'])}"
-                for k, s in c["by_kind"].items()
-            )
-            mark = "  [generic]" if c["generic"] else ""
-            lines.append(
-                f"  {c['concept']}{mark}: {len(c['latents'])} latents "
-                f"({', '.join(f'#{j}' for j in c['latents'][:5])}), in {c['failures']} failures; "
-                f"{kinds}"
-            )
-    return "\n".join(lines)
-
-
-TOP_CONCEPTS = 8

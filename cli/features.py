@@ -22,6 +22,10 @@ from cli.common import (
 )
 from diagnostics.documents import HELDOUT_FRACTION
 
+OUTPUT_CONTEXTS = 256
+"""Default of --output-contexts: diagnostics.atlas.token_change.N_CONTEXTS (not imported here, so
+the CLI starts without torch; tests/unit/test_atlas_cli.py checks they agree)."""
+
 features_app = typer.Typer(
     no_args_is_help=True, help="The feature atlas: build, show, search, steer, LLM labels."
 )
@@ -59,21 +63,55 @@ def features_build(
         str, typer.Option(help="float32 or bfloat16 (faster on CPU).")
     ] = "bfloat16",
     output_contexts: Annotated[
-        int, typer.Option(min=0, help="Held-out contexts of the causal output test (0 skips it).")
-    ] = 32,
+        int,
+        typer.Option(
+            min=0,
+            help="Held-out contexts of the causal output test (0 skips it); the default is "
+            "chosen to pass or fail a latent with confidence (docs/atlas.md).",
+        ),
+    ] = OUTPUT_CONTEXTS,
+    transcoders: Annotated[
+        Path | None,
+        typer.Option(
+            help="Describe the features of a transcoder set (diagnostics/transcoders) instead of "
+            "the SAE: its directory; with --layer. Saved to DIR/atlas_layers/layer_L/atlas/.",
+        ),
+    ] = None,
+    layer: Annotated[
+        int | None, typer.Option(min=0, help="The transcoder layer (with --transcoders).")
+    ] = None,
+    checkpoint_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the build saves its progress (default: next to the atlas, "
+            "atlas.build/); a rerun with the same settings resumes from it. Removed once the "
+            "atlas is saved."
+        ),
+    ] = None,
 ) -> None:
-    """Build the feature atlas of an SAE over held-out text; writes SAE_DIR/atlas/."""
+    """Build the feature atlas of an SAE (or of one transcoder layer) over held-out text; writes
+    SAE_DIR/atlas/. Stopped builds resume from their checkpoint."""
+    import shutil
+
     from diagnostics.atlas import build_atlas
+    from diagnostics.atlas.dictionary import transcoder_atlas_dir, transcoder_layer
     from diagnostics.sae import load_sae
     from diagnostics.sae.io import resolve_sae_dir
 
-    sae_dir = resolve_sae_dir(sae)
-    sae_module = load_sae(sae_dir)
+    if (transcoders is None) != (layer is None):
+        raise ValueError("--transcoders and --layer go together")
+    if transcoders is not None:
+        out_dir = transcoder_atlas_dir(transcoders, layer)
+        dictionary = transcoder_layer(transcoders, layer)
+    else:
+        out_dir = resolve_sae_dir(sae)
+        dictionary = load_sae(out_dir)
+    checkpoint = checkpoint_dir or Path(out_dir) / "atlas.build"
     lm = load_lm(model, model_dtype)
     documents = read_documents(_source_specs(source, split), heldout_fraction, interleave=False)
     atlas = build_atlas(
         lm,
-        sae_module,
+        dictionary,
         documents,
         max_tokens=max_tokens,
         ctx_len=ctx_len,
@@ -82,8 +120,10 @@ def features_build(
         output_contexts=output_contexts,
         sources=source,
         split=split,
+        checkpoint_dir=checkpoint,
     )
-    path = atlas.save(sae_dir)
+    path = atlas.save(out_dir)
+    shutil.rmtree(checkpoint, ignore_errors=True)
     typer.echo(f"atlas of {atlas.d_sae} latents over {atlas.n_tokens} tokens: {path}")
     for key, value in atlas.meta.summary.items():
         typer.echo(f"  {key:<36} {value}")
@@ -102,14 +142,32 @@ def _marked(tokens: list[str], peak: int) -> str:
 @features_app.command("show")
 @friendly_errors
 def features_show(
-    feature: Annotated[int, typer.Argument(help="Latent index.")],
+    feature: Annotated[str, typer.Argument(help="Latent index; LAYER/FEATURE with --transcoders.")],
     sae: SaeOpt = "default",
+    transcoders: Annotated[
+        Path | None,
+        typer.Option(help="A transcoder set whose layer atlases to read (ids LAYER/FEATURE)."),
+    ] = None,
     n_contexts: Annotated[int, typer.Option(min=0)] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full entry as JSON.")] = False,
 ) -> None:
     """Print a feature: its readable label, generic mark, scores, statistics, max-activating
     contexts, causal output test, full rule and decoder logit effects."""
-    entry = sae_and_atlas(sae)[1].entry(feature)
+    if transcoders is not None:
+        from diagnostics.atlas import FeatureAtlas
+        from diagnostics.atlas.dictionary import transcoder_atlas_dir, transcoder_layer
+
+        layer, sep, index = feature.partition("/")
+        if not (sep and layer.isdigit() and index.isdigit()):
+            raise ValueError(f"a transcoder feature is LAYER/FEATURE, not {feature!r}")
+        atlas = FeatureAtlas.for_sae(
+            transcoder_layer(transcoders, int(layer)), transcoder_atlas_dir(transcoders, int(layer))
+        )
+        entry = atlas.entry(int(index))
+    elif feature.isdigit():
+        entry = sae_and_atlas(sae)[1].entry(int(feature))
+    else:
+        raise ValueError(f"a latent index is a number, not {feature!r}")
     if as_json:
         typer.echo(entry.model_dump_json(indent=2))
         return

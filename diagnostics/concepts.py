@@ -12,17 +12,31 @@ Per concept, and per failure kind (the report's failure class, which is the firs
 kind when one was found): how many failures flag it, the fix rate of ablating each failure's
 flagged set (which holds the concept's latents) and the selection-matched null's fix rate in the
 same failures (the null draws' share of fixes, averaged over the failures), each over the
-failures where it was measured.
+failures where it was measured. Over all its failures, its fix and flip counts are tested against
+the null's (`diagnostics.concept_evidence`): `beats_null` says whether they exceed it.
+
+Concepts whose latents are all generic (dense, or firing on formatting or positions) are left out:
+they say how the model writes, not what misled it. A concept is named and shown by its specific
+latents only, each with its feature card.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
+
+from diagnostics.concept_evidence import (
+    ALPHA,
+    NullCounts,
+    RateAgainstNull,
+    corrected_p,
+    rate_against_null,
+)
+from diagnostics.feature_card import FeatureCard
 
 COSINE_THRESHOLD = 0.4
 """Decoder cosine at or above which two latents are one concept. Rows of the shipped SAE's W_dec
@@ -38,15 +52,17 @@ class ConceptBasis:
     decoder: torch.Tensor  # [d_sae, d_model] W_dec rows
     descriptions: list[str]  # per latent ('' without an atlas or a label rule)
     generic: list[bool]  # per latent (all False without an atlas)
+    card_of: Callable[[int], FeatureCard | None] = lambda _i: None  # the atlas's cards
 
     @classmethod
     def of(cls, sae, atlas=None) -> ConceptBasis:
-        """From an SAE and its FeatureAtlas (None: group by decoder cosine alone)."""
+        """From an SAE and its FeatureAtlas (None: group by decoder cosine alone, no cards)."""
         n = sae.cfg.d_sae
         return cls(
             decoder=sae.W_dec.detach().float().cpu(),
             descriptions=list(atlas.descriptions) if atlas is not None else [""] * n,
             generic=[bool(g) for g in atlas.generic] if atlas is not None else [False] * n,
+            card_of=atlas.card if atlas is not None else (lambda _i: None),
         )
 
 
@@ -59,6 +75,8 @@ class FlaggedFailure:
     latents: list[int]  # flagged latents
     fixed: bool | None  # ablating the flagged set together fixed the answer (None: not verified)
     null_fix_rate: float | None  # share of the selection-matched null's draws that fixed it
+    flipped: bool | None = None  # with the flagged set ablated the corrected token wins the gap
+    null: NullCounts | None = None  # the null's draws that fixed / flipped it, of how many
 
 
 @dataclass(frozen=True)
@@ -85,11 +103,20 @@ class Concept:
     verified: int
     with_null: int
     by_kind: dict[str, KindStats] = field(default_factory=dict)
-    generic: bool = False  # every latent of it is generic (atlas)
-    generic_latents: list[int] = field(default_factory=list)
+    generic_latents: list[int] = field(default_factory=list)  # listed after the specific ones
+    fix: RateAgainstNull | None = None  # fixes in its failures against the null's expectation
+    flip: RateAgainstNull | None = None  # flips of the gap, likewise
+    p_value: float = 1.0  # the smaller of the two, Bonferroni-corrected (concept_evidence)
+    beats_null: bool = False
+    cards: list[FeatureCard] = field(default_factory=list)  # of its specific latents, at most 3
 
     def as_json(self) -> dict:
-        return asdict(self)
+        out = asdict(self) | {"cards": [c.model_dump() for c in self.cards]}
+        for key in ("fix", "flip"):
+            rate = getattr(self, key)
+            if rate is not None:
+                out[key] |= {"rate": rate.rate, "null_rate": rate.null_rate}
+        return out
 
 
 def description_key(text: str) -> str:
@@ -154,37 +181,54 @@ def audit_concepts(
     threshold: float = COSINE_THRESHOLD,
     min_failures: int = 2,
     top: int = 20,
-) -> list[Concept]:
-    """The concepts flagged in at least `min_failures` failures, most failures first (ties:
-    specific before generic), at most `top`."""
+) -> tuple[list[Concept], int]:
+    """(the concepts flagged in at least `min_failures` failures with a specific latent, most
+    failures first, at most `top`; how many such concepts were all generic and left out). Each is
+    tested against the null, Bonferroni-corrected over all returned concepts."""
     flag_count = Counter(j for f in failures for j in dict.fromkeys(f.latents))
     latents = sorted(flag_count, key=lambda j: (-flag_count[j], j))
-    out = []
+    out, n_generic = [], 0
     for group in group_latents(latents, basis, threshold=threshold):
         members = set(group)
         hit = [f for f in failures if members.intersection(f.latents)]
         if len(hit) < min_failures:
             continue
+        specific = [j for j in group if not basis.generic[j]]
+        if not specific:
+            n_generic += 1
+            continue
         named = Counter()
-        for j in group:
+        for j in specific:
             if d := basis.descriptions[j].strip():
                 named[d] += flag_count[j]
         names = [d for d, _ in sorted(named.items(), key=lambda kv: -kv[1])]
-        generic_latents = [j for j in group if basis.generic[j]]
         kinds = sorted({f.kind for f in hit})
         out.append(
             Concept(
-                concept=names[0] if names else f"latent #{group[0]}",
+                concept=names[0] if names else f"latent #{specific[0]}",
                 description=" / ".join(names),
-                latents=group,
+                latents=specific + [j for j in group if basis.generic[j]],
                 **_rates(hit),
                 by_kind={k: KindStats(**_rates([f for f in hit if f.kind == k])) for k in kinds},
-                generic=len(generic_latents) == len(group),
-                generic_latents=generic_latents,
+                generic_latents=[j for j in group if basis.generic[j]],
+                fix=rate_against_null(
+                    [f.fixed for f in hit],
+                    [(f.null.fixed, f.null.fix_draws) if f.null else None for f in hit],
+                ),
+                flip=rate_against_null(
+                    [f.flipped for f in hit],
+                    [(f.null.flipped, f.null.flip_draws) if f.null else None for f in hit],
+                ),
+                cards=[c for j in specific[:3] if (c := basis.card_of(j)) is not None],
             )
         )
-    out.sort(key=lambda c: (-c.failures, c.generic))
-    return out[:top]
+    out.sort(key=lambda c: -c.failures)
+    out = out[:top]
+    tested = [
+        replace(c, p_value=(p := corrected_p(c.fix, c.flip, len(out))), beats_null=p < ALPHA)
+        for c in out
+    ]
+    return tested, n_generic
 
 
 def _rates(hit: list[FlaggedFailure]) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from diagnostics.attribution import AttributionResult, LogitGap
+from diagnostics.feature_card import FeatureCard
 from diagnostics.language_model import LanguageModel
 from diagnostics.report import FlaggedFeature, TokenActivation
 from diagnostics.sae.modules import SparseAutoencoder
@@ -37,6 +38,8 @@ class Atlas(Protocol):
     def label(self, i: int) -> str: ...
 
     def generic_reason(self, i: int) -> str: ...
+
+    def card(self, i: int) -> FeatureCard | None: ...
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,7 @@ def _flagged_record(
             for p in strongest
         ],
         in_prompt=bool((fires < paths.prompt_len).any()),
+        card=atlas.card(j) if atlas is not None else None,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from diagnostics.failure_classes import FailureClass
+from diagnostics.feature_card import FeatureCard
 
 REPORT_SCHEMA_VERSION = "2.0"
 """2.0: first_error; the expected path is the model's text with its first wrong step corrected;
@@ -123,6 +124,7 @@ class FlaggedFeature(BaseModel):
     fires_at: list[TokenActivation] = Field(default_factory=list)  # strongest positions first
     in_prompt: bool = False  # fires on prompt tokens (not only on generated ones)
     ablation_effect: float | None = None  # metric change when this latent alone is zero-ablated
+    card: FeatureCard | None = None  # description, strongest contexts, label score (atlas)
 
 
 class AblationResult(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from diagnostics.named_latents import activation_note, attribution_note
 from diagnostics.report import DriftReport
 
 
@@ -63,24 +64,7 @@ def render_report(report: DriftReport) -> str:
             )
             lines.append(f"  strongest push toward the wrong token, not flagged: {shown}")
     if report.flagged:
-        lines += ["", "flagged latents (push toward the wrong token, off the correct path):"]
-        lines.append(
-            f"  {'latent':>7}  {'attrib':>7}  {'ablate':>7}  {'act':>6}  {'usual':>6}  label / where"
-        )
-        for f in report.flagged:
-            effect = f"{f.ablation_effect:+7.2f}" if f.ablation_effect is not None else "      -"
-            where = ", ".join(repr(t.token) for t in f.fires_at[:4])
-            label = f.label or "(no label)"
-            score = f" [AUROC {f.label_score:.2f}]" if f.label_score is not None else ""
-            usual = (
-                f"{f.atlas_mean_activation:6.2f}"
-                if f.atlas_mean_activation is not None
-                else "     -"
-            )
-            lines.append(
-                f"  {f.feature:>7}  {f.attribution:+7.2f}  {effect}  {f.activation_failing:6.2f}  {usual}  "
-                f"{label}{score}; fires on {where}"
-            )
+        lines += ["", *flagged_lines(report)]
     v, c = report.verification, report.control
     if v is not None:
         lines += [
@@ -118,6 +102,31 @@ def render_report(report: DriftReport) -> str:
         f"{t.context_s:.1f}s, total {t.total_s:.1f}s (wall; CPU {t.cpu_s.get('total', 0):.1f}s)",
     ]
     return "\n".join(lines)
+
+
+def flagged_lines(report: DriftReport) -> list[str]:
+    """The flagged latents, each with its card (description, strongest held-out contexts with
+    the peak token in [[ ]], label score) and what its numbers mean."""
+    lines = [
+        "flagged latents (each confirmed by its own ablation: zeroing it alone moves the gap "
+        "toward the corrected token; specific first, generic last):"
+    ]
+    for f in report.flagged:
+        effect = f"{f.ablation_effect:+.2f}" if f.ablation_effect is not None else "-"
+        card = f.card.lines("      ") if f.card is not None else [f"#{f.feature} {f.label}"]
+        mark = f"  [generic: {f.generic_reason}]" if f.generic and f.card is None else ""
+        lines.append(f"  {card[0]}{mark}")
+        lines += card[1:]
+        where = ", ".join(repr(t.token) for t in f.fires_at[:4])
+        lines.append(
+            f"      ablated alone {effect}; attribution {f.attribution:+.2f}; activation "
+            f"{activation_note(f)}"
+            + (f"; fires on {where}" if where else "")
+            + (" (in the prompt)" if f.in_prompt else "")
+        )
+        if note := attribution_note(f):
+            lines.append(f"      ({note})")
+    return lines
 
 
 def _aligned(report: DriftReport, width: int = 40) -> list[str]:

@@ -3,6 +3,7 @@ each claim backed by a number in the same report, and the caveats a reader must 
 
 from __future__ import annotations
 
+from diagnostics.named_latents import ONLY_GENERIC, latent_phrase, specific
 from diagnostics.report import DriftReport
 
 ERROR_SHARE_WARNING = 0.5
@@ -47,22 +48,26 @@ def write_verdict(report: DriftReport) -> str:
     if not report.flagged:
         parts.append("No latent was confirmed by its own ablation; no feature explanation.")
         return " ".join(parts)
-    names = ", ".join(
-        f"#{f.feature}" + (f" '{f.label}'" if f.label else "") for f in report.flagged[:3]
-    )
+    named = specific(report.flagged)[:3]
+    names = ", ".join(latent_phrase(f) for f in named)
+    if not named:
+        parts.append(ONLY_GENERIC[0].upper() + ONLY_GENERIC[1:] + ".")
     if v is None:
-        parts.append(f"Candidate latents (not verified): {names}.")
+        if names:
+            parts.append(f"Candidate latents (not verified): {names}.")
         return " ".join(parts)
     fixed = "fixes the answer" if v.fixed else "does not fix the answer"
     if null is None:
         parts.append(
-            f"Latents pushing toward the wrong token: {names}. Ablating the {len(v.features)} "
+            (f"Latents pushing toward the wrong token: {names}. " if names else "")
+            + f"Ablating the {len(v.features)} "
             f"flagged latents changes the gap by {v.metric_change:+.2f} and {fixed}; without a "
             "selection-matched null this is not evidence."
         )
     elif report.evidence == "supported":
         parts.append(
-            f"The latents that pushed it there: {names}. Ablating the {len(v.features)} flagged "
+            (f"The latents that pushed it there: {names}. " if names else "")
+            + f"Ablating the {len(v.features)} flagged "
             f"latents changes the gap by {v.metric_change:+.2f}, more than "
             f"{null.percentile:.0f}% of {len(null.draws)} random sets chosen the same way "
             f"(their median {null.median_metric_change:+.2f}, 90th percentile "
@@ -70,7 +75,9 @@ def write_verdict(report: DriftReport) -> str:
         )
     else:
         parts.append(
-            f"The evidence is weak: ablating the flagged latents ({names}) changes the gap by "
+            "The evidence is weak: ablating the flagged latents"
+            + (f" ({names})" if names else "")
+            + " changes the gap by "
             f"{v.metric_change:+.2f}, which puts them at the {null.percentile:.0f}th percentile of "
             f"{len(null.draws)} random sets chosen the same way (90th percentile "
             f"{null.p90_metric_change:+.2f}); they do not explain the failure better than chance "

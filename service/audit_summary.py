@@ -19,7 +19,14 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from diagnostics.concept_evidence import NullCounts
 from diagnostics.concepts import ConceptBasis, FlaggedFailure, audit_concepts
+from service.audit_findings import (
+    EVIDENCE_COLUMNS,
+    evidence_columns,
+    first_errors,
+    responsible_spans,
+)
 from service.models import Audit, Job, Report, ReportFeature
 
 ITEM_COLUMNS = [
@@ -68,6 +75,10 @@ def audit_frames(session: Session, audit_id: str) -> tuple[pd.DataFrame, pd.Data
                 _body_value(r.body, path, kind).label(name)
                 for name, (path, kind) in BODY_COLUMNS.items()
             ],
+            r.body["context"].label("context"),
+            r.body["null"]["draws"].label("null_draws"),
+            r.body["verification"]["metric_before"].as_float().label("metric_before"),
+            r.body["verification"]["metric_after"].as_float().label("metric_after"),
         )  # fmt: skip
         .select_from(Job.__table__.outerjoin(Report.__table__, r.job_id == j.id))
         .where(j.audit_id == audit_id)
@@ -79,8 +90,10 @@ def audit_frames(session: Session, audit_id: str) -> tuple[pd.DataFrame, pd.Data
         .select_from(ReportFeature.__table__.join(Report.__table__, r.id == f.report_id))
         .where(r.audit_id == audit_id)
     ).all()
+    n = len(ITEM_COLUMNS) + len(BODY_COLUMNS)
     items_df = pd.DataFrame(
-        [tuple(row) for row in items], columns=ITEM_COLUMNS + list(BODY_COLUMNS)
+        [tuple(row)[:n] + evidence_columns(*tuple(row)[n:]) for row in items],
+        columns=ITEM_COLUMNS + list(BODY_COLUMNS) + EVIDENCE_COLUMNS,
     )
     audit = session.get(Audit, audit_id)
     if audit is not None and audit.options.get("kind") == "lm-eval":
@@ -109,15 +122,22 @@ def summarize(
     min_count: int = 2,
     top: int = 20,
 ) -> dict:
-    """The audit summary as plain JSON-ready values.
+    """The audit summary as plain JSON-ready values, what it found first.
 
-    `concepts` (empty without `basis`, the SAE's decoder and atlas descriptions) lists the
-    concepts flagged in at least `min_count` failures, most failures first, each
-    {concept: its name (most flagged description), description: its latents' distinct
-    descriptions " / "-joined, latents: [id], failures: n, flagged_fix_rate, null_fix_rate,
-    verified, with_null, by_kind: {failure_class: {failures, flagged_fix_rate, null_fix_rate,
-    verified, with_null}}, generic: every latent generic, generic_latents: [id]}; a fix rate is
-    over the failures where it was measured (`verified` / `with_null` of them), None when none."""
+    - `first_errors`: [{kind, count, share, example: {report_id, step, should_be}}] over the
+      wrong answers, most frequent first (`service.audit_findings`);
+    - `responsible_spans`: [{kind, meaning, count, share, example: {report_id, text}}];
+    - `concepts` (empty without `basis`, the SAE's decoder and atlas): only the recurring
+      concepts whose ablation beats the selection-matched null in their failures
+      (`diagnostics.concept_evidence`), most failures first, each {concept, description,
+      latents (specific first), failures, flagged_fix_rate, null_fix_rate, verified, with_null,
+      by_kind, generic_latents, fix and flip: {count, of, null_expected, p_value, rate,
+      null_rate}, p_value (corrected), beats_null, cards: [FeatureCard]};
+      `concepts_tested` says how many recurring concepts were tested, `concepts_generic` how
+      many were left out because all their latents are generic;
+    - `recurring_features`: single latents flagged in at least `min_count` failures (generic
+      ones left out when the basis knows them), with their card; counts, not evidence.
+    A fix rate is over the failures where it was measured, None when none."""
     reports = items[items["report_id"].notna()]
     n = len(reports)
     correct = reports["correct"].astype(bool) if n else pd.Series(dtype=bool)
@@ -139,11 +159,17 @@ def summarize(
         "ablation_fix_rate": _mean(wrong["ablation_fixed"]),
         "control_fix_rate": _mean(wrong["control_fix_rate"]),
         "null_fix_rate": _mean(wrong["null_fix_rate"]) if "null_fix_rate" in wrong else None,
-        "recurring_features": [],
+        "first_errors": first_errors(wrong),
+        "responsible_spans": responsible_spans(wrong),
         "concepts": [],
+        "concepts_tested": 0,
+        "concepts_generic": 0,
+        "recurring_features": [],
     }
     if len(wrong) and len(features):
-        merged = features.merge(
+        generic = set() if basis is None else {j for j, g in enumerate(basis.generic) if g}
+        specific = features[~features["feature_id"].isin(generic)]
+        merged = specific.merge(
             wrong[["report_id", "ablation_fixed", "control_fix_rate"]], on="report_id"
         )
         if len(merged):
@@ -163,17 +189,23 @@ def summarize(
                 ["n_failures", "mean_attribution"], ascending=[False, True]
             ).head(top)
             out["recurring_features"] = [
-                {"feature": int(fid)} | {k: _plain(v) for k, v in row.items()}
+                {"feature": int(fid)}
+                | {k: _plain(v) for k, v in row.items()}
+                | {"card": _card(basis, int(fid))}
                 for fid, row in grouped.iterrows()
             ]
         if basis is not None:
-            out["concepts"] = [
-                c.as_json()
-                for c in audit_concepts(
-                    flagged_failures(wrong, features), basis, min_failures=min_count, top=top
-                )
-            ]
+            concepts, n_generic = audit_concepts(
+                flagged_failures(wrong, features), basis, min_failures=min_count, top=top
+            )
+            out["concepts"] = [c.as_json() for c in concepts if c.beats_null]
+            out["concepts_tested"], out["concepts_generic"] = len(concepts), n_generic
     return out
+
+
+def _card(basis: ConceptBasis | None, j: int) -> dict | None:
+    card = basis.card_of(j) if basis is not None else None
+    return card.model_dump() if card is not None else None
 
 
 def flagged_failures(wrong: pd.DataFrame, features: pd.DataFrame) -> list[FlaggedFailure]:
@@ -186,10 +218,29 @@ def flagged_failures(wrong: pd.DataFrame, features: pd.DataFrame) -> list[Flagge
             latents=[int(j) for j in latents[row.report_id]],
             fixed=None if pd.isna(row.ablation_fixed) else bool(row.ablation_fixed),
             null_fix_rate=None if pd.isna(row.null_fix_rate) else float(row.null_fix_rate),
+            flipped=_opt_bool(getattr(row, "flipped", None)),
+            null=_null_counts(row),
         )
         for row in wrong.itertuples()
         if row.report_id in latents.index
     ]
+
+
+def _opt_bool(value) -> bool | None:
+    return None if value is None or pd.isna(value) else bool(value)
+
+
+def _null_counts(row) -> NullCounts | None:
+    """The failure's null draw counts (columns from `evidence_columns`), None without a null."""
+    draws = getattr(row, "null_flip_draws", None)
+    if draws is None or pd.isna(draws):
+        return None
+    return NullCounts(
+        fixed=int(row.null_fixed or 0),
+        fix_draws=int(row.null_fix_draws or 0),
+        flipped=int(row.null_flipped or 0),
+        flip_draws=int(draws),
+    )
 
 
 def export_frame(items: pd.DataFrame, features: pd.DataFrame) -> pd.DataFrame:

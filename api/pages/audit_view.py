@@ -1,12 +1,9 @@
-"""What the audit page draws: the accuracy bar, bar charts (failure kinds, recurring concepts or
-labels, fix rates) as inline SVG geometry, and the per-item rows with readable prompts."""
+"""What the audit page draws: the accuracy bar, the fix-rate bars as inline SVG geometry, and the
+per-item rows with readable prompts (first errors, spans and concepts come from the summary)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
-
-import pandas as pd
 
 from diagnostics.gold_solution import last_question
 
@@ -56,37 +53,6 @@ def accuracy_segments(summary: dict, progress) -> list[Segment]:
         out.append(Segment(kind, n, x, w))
         x += w
     return out
-
-
-def recurring_concepts(summary: dict, items: pd.DataFrame, features: pd.DataFrame, audit_id: str):
-    """Bars of what recurs across the failures: the summary's `concepts` when it has them, else
-    the flagged latents' descriptions (labels) counted over distinct failures."""
-    concepts = summary.get("concepts")
-    if concepts:
-        rows = []
-        for c in concepts:
-            name = str(c.get("label") or c.get("concept") or c.get("name") or "")
-            n = c.get("n_failures", c.get("count", 0)) or 0
-            rows.append((name, float(n), str(n), None, "concept"))
-        return "concepts", bar_chart(rows)
-    wrong = items[items["report_id"].notna() & (items["correct"] == False)]  # noqa: E712
-    if not len(wrong) or not len(features):
-        return "labels", []
-    merged = features.merge(wrong[["report_id"]], on="report_id")
-    merged = merged[merged["label"].astype(bool)]
-    counts = merged.groupby("label")["report_id"].nunique().sort_values(ascending=False)
-    counts = counts[counts >= 2].head(15)
-    rows = [
-        (
-            str(label),
-            float(n),
-            f"{n} failures",
-            f"/reports?audit_id={audit_id}&label={quote(label)}",
-            "",
-        )
-        for label, n in counts.items()
-    ]
-    return "labels", bar_chart(rows)
 
 
 def fix_rate_bars(summary: dict) -> list[Bar]:

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from api.pages.auth import KEY_COOKIE
 from api.pages.heatmap import display_text
+from diagnostics.named_latents import activation_note
 from service.settings import get_settings
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -79,7 +80,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(ts=fmt_ts, num=fmt_num, pct=fmt_pct, tok=display_text, basename=basename)
-    env.globals.update(max_abs=max_abs, audit_name=audit_name)
+    env.globals.update(max_abs=max_abs, audit_name=audit_name, activation_note=activation_note)
     return env
 
 

@@ -188,8 +188,10 @@ def get_audit(audit_id: str, session: SessionDep, caller: CallerKey) -> AuditPro
 def get_audit_summary(
     audit_id: str, session: SessionDep, settings: SettingsDep, caller: CallerKey
 ) -> dict:
-    """Accuracy, failure classes, recurring flagged features with labels and fix rates, and the
-    flagged latents grouped into concepts (see service.audit_summary.summarize)."""
+    """What the audit found, first: first errors by kind (an example step each), responsible
+    spans by kind, then only the recurring concepts whose ablation beats the selection-matched
+    null (with feature cards and fix/flip counts against it); accuracy and failure classes
+    (see service.audit_summary.summarize)."""
     audit = _audit(session, audit_id, caller)
     items, features = audit_frames(session, audit_id)
     return {"progress": audit_progress(session, audit).model_dump(mode="json")} | summarize(

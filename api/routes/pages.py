@@ -11,13 +11,7 @@ from sqlmodel import select
 
 from api.atlas_cache import atlas_of, concept_basis_of
 from api.deps import SessionDep, SettingsDep
-from api.pages.audit_view import (
-    accuracy_segments,
-    bar_chart,
-    fix_rate_bars,
-    item_prompt,
-    recurring_concepts,
-)
+from api.pages.audit_view import accuracy_segments, fix_rate_bars, item_prompt
 from api.pages.auth import KEY_COOKIE, PageCaller, safe_next, same_origin
 from api.pages.filters import parse_list_query
 from api.pages.heatmap import (
@@ -161,8 +155,19 @@ def report_page(
             "strip": attribution_strip(report),
             "chart": evidence_chart(report) if report.verification else None,
             "prefix": continuation_prefix(report),
+            "cards": _cards(report, settings),
         },
     )
+
+
+def _cards(report, settings) -> dict:
+    """Latent id -> FeatureCard of the flagged latents: the report's own, else the atlas's (a
+    report stored before cards, when the atlas matches its SAE width)."""
+    atlas = atlas_of(settings)
+    usable = atlas is not None and atlas.d_sae == report.identity.sae_d_sae
+    return {
+        f.feature: f.card or (atlas.card(f.feature) if usable else None) for f in report.flagged
+    }
 
 
 def _labeller(report, settings):
@@ -263,7 +268,8 @@ def audits_page(request: Request, session: SessionDep, caller: PageCaller) -> Re
 def audit_page(
     audit_id: str, request: Request, session: SessionDep, settings: SettingsDep, caller: PageCaller
 ) -> Response:
-    """An audit: progress, accuracy, failure classes and the features recurring in failures."""
+    """An audit, what it found first: progress and accuracy, first errors by kind, responsible
+    spans by kind, the concepts that beat the selection-matched null (with their cards)."""
     audit = find_audit(session, audit_id, scope=caller.scope)
     if audit is None:
         raise not_found("audit", audit_id)
@@ -279,8 +285,6 @@ def audit_page(
         for r in rows:
             if r["job_id"] in payloads:
                 r["prompt"] = item_prompt(payloads[r["job_id"]].get("prompt"))
-    recurring_kind, recurring = recurring_concepts(summary, items, features, audit_id)
-    classes = sorted(summary["failure_classes"].items(), key=lambda kv: -kv[1])
     return render(
         request,
         "audit.html",
@@ -291,14 +295,6 @@ def audit_page(
             "n_items": len(items),
             "refresh": progress.status != "done",
             "segments": accuracy_segments(summary, progress),
-            "class_bars": bar_chart(
-                [
-                    (k, float(n), str(n), f"/reports?audit_id={audit_id}&failure_class={k}", "")
-                    for k, n in classes
-                ]
-            ),  # fmt: skip
-            "recurring_kind": recurring_kind,
-            "recurring_bars": recurring,
             "fix_bars": fix_rate_bars(summary),
             "eval_run": audit.options.get("kind") == "lm-eval",
         },

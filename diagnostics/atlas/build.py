@@ -3,61 +3,45 @@
 Text windows (`token_windows`: a BOS-like first token, special tokens masked) are split by index:
 every `score_every`-th window goes to the scoring split (cut into short contexts and used only to
 score labels and descriptions, and the contexts of the causal output test), the others to the
-explain split (labels, descriptions, max-activating contexts). Firing density, activation sums,
-maxima and quantile histograms are over all text tokens of both splits.
+explain split (labels, descriptions, max-activating contexts; the scoring split keeps the few
+strongest contexts a feature card shows). Firing density, activation sums, maxima and quantile
+histograms are over all text tokens of both splits. The pass is `diagnostics.atlas.collect`; this
+module turns it into labels, scores, generic marks and the causal output test.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from diagnostics.atlas.checkpoint import CHECKPOINT_EVERY, BuildCheckpoint
+from diagnostics.atlas.collect import Collected, collect, vocab_size_of
 from diagnostics.atlas.describe import describe, marks_word_starts, readable_label, sub_rule
-from diagnostics.atlas.generic import format_share, format_tokens, generic_mask
+from diagnostics.atlas.generic import (
+    format_share,
+    format_tokens,
+    generic_mask,
+    peak_format_share,
+)
 from diagnostics.atlas.labels import derive_rule, vocab_strings
 from diagnostics.atlas.logit_effects import logit_effects
 from diagnostics.atlas.records import AtlasMeta, LabelRule
 from diagnostics.atlas.scoring import score_labels
-from diagnostics.atlas.stats import PAD_TOKEN, FeatureStatsAccumulator
+from diagnostics.atlas.stats import PAD_TOKEN
 from diagnostics.atlas.store import ATLAS_VERSION, U16_PAD, FeatureAtlas, sae_fingerprint
-from diagnostics.atlas.token_change import TokenChange, edited_contexts, token_change
-from diagnostics.hooks import residuals_at
+from diagnostics.atlas.token_change import N_CONTEXTS, TokenChange, edited_contexts, token_change
 from diagnostics.language_model import LanguageModel
-from diagnostics.sae.harvest import pad_windows, token_windows
 from diagnostics.sae.modules import SparseAutoencoder
 
 QUANTILE_LEVELS = (0.1, 0.5, 0.9, 0.99)
 DENSE_THRESHOLD = 0.1
 OUTPUT_CLAMP = 2.0  # the causal output test clamps a latent to this multiple of its max activation
-
-
-def _batches(windows: Iterator[list[int]], size: int) -> Iterator[list[list[int]]]:
-    batch: list[list[int]] = []
-    for w in windows:
-        batch.append(w)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-@dataclass
-class Collected:
-    """What the streaming pass over the text gathers (everything after it is per latent)."""
-
-    acc: FeatureStatsAccumulator
-    chunks: torch.Tensor  # [C, score_context_len] scoring contexts, PAD outside text
-    chunk_acts: torch.Tensor  # [C, d_sae] fp16, each latent's max activation in each
-    score_windows: list[list[int]]  # the scoring split's windows (BOS first)
-    n_windows: int
-    seconds: float
 
 
 @torch.no_grad()
@@ -75,91 +59,44 @@ def build_atlas(
     score_context_len: int = 32,
     max_score_contexts: int = 8192,
     n_logit_tokens: int = 10,
-    output_contexts: int = 32,
+    output_contexts: int = N_CONTEXTS,
     output_clamp: float = OUTPUT_CLAMP,
     sources: list[str] | None = None,
     split: str = "",
     seed: int = 0,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = CHECKPOINT_EVERY,
 ) -> FeatureAtlas:
     """Compute statistics, contexts, logit effects, scored labels and descriptions, and the
-    causal output test (`output_contexts` held-out contexts; 0 skips it) of every latent."""
+    causal output test (`output_contexts` held-out contexts; 0 skips it) of every latent.
+
+    With `checkpoint_dir` the build saves its progress there (the pass every `checkpoint_every`
+    batches, the output test per block) and resumes from it when it holds a checkpoint of a build
+    with the same settings (`diagnostics.atlas.checkpoint`); the caller removes it once the atlas
+    is saved."""
+    checkpoint = None
+    if checkpoint_dir is not None:
+        settings = {
+            "model": lm.model_id, "sae": sae_fingerprint(sae.W_dec),
+            "hook": sae.cfg.metadata.hook_name, "max_tokens": max_tokens, "ctx_len": ctx_len,
+            "batch_size": batch_size, "n_contexts": n_contexts, "score_every": score_every,
+            "score_context_len": score_context_len, "max_score_contexts": max_score_contexts,
+            "output_contexts": output_contexts, "output_clamp": output_clamp,
+            "sources": sources or [], "split": split, "seed": seed,
+        }  # fmt: skip
+        checkpoint = BuildCheckpoint(checkpoint_dir, settings, every=checkpoint_every)
     collected = collect(
         lm, sae, documents, max_tokens=max_tokens, ctx_len=ctx_len, batch_size=batch_size,
         n_contexts=n_contexts, progress=progress, score_every=score_every,
         score_context_len=score_context_len, max_score_contexts=max_score_contexts,
+        checkpoint=checkpoint,
     )  # fmt: skip
     return finish_atlas(
         lm, sae, collected, ctx_len=ctx_len, progress=progress,
         score_context_len=score_context_len, n_logit_tokens=n_logit_tokens,
         output_contexts=output_contexts, output_clamp=output_clamp, sources=sources, split=split,
-        seed=seed,
+        seed=seed, checkpoint=checkpoint,
     )  # fmt: skip
-
-
-@torch.no_grad()
-def collect(
-    lm: LanguageModel,
-    sae: SparseAutoencoder,
-    documents: Iterable[str],
-    *,
-    max_tokens: int,
-    ctx_len: int,
-    batch_size: int,
-    n_contexts: int,
-    progress: bool,
-    score_every: int,
-    score_context_len: int,
-    max_score_contexts: int,
-) -> Collected:
-    """The streaming pass: text windows through the model (to the hook layer) and the SAE."""
-    start = time.perf_counter()
-    layer = sae.cfg.hook_layer
-    tok = lm.tokenizer
-    vocab_size = _vocab_size(lm)
-    special = torch.tensor(sorted(set(tok.all_special_ids)))
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    acc = FeatureStatsAccumulator(sae.cfg.d_sae, vocab_size, n_contexts=n_contexts)
-    chunk_ids: list[torch.Tensor] = []  # [n, L] each
-    chunk_acts: list[torch.Tensor] = []  # [n, d_sae] fp16 each
-    score_windows: list[list[int]] = []  # the scoring split's windows (BOS first)
-    n_chunks, n_windows = 0, 0
-    bar = tqdm(total=max_tokens, unit="tok", unit_scale=True, desc="atlas", disable=not progress)
-    for batch in _batches(token_windows(tok, documents, ctx_len), batch_size):
-        ids, mask, keep = pad_windows(batch, pad, special)  # [b, s] each
-        index = torch.arange(n_windows, n_windows + len(batch))
-        explain = (index % score_every) != (score_every - 1)  # [b]
-        if n_chunks >= max_score_contexts:
-            explain[:] = True
-        n_windows += len(batch)
-        resid = residuals_at(lm, ids.to(lm.device), layer, mask.to(lm.device))  # [b, s, d]
-        feats = sae.encode(resid.cpu()).float() * keep[..., None]  # [b, s, d_sae]
-        acc.update(feats, ids, keep, explain)
-        if (~explain).any():
-            ids_s, acts_s = score_chunks(feats[~explain], ids, keep, ~explain, score_context_len)
-            chunk_ids.append(ids_s)
-            chunk_acts.append(acts_s)
-            n_chunks += len(ids_s)
-            score_windows += [w for w, e in zip(batch, explain.tolist(), strict=True) if not e]
-        bar.update(int(keep.sum()))
-        bar.set_postfix(tok_s=f"{acc.n_tokens / (time.perf_counter() - start):.0f}")
-        if acc.n_tokens >= max_tokens:
-            break
-    bar.close()
-    if acc.n_tokens == 0:
-        raise ValueError("no text tokens: the sources are empty for this split")
-    d = sae.cfg.d_sae
-    return Collected(
-        acc=acc,
-        chunks=torch.cat(chunk_ids) if chunk_ids else torch.zeros(0, score_context_len).long(),
-        chunk_acts=torch.cat(chunk_acts) if chunk_acts else torch.zeros(0, d).half(),
-        score_windows=score_windows,
-        n_windows=n_windows,
-        seconds=time.perf_counter() - start,
-    )
-
-
-def _vocab_size(lm: LanguageModel) -> int:
-    return max(len(lm.tokenizer), int(lm.model.get_output_embeddings().weight.shape[0]))
 
 
 @torch.no_grad()
@@ -177,11 +114,12 @@ def finish_atlas(
     sources: list[str] | None,
     split: str,
     seed: int,
+    checkpoint: BuildCheckpoint | None = None,
 ) -> FeatureAtlas:
     """Labels, descriptions, scores, generic marks and the causal output test from a pass."""
     start = time.perf_counter() - collected.seconds
     tok = lm.tokenizer
-    vocab_size = _vocab_size(lm)
+    vocab_size = vocab_size_of(lm)
     acc, score_windows, n_windows = collected.acc, collected.score_windows, collected.n_windows
     strings = vocab_strings(tok, vocab_size)
     count = acc.count.numpy()
@@ -196,7 +134,7 @@ def finish_atlas(
     bigrams = acc.bigram_counts()
     rules: list[LabelRule] = []
     descriptions: list[str] = []
-    ctx_rows = acc.top_tokens.numpy()  # [d_sae, k, width], PAD outside
+    ctx_rows = acc.top.tokens.numpy()  # [d_sae, k, width], PAD outside
     join_pieces = marks_word_starts(strings)
     unigram = np.zeros(sae.cfg.d_sae, dtype=bool)
     labels_iter = range(sae.cfg.d_sae)
@@ -228,9 +166,11 @@ def finish_atlas(
     described = [sub_rule(r, r.described) for r in rules]
     desc_scores = score_labels(described, chunks, cacts, seed=seed, progress=progress)
 
-    fmt = format_share(
-        keys // vocab_size, keys % vocab_size, fires, format_tokens(strings, tok.all_special_ids),
-        sae.cfg.d_sae,
+    fmt_mask = format_tokens(strings, tok.all_special_ids)  # [vocab]
+    fmt = format_share(keys // vocab_size, keys % vocab_size, fires, fmt_mask, sae.cfg.d_sae)
+    peak_fmt = peak_format_share(
+        acc.top.tokens.numpy(), acc.top.vals.numpy(), acc.before, np.append(fmt_mask, False),
+        PAD_TOKEN,
     )  # fmt: skip
     first_share = (acc.first_count.numpy() / np.maximum(count, 1)).astype(np.float32)
     max_act = acc.max.numpy().astype(np.float32)
@@ -246,8 +186,9 @@ def finish_atlas(
             is_text=lambda t: t not in special_ids,
         )
         outputs = token_change(
-            lm, sae, contexts, max_act * output_clamp, seed=seed, progress=progress
-        )
+            lm, sae, contexts, max_act * output_clamp, seed=seed, progress=progress,
+            checkpoint=checkpoint,
+        )  # fmt: skip
         output_meta = {
             "n_contexts": outputs.n_contexts,
             "clamp": f"{output_clamp:g}x its max activation",
@@ -265,9 +206,8 @@ def finish_atlas(
     ]
 
     is_dense = density > DENSE_THRESHOLD
-    ctx_tokens = acc.top_tokens.numpy()
-    if vocab_size < U16_PAD:
-        ctx_tokens = np.where(ctx_tokens == PAD_TOKEN, U16_PAD, ctx_tokens).astype(np.uint16)
+    ctx_tokens = _context_tokens(acc.top.tokens.numpy(), vocab_size)
+    held_tokens = _context_tokens(acc.held.tokens.numpy(), vocab_size)
     arrays = {
         "count": count.astype(np.int64),
         "density": density,
@@ -288,9 +228,13 @@ def finish_atlas(
         "first_count": acc.first_count.numpy().astype(np.int64),
         "format_share": fmt,
         "first_share": first_share,
+        "peak_format_share": peak_fmt,
         "ctx_tokens": ctx_tokens,
-        "ctx_acts": acc.top_acts.numpy(),
-        "ctx_vals": acc.top_vals.numpy().astype(np.float32),
+        "ctx_acts": acc.top.acts.numpy(),
+        "ctx_vals": acc.top.vals.numpy().astype(np.float32),
+        "held_ctx_tokens": held_tokens,
+        "held_ctx_acts": acc.held.acts.numpy(),
+        "held_ctx_vals": acc.held.vals.numpy().astype(np.float32),
         "promoted_ids": prom_ids.numpy().astype(np.int32),
         "promoted_vals": prom_vals.numpy().astype(np.float32),
         "suppressed_ids": supp_ids.numpy().astype(np.int32),
@@ -347,6 +291,13 @@ def _shown_outputs(outputs: TokenChange | None, strings: list[str], i: int) -> l
     return [strings[int(t)] for t, ok in zip(outputs.token_ids[i], passed, strict=True) if ok]
 
 
+def _context_tokens(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Context token ids as stored: uint16 with PAD U16_PAD when the vocabulary fits."""
+    if vocab_size < U16_PAD:
+        return np.where(tokens == PAD_TOKEN, U16_PAD, tokens).astype(np.uint16)
+    return tokens
+
+
 def _pad_rows(rows: list[list[int]], width: int, vocab_size: int) -> np.ndarray:
     """Token-id rows [n, width], uint16 (PAD U16_PAD) when the vocabulary fits, else int32 (-1)."""
     small = vocab_size < U16_PAD
@@ -354,25 +305,6 @@ def _pad_rows(rows: list[list[int]], width: int, vocab_size: int) -> np.ndarray:
     for k, row in enumerate(rows):
         out[k, : len(row)] = row[:width]
     return out.astype(np.uint16 if small else np.int32)
-
-
-def score_chunks(
-    feats: torch.Tensor, ids: torch.Tensor, keep: torch.Tensor, rows: torch.Tensor, length: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cut scoring windows into contexts of `length` tokens after the BOS.
-
-    feats [n, s, d_sae] of the scoring windows, ids/keep [b, s] of the batch, rows [b] bool which.
-    Returns token ids [m, length] (PAD outside text) and max activations [m, d_sae] fp16.
-    """
-    n, s, d = feats.shape
-    n_c = (s - 1) // length
-    if n_c == 0:
-        return torch.zeros(0, length, dtype=torch.long), torch.zeros(0, d, dtype=torch.float16)
-    span = slice(1, 1 + n_c * length)
-    tok = torch.where(keep[rows], ids[rows], PAD_TOKEN)[:, span].reshape(n * n_c, length)
-    acts = feats[:, span].reshape(n, n_c, length, d).amax(2).reshape(n * n_c, d)
-    full = (tok != PAD_TOKEN).sum(1) >= length // 2  # drop mostly-empty tail contexts
-    return tok[full], acts[full].half()
 
 
 def summarize(arrays: dict[str, np.ndarray], rules: list[LabelRule]) -> dict:
@@ -385,7 +317,10 @@ def summarize(arrays: dict[str, np.ndarray], rules: list[LabelRule]) -> dict:
     non_uni = scored & (arrays["is_unigram"] == 0)
     desc = arrays["description_auroc"]
     desc_scored = labelled & ~np.isnan(desc)
-    generic = live & generic_mask(arrays["density"], arrays["format_share"], arrays["first_share"])
+    generic = live & generic_mask(
+        arrays["density"], arrays["format_share"], arrays["first_share"],
+        arrays["peak_format_share"],
+    )  # fmt: skip
     causal = None
     if "output_lifts" in arrays:
         causal = int((live & (arrays["output_lifts"][:, 0] > arrays["output_threshold"])).sum())

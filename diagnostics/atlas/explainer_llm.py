@@ -189,7 +189,7 @@ def relabel(
 def score_llm_labels(lm, sae, atlas: FeatureAtlas, answers: dict[int, LlmLabel]) -> np.ndarray:
     """Detection AUROC [d_sae] of the LLM labels' trigger rules (NaN elsewhere), on the atlas's
     held-out windows, by the machinery that scores offline labels; stored as `llm_auroc`."""
-    from diagnostics.atlas.build import score_chunks
+    from diagnostics.atlas.collect import score_chunks
     from diagnostics.hooks import residuals_at
 
     windows = torch.from_numpy(atlas.arrays["score_windows"].astype(np.int64))  # [n, ctx]

@@ -8,7 +8,11 @@ window), so finding it active on a failing prompt says little about the failure.
 - formatting: at least `SHARE` of its firings (explain split) are on whitespace, punctuation or
   symbol tokens (no letter or digit) or special tokens;
 - position: at least `SHARE` of its firings are on the first text token of a window (right after
-  the BOS), where the model has no context.
+  the BOS), where the model has no context;
+- formatting peaks: at least `SHARE` of its max-activating contexts peak on a formatting token.
+  A latent can fire on words most of the time and still be strongest on a bare space before a
+  number (its firing share just under half, its top contexts all spaces); what it is shown by is
+  its strongest firings, so those decide too.
 """
 
 from __future__ import annotations
@@ -38,7 +42,20 @@ def format_share(
     return (on / np.maximum(total, 1)).astype(np.float32)
 
 
-def generic_reason(density: float, fmt_share: float, first_share: float) -> str:
+def peak_format_share(
+    ctx_tokens: np.ndarray, ctx_vals: np.ndarray, peak: int, mask: np.ndarray, pad: int
+) -> np.ndarray:
+    """[d_sae] share of each latent's stored max-activating contexts (ctx_tokens [d_sae, k, width],
+    ctx_vals [d_sae, k], the peak at column `peak`) whose peak token is a format token."""
+    tokens = ctx_tokens[:, :, peak].astype(np.int64)  # [d_sae, k]
+    real = (ctx_vals > 0) & (tokens != pad) & (tokens >= 0)
+    on = real & mask[np.where(real, tokens, 0)]
+    return (on.sum(1) / np.maximum(real.sum(1), 1)).astype(np.float32)
+
+
+def generic_reason(
+    density: float, fmt_share: float, first_share: float, peak_share: float = 0.0
+) -> str:
     """Why a latent is generic ('' when it is not)."""
     if density > DENSITY:
         return f"dense: fires on {density:.1%} of tokens"
@@ -46,9 +63,18 @@ def generic_reason(density: float, fmt_share: float, first_share: float) -> str:
         return f"formatting: {fmt_share:.0%} of its firings are on whitespace or punctuation"
     if first_share >= SHARE:
         return f"position: {first_share:.0%} of its firings are on the first token of a text"
+    if peak_share >= SHARE:
+        return (
+            f"formatting: {peak_share:.0%} of its strongest firings are on whitespace or "
+            "punctuation"
+        )
     return ""
 
 
-def generic_mask(density: np.ndarray, fmt_share: np.ndarray, first_share: np.ndarray) -> np.ndarray:
+def generic_mask(
+    density: np.ndarray, fmt_share: np.ndarray, first_share: np.ndarray, peak_share=0.0
+) -> np.ndarray:
     """[d_sae] bool, vectorised `generic_reason(...) != ''`."""
-    return (density > DENSITY) | (fmt_share >= SHARE) | (first_share >= SHARE)
+    return (
+        (density > DENSITY) | (fmt_share >= SHARE) | (first_share >= SHARE) | (peak_share >= SHARE)
+    )

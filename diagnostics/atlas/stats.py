@@ -67,11 +67,39 @@ class BigramCounts:
         return grams, self.counts[lo:hi], occurrences
 
 
+HELD_CONTEXTS = 3
+"""Max-activating contexts kept per latent from the scoring split (what a feature card shows)."""
+
+
+@dataclass
+class TopContexts:
+    """The strongest windows of every latent: peak values and the tokens around each peak."""
+
+    vals: torch.Tensor  # [d_sae, k], 0 = empty slot, strongest first
+    tokens: torch.Tensor  # [d_sae, k, width] int32, PAD outside text
+    acts: torch.Tensor  # [d_sae, k, width] fp16, the latent's activation at each token
+
+    @classmethod
+    def empty(cls, d_sae: int, k: int, width: int) -> TopContexts:
+        return cls(
+            torch.zeros(d_sae, k),
+            torch.full((d_sae, k, width), PAD_TOKEN, dtype=torch.int32),
+            torch.zeros(d_sae, k, width, dtype=torch.float16),
+        )
+
+
 class FeatureStatsAccumulator:
     """Running statistics of every latent; see the module docstring."""
 
     def __init__(
-        self, d_sae: int, vocab_size: int, *, n_contexts: int = 16, before: int = 24, after: int = 7
+        self,
+        d_sae: int,
+        vocab_size: int,
+        *,
+        n_contexts: int = 16,
+        held_contexts: int = HELD_CONTEXTS,
+        before: int = 24,
+        after: int = 7,
     ) -> None:
         self.d_sae, self.vocab_size, self.k = d_sae, vocab_size, n_contexts
         self.before, self.after = before, after
@@ -84,9 +112,8 @@ class FeatureStatsAccumulator:
         self.max = torch.zeros(d_sae)
         self.hist = torch.zeros(d_sae * HIST_BINS, dtype=torch.int64)  # [d_sae * bins]
         self.background = torch.zeros(vocab_size, dtype=torch.int64)  # explain split only
-        self.top_vals = torch.zeros(d_sae, n_contexts)  # [d_sae, k], 0 = empty slot
-        self.top_tokens = torch.full((d_sae, n_contexts, width), PAD_TOKEN, dtype=torch.int32)
-        self.top_acts = torch.zeros(d_sae, n_contexts, width, dtype=torch.float16)
+        self.top = TopContexts.empty(d_sae, n_contexts, width)  # explain split
+        self.held = TopContexts.empty(d_sae, held_contexts, width)  # scoring split (cards)
         # int32 keys sort about 5x faster; they fit while d_sae * vocab < 2**31
         self._key_dtype = torch.int32 if d_sae * vocab_size < 2**31 else torch.int64
         self._tokens = _SparseCounter(self._key_dtype)  # (latent, token) firings, explain split
@@ -146,11 +173,27 @@ class FeatureStatsAccumulator:
         peak_pos = torch.full((b * d,), s, dtype=torch.long).scatter_reduce_(
             0, wkey[at_peak], pos[at_peak], "amin"
         )
-        peak_val = peak_val.view(b, d) * explain[:, None]  # [b, d]; scoring windows never enter
+        peak_val = peak_val.view(b, d)  # [b, d]
         peak_pos = peak_pos.view(b, d)
+        # explain windows go to the max-activating contexts; scoring windows (held out from label
+        # writing) to the few contexts a feature card shows
+        self._merge(self.top, peak_val * explain[:, None], peak_pos, feats, ids, keep)
+        self._merge(self.held, peak_val * ~explain[:, None], peak_pos, feats, ids, keep)
 
-        # merge windows that beat a latent's current k-th context into its top-k
-        enter = peak_val.T > self.top_vals[:, -1:]  # [d, b]
+    def _merge(
+        self,
+        top: TopContexts,
+        peak_val: torch.Tensor,
+        peak_pos: torch.Tensor,
+        feats: torch.Tensor,
+        ids: torch.Tensor,
+        keep: torch.Tensor,
+    ) -> None:
+        """Merge windows whose peak (peak_val [b, d], 0: not a candidate) beats a latent's
+        current last context into its top contexts."""
+        b, s, _ = feats.shape
+        k = top.vals.shape[1]
+        enter = peak_val.T > top.vals[:, -1:]  # [d, b]
         rows = enter.any(1).nonzero().squeeze(1)  # latents with a new context
         if len(rows) == 0:
             return
@@ -168,12 +211,12 @@ class FeatureStatsAccumulator:
             inside, feats[eb[:, None], where_c, lat_e[:, None]], 0
         ).half()
         cand_val = torch.where(enter[rows], peak_val.T[rows], torch.zeros(()))  # [r, b]
-        vals_all = torch.cat([self.top_vals[rows], cand_val], dim=1)  # [r, k + b]
-        new_vals, idx = vals_all.topk(self.k, dim=1)  # [r, k]
+        vals_all = torch.cat([top.vals[rows], cand_val], dim=1)  # [r, k + b]
+        new_vals, idx = vals_all.topk(k, dim=1)  # [r, k]
         gather = idx[:, :, None].expand(-1, -1, width)
-        self.top_vals[rows] = new_vals
-        self.top_tokens[rows] = torch.cat([self.top_tokens[rows], cand_tok], 1).gather(1, gather)
-        self.top_acts[rows] = torch.cat([self.top_acts[rows], cand_act], 1).gather(1, gather)
+        top.vals[rows] = new_vals
+        top.tokens[rows] = torch.cat([top.tokens[rows], cand_tok], 1).gather(1, gather)
+        top.acts[rows] = torch.cat([top.acts[rows], cand_act], 1).gather(1, gather)
 
     def token_counts(self) -> TokenCounts:
         keys, counts = self._tokens.result()

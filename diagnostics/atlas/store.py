@@ -17,8 +17,14 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from diagnostics.atlas.cards import feature_card
 from diagnostics.atlas.describe import peak_agreement, sub_rule
-from diagnostics.atlas.generic import generic_mask, generic_reason
+from diagnostics.atlas.generic import (
+    format_tokens,
+    generic_mask,
+    generic_reason,
+    peak_format_share,
+)
 from diagnostics.atlas.label_search import rank_by_label
 from diagnostics.atlas.labels import render_rule
 from diagnostics.atlas.records import (
@@ -31,6 +37,7 @@ from diagnostics.atlas.records import (
     TokenValue,
 )
 from diagnostics.errors import DriftscopeError
+from diagnostics.feature_card import FeatureCard
 
 ATLAS_VERSION = 3
 ATLAS_DIR = "atlas"
@@ -120,9 +127,24 @@ class FeatureAtlas:
         return self.arrays["count"] > 0
 
     @property
+    def peak_format_share(self) -> np.ndarray:  # [d_sae] share of top contexts peaking on format
+        if "peak_format_share" not in self.arrays:  # from the stored contexts, once per load
+            a = self.arrays
+            pad = U16_PAD if a["ctx_tokens"].dtype == np.uint16 else -1
+            mask = np.append(format_tokens(self.vocab, []), False)  # index len(vocab): never
+            tokens = np.where(a["ctx_tokens"] == pad, len(self.vocab), a["ctx_tokens"])
+            self.arrays["peak_format_share"] = peak_format_share(
+                tokens, a["ctx_vals"], self.context_peak, mask, len(self.vocab)
+            )
+        return self.arrays["peak_format_share"]
+
+    @property
     def generic(self) -> np.ndarray:  # [d_sae] bool, see `diagnostics.atlas.generic`
         a = self.arrays
-        return generic_mask(a["density"], a["format_share"], a["first_share"]) & self.live
+        return (
+            generic_mask(a["density"], a["format_share"], a["first_share"], self.peak_format_share)
+            & self.live
+        )
 
     def label(self, i: int) -> str:
         """What a person reads: the short description (or the LLM label), then the output
@@ -144,8 +166,17 @@ class FeatureAtlas:
             return ""
         a = self.arrays
         return generic_reason(
-            float(a["density"][i]), float(a["format_share"][i]), float(a["first_share"][i])
+            float(a["density"][i]),
+            float(a["format_share"][i]),
+            float(a["first_share"][i]),
+            float(self.peak_format_share[i]),
         )
+
+    def card(self, i: int) -> FeatureCard | None:
+        """What is shown wherever latent i is named: description, strongest contexts with the
+        peak token marked, label score (`diagnostics.atlas.cards`); None when it has neither a
+        description nor a context."""
+        return feature_card(self, self._check(i))
 
     def output_effect(self, i: int) -> list[TokenLift]:
         """Next tokens whose probability clamping latent i raises significantly (best first);
@@ -233,10 +264,15 @@ class FeatureAtlas:
         share = peak_agreement(sub_rule(rule, rule.described), rows, self.context_peak)
         return None if share is None else round(share, 4)
 
-    def contexts(self, i: int) -> list[ContextExample]:
-        """Max-activating contexts of latent i, strongest first."""
-        tokens, acts, vals = self.arrays["ctx_tokens"][i], self.arrays["ctx_acts"][i], None
-        vals = self.arrays["ctx_vals"][i]
+    def contexts(self, i: int, *, held_out: bool = False) -> list[ContextExample]:
+        """Max-activating contexts of latent i, strongest first: of the explain split (the text
+        its label was written from), or with `held_out` of the scoring split (held out from label
+        writing; empty in an atlas built before they were kept)."""
+        prefix = "held_ctx" if held_out else "ctx"
+        if f"{prefix}_vals" not in self.arrays:
+            return []
+        tokens, acts = self.arrays[f"{prefix}_tokens"][i], self.arrays[f"{prefix}_acts"][i]
+        vals = self.arrays[f"{prefix}_vals"][i]
         pad = U16_PAD if tokens.dtype == np.uint16 else -1
         out = []
         for row, act_row, val in zip(tokens, acts, vals, strict=True):

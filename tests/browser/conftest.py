@@ -21,6 +21,7 @@ from sqlmodel import select
 from api import atlas_cache
 from api.pages.auth import KEY_COOKIE
 from diagnostics.atlas import build_atlas
+from diagnostics.feature_card import CardContext, FeatureCard
 from diagnostics.options import DiagnosisOptions
 from diagnostics.sae import save_sae
 from service.api_keys import create_api_key
@@ -97,6 +98,10 @@ def _fill_database(runtime: Runtime, url: str) -> tuple[str, list[str], str]:
         report_ids = [ids[job_id] for job_id in job_ids[:-1]]
         synthetic = synthetic_report(random.Random(0), correct=False, flagged=[5], n_features=48)
         synthetic.flagged[0].label = XSS_LABEL
+        synthetic.flagged[0].card = FeatureCard(  # a card's text is untrusted too
+            feature=5, description=XSS_LABEL, label=XSS_LABEL,
+            contexts=[CardContext(before=XSS_PROMPT, peak="<b>", after=XSS_LABEL, activation=1.0)],
+        )  # fmt: skip
         job = create_job(
             session, DiagnosisPayload(prompt=synthetic.prompt, expected=synthetic.expected)
         )

@@ -83,11 +83,12 @@ def test_flagged_feature_label_is_shown_and_links_to_the_feature_page(page: Page
     first = report.flagged[0]
     assert first.label, "the atlas should have labelled the flagged feature"
     page.goto(site.url(f"/reports/{site.report_ids[0]}"))
-    row = page.locator("table.flagged tbody tr").first
-    expect(row.locator("td.label")).to_contain_text(first.label)
-    # the attribution bar (the row's first) is red for a push toward the wrong token
+    row = page.locator(".flagged-item").first
+    expect(row.locator(".card-label")).to_contain_text(first.label)
+    # the ablation bar (the item's first) is blue: ablating it moves toward the corrected token
+    expect(row.locator("svg.bar").first.locator("rect.pos")).to_have_count(1)
     sign = "neg" if first.attribution < 0 else "pos"
-    expect(row.locator("svg.bar").first.locator(f"rect.{sign}")).to_have_count(1)
+    expect(row.locator("svg.bar").nth(1).locator(f"rect.{sign}")).to_have_count(1)
     assert first.ablation_effect > 0  # flagged because ablating it helps
     row.get_by_role("link", name=f"#{first.feature}").click()
     expect(page).to_have_url(site.url(f"/features/{first.feature}"))
@@ -143,7 +144,8 @@ def test_untrusted_text_is_rendered_as_text(page: Page, site: Site):
     assert page.evaluate("typeof window.pwned") == "undefined"
     assert page.locator("main script").count() == 0
     page.goto(site.url(f"/reports/{site.xss_report_id}"))
-    expect(page.locator("table.flagged td.label").first).to_contain_text(XSS_LABEL)
+    expect(page.locator(".flagged-item .card-label").first).to_contain_text(XSS_LABEL)
+    expect(page.locator(".flagged-item mark.peak").first).to_have_text("<b>")
     assert page.locator("main img").count() == 0
     assert page.evaluate("typeof window.pwned") == "undefined"
     page.goto(site.url("/reports"))  # the list shows the prompt preview as text too
@@ -151,7 +153,7 @@ def test_untrusted_text_is_rendered_as_text(page: Page, site: Site):
     assert page.evaluate("typeof window.pwned") == "undefined"
 
 
-def test_audit_page_shows_progress_accuracy_classes_and_recurring_features(page: Page, site: Site):
+def test_audit_page_leads_with_first_errors_spans_then_concepts(page: Page, site: Site):
     reports = [_report(site, rid) for rid in site.report_ids]
     n_correct = sum(r.correct for r in reports)
     page.goto(site.url("/audits"))
@@ -161,15 +163,21 @@ def test_audit_page_shows_progress_accuracy_classes_and_recurring_features(page:
     expect(page.locator('[data-stat="total"]')).to_have_text("4")
     expect(page.locator('[data-stat="failed"]')).to_have_text("1")
     expect(page.locator('[data-stat="accuracy"]')).to_have_text(f"{100 * n_correct / 3:.1f}%")
-    classes: dict[str, int] = {}
+    # it leads with the first errors by kind (one example step each), then the spans
+    kinds: dict[str, int] = {}
     for r in reports:
         if not r.correct:
-            classes[r.failure_class.value] = classes.get(r.failure_class.value, 0) + 1
-    for name, n in classes.items():
-        expect(page.locator(f'.failure-classes [data-value="{name}"]')).to_have_text(str(n))
-    expect(page.locator(".failure-classes svg.hbar")).to_have_count(len(classes))
+            kind = r.first_error.kind if r.first_error else "not located"
+            kinds[kind] = kinds.get(kind, 0) + 1
+    for name, n in kinds.items():
+        expect(page.locator(f'.first-errors [data-count="{name}"]')).to_have_text(str(n))
+    expect(page.locator(".first-errors svg.hbar")).to_have_count(len(kinds))
+    headings = page.locator("main h2").all_inner_texts()
+    order = [next(k for k, h in enumerate(headings) if h.startswith(t)) for t in
+             ("First errors", "Which part of the problems", "Concepts that beat", "Problems")]  # fmt: skip
+    assert order == sorted(order)
     # the answers bar: correct, wrong, failed jobs, pending
-    n_wrong = sum(classes.values())
+    n_wrong = sum(kinds.values())
     parts = (("correct", n_correct), ("wrong", n_wrong), ("failed", 1), ("pending", 0))
     for kind, n in parts:
         expect(page.locator(f'[data-segment="{kind}"]')).to_have_text(str(n))
@@ -188,13 +196,10 @@ def test_audit_page_shows_progress_accuracy_classes_and_recurring_features(page:
         expect(null_bar).to_have_count(0)
     # finished: the page no longer reloads itself
     assert page.locator('meta[http-equiv="refresh"]').count() == 0
-    flagged = [f for r in reports for f in r.flagged]
-    recurring = {f.feature for f in flagged if sum(g.feature == f.feature for g in flagged) >= 2}
-    rows = page.locator("table.recurring tbody tr")
-    expect(rows).to_have_count(len(recurring))
-    if recurring:
-        label = next(f.label for f in flagged if f.feature in recurring)
-        expect(page.locator("table.recurring")).to_contain_text(label)
+    # concepts: only those that beat the null, else a sentence that says none does
+    concepts = page.locator(".concepts .concept")
+    if concepts.count() == 0:
+        expect(page.locator(".concepts .nothing-beats")).to_be_visible()
     expect(page.locator("table.items tbody tr")).to_have_count(4)
     expect(page.locator("table.items")).to_contain_text("failed")
     # per item: the first error and the flagged labels; labels recurring in failures as bars
@@ -207,12 +212,6 @@ def test_audit_page_shows_progress_accuracy_classes_and_recurring_features(page:
         for f in r.flagged:
             expect(items.nth(k)).to_contain_text(f.label[:40])
     expect(items.nth(3)).to_contain_text("what is 1 plus 1 ?")  # its job failed: the prompt anyway
-    by_label: dict[str, set[int]] = {}
-    for k, r in enumerate(wrong):
-        for f in r.flagged:
-            by_label.setdefault(f.label, set()).add(k)
-    recurring_labels = {lab for lab, ks in by_label.items() if lab and len(ks) >= 2}
-    expect(page.locator(".recurring-chart .bar-row")).to_have_count(len(recurring_labels))
 
 
 def test_unknown_ids_are_html_404_pages(page: Page, site: Site):

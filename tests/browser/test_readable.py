@@ -95,15 +95,12 @@ def test_report_page_is_built_around_the_verdict(page: Page, site: Site, width: 
     expect(bars).to_have_count(len(report.attribution.per_position))
     signs = bars.evaluate_all("rs => rs.map(r => r.getAttribute('class'))")
     assert signs == ["pos" if v >= 0 else "neg" for v in report.attribution.per_position]
-    # the flagged table fits its card, and stacks into labelled rows on a phone
-    table = page.locator("table.flagged")
-    card_width = table.evaluate("t => t.closest('.card').clientWidth")
-    assert table.evaluate("t => t.scrollWidth") <= card_width
-    header_shown = page.locator("table.flagged thead").is_visible()
-    assert header_shown == (width >= 1000)
-    if width < 1000:
-        cell = page.locator("table.flagged td.label").first
-        assert cell.evaluate("c => getComputedStyle(c, '::before').content") == '"label"'
+    # the flagged latents fit their card: each card, its contexts and numbers wrap, no table
+    flagged = page.locator("section.flagged-features")
+    card_width = flagged.evaluate("s => s.clientWidth")
+    assert flagged.evaluate("s => s.scrollWidth") <= card_width
+    first = page.locator(".flagged-item").first
+    expect(first.locator(".flagged-numbers dt").first).to_have_text("ablation effect")
     # the evidence chart: the flagged set's gap change against every null and control draw
     expect(page.locator("svg.evidence-chart circle.null-draw")).to_have_count(
         len(report.null.draws)

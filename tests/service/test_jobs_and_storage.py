@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import func, select
 
 from diagnostics.options import DiagnosisOptions
+from diagnostics.report import ContextAttribution, SpanEffect
 from service.audit_summary import export_frame, summarize
 from service.db import session_scope
 from service.job_payloads import DiagnosisPayload
@@ -261,7 +262,27 @@ def test_audit_frames_read_the_null_fix_rate_from_stored_reports(service_env):
         for k, job_id in enumerate(job_ids[:2]):
             report = synthetic_report(rng, correct=False, flagged=[5, 6])
             report.null = report.null.model_copy(update={"fix_rate": 0.25 * (k + 1)})
+            if k == 0:  # its first sentence, deleted, fixes the answer
+                report.context = ContextAttribution(
+                    effects=[
+                        SpanEffect(kind="sentence", span=(0, 12), text="Question one", gap=0.5,
+                                   gap_change=1.5, fixed=True),
+                        SpanEffect(kind="number", span=(20, 21), text="7", replacement="8",
+                                   gap=-0.5, gap_change=0.5),
+                    ],
+                    responsible_span=(0, 12), responsible_reason="deleting it fixes the answer",
+                )  # fmt: skip
             store_report(session, report, job_id, audit.id)
         frame, features = audit_frames(session, audit.id)
     assert list(frame["null_fix_rate"][:2]) == [0.25, 0.5] and pd.isna(frame["null_fix_rate"][2])
+    # the evidence the summary needs, from the bodies: the span and the null draws' counts
+    assert list(frame["span_kind"]) == ["distracting", "not_measured", "not_measured"]
+    assert frame["span_text"][0] == "Question one"
+    assert list(frame["flipped"][:2]) == [True, True]  # metric_after +0.5 in both
+    # one of 5 draws continued (not fixed); none flips the gap from -1 (changes up to +0.2)
+    assert list(frame["null_fixed"][:2]) == [0, 0] and list(frame["null_fix_draws"][:2]) == [1, 1]
+    assert list(frame["null_flipped"][:2]) == [0, 0] and list(frame["null_flip_draws"][:2]) == [
+        5,
+        5,
+    ]
     assert sorted(features["feature_id"]) == [5, 5, 6, 6]

@@ -43,6 +43,39 @@ def test_build_writes_the_atlas_next_to_the_sae(built):
     assert (root / "sae" / "atlas" / "arrays.safetensors").is_file()
 
 
+def test_build_removes_its_checkpoint_and_the_default_contexts_agree(built):
+    from cli.features import OUTPUT_CONTEXTS
+    from diagnostics.atlas.token_change import N_CONTEXTS
+
+    root, _ = built
+    assert not (root / "sae" / "atlas.build").exists()  # the saved atlas made it unneeded
+    assert OUTPUT_CONTEXTS == N_CONTEXTS
+
+
+def test_a_transcoder_layer_gets_its_own_atlas(tmp_path, built):
+    from tests.unit.test_atlas_resume_and_dictionaries import _random_transcoders
+
+    root, common = built
+    lm = make_tiny_lm()
+    _random_transcoders(lm, make_corpus(40), tmp_path / "tc")
+    result = runner.invoke(
+        app,
+        ["features", "build", "--source", f"{root / 'corpus.jsonl'}:all", "--model",
+         str(root / "model"), "--transcoders", str(tmp_path / "tc"), "--layer", "1",
+         "--max-tokens", "3000", "--ctx-len", "64", "--batch-size", "8", "--model-dtype",
+         "float32", "--output-contexts", "4"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tc" / "atlas_layers" / "layer_1" / "atlas" / "atlas.json").is_file()
+    shown = runner.invoke(app, ["features", "show", "1/3", "--transcoders", str(tmp_path / "tc")])
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith("feature 3:") and "max-activating contexts" in shown.stdout
+    bad = runner.invoke(app, ["features", "show", "3", "--transcoders", str(tmp_path / "tc")])
+    assert bad.exit_code == 2 and "LAYER/FEATURE" in bad.output
+    result = runner.invoke(app, ["features", "build", "--source", "x", "--layer", "1"])
+    assert result.exit_code != 0 and "--transcoders and --layer go together" in result.output
+
+
 def test_show_prints_label_contexts_and_json(built):
     root, common = built
     result = runner.invoke(app, ["features", "show", str(GATE_LATENT), "--sae", str(root / "sae")])
