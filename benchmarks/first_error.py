@@ -65,6 +65,7 @@ def locate(tok, item: dict, reference: str | None) -> dict:
         "step": error.step_text if error else None,
         "step_span": list(error.span) if error else None,
         "gold_source": error.gold_source if error else None,
+        "confidence": error.confidence.value if error else None,
     }
 
 
@@ -123,8 +124,14 @@ def summarise(rows: list[dict]) -> dict:
     for method in ("located_with_reference", "located_without_reference",
                    "baseline_with_reference", "baseline_without_reference"):  # fmt: skip
         hits = [r[method]["hit"] for r in rows]
+        early = [r[method]["offset"] is not None and r[method]["offset"] < r["span"][0]
+                 for r in rows]  # fmt: skip
+        prose = [r[method]["hit"] for r in rows if r["kind"] == "misread_number" and r["prose"]]
         out[method] = {
             "overall": statistics.mean(hits) if hits else float("nan"),
+            "false_blame": statistics.mean(early) if early else float("nan"),
+            "prose_misread": statistics.mean(prose) if prose else None,
+            "prose_misread_n": len(prose),
             "by_kind": {
                 k: {
                     "hit_rate": statistics.mean(r[method]["hit"] for r in rows if r["kind"] == k),
@@ -139,6 +146,8 @@ def summarise(rows: list[dict]) -> dict:
         out[method]["calculation_slip+wrong_operation"] = (
             statistics.mean(slip_op) if slip_op else None
         )
+    for cond in ("with_reference", "without_reference"):
+        out[f"confidence_{cond}"] = _counts([r[f"located_{cond}"]["confidence"] for r in rows])
     located = [r["located_with_reference"] for r in rows]
     out["kind_agreement_with_reference"] = (
         statistics.mean(r["located_with_reference"]["kind"] == r["kind"] for r in rows)
@@ -161,8 +170,9 @@ def main() -> None:
     parser.add_argument("--split", choices=["tune", "test", "both"], default="both")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--no-baseline", action="store_true", help="skip the model forwards")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None, help="default: results/<data>.json")
     args = parser.parse_args()
+    args.out = args.out or RESULTS.parent / f"{args.data.stem}.json"
     torch.set_num_threads(1)
     items = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
     lm = load_model("bundled")
@@ -172,7 +182,8 @@ def main() -> None:
     for item in items:
         if item["kind"] == "unlabelable" or (args.split != "both" and item["split"] != args.split):
             continue
-        row = {"id": item["id"], "kind": item["kind"], "split": item["split"], "span": item["span"]}
+        row = {"id": item["id"], "kind": item["kind"], "split": item["split"], "span": item["span"],
+               "prose": item.get("prose", item["kind"] == "misread_number")}  # fmt: skip
         for cond, reference in (("with_reference", item["answer"]), ("without_reference", None)):
             found = locate(tok, item, reference)
             found["hit"] = hit(found["offset"], item["span"])
@@ -202,8 +213,12 @@ def main() -> None:
                 f"{k} {v['hit_rate']:.2f} ({v['n']})" for k, v in m["by_kind"].items()
             )
             slip = m["calculation_slip+wrong_operation"]
+            prose = m["prose_misread"]
             print(
-                f"  {method:27s} overall {m['overall']:.2f}  slips+ops {slip if slip is None else round(slip, 2)}  | {kinds}"
+                f"  {method:27s} overall {m['overall']:.2f}  false-blame {m['false_blame']:.2f}  "
+                f"prose misreads {prose if prose is None else round(prose, 2)} "
+                f"({m['prose_misread_n']})  slips+ops {slip if slip is None else round(slip, 2)}"
+                f"  | {kinds}"
             )
     print("\nmisses of the located divergence:")
     groups = defaultdict(list)
@@ -223,8 +238,10 @@ def main() -> None:
                 if at is not None
                 else "-"
             )
-            print(f"  {r['id']} [{r['kind']}] labelled {item['output'][a:b]!r}; located "
-                  f"{found['kind']}/{found['found_by']} {found['step']!r} at {at}: ...{near}...")  # fmt: skip
+            where = "EARLY" if at is not None and at < a else ("late" if at is not None else "-")
+            print(f"  {r['id']} [{r['kind']}] {where} labelled {item['output'][a:b]!r}; located "
+                  f"{found['kind']}/{found['found_by']}/{found['confidence']} {found['step']!r} "
+                  f"at {at}: ...{near}...")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -18,11 +18,12 @@ teacher-forced corrected path shares the model's text up to the first wrong char
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from diagnostics.gold_solution import GoldSolution, GoldStep
+from diagnostics.gold_solution import GoldSolution, GoldStep, steps_of_tree
 from diagnostics.number_bindings import Binding, check_clause, clause_around, question_bindings
+from diagnostics.prose_claims import check_claim
 from diagnostics.solution_steps import (
     Expr,
     Number,
@@ -51,6 +52,18 @@ class FoundBy(StrEnum):
     gold_step = "gold_step"  # against gold steps (annotations, reference, question, derived)
     question_binding = "question_binding"  # a question number restated for the wrong thing
     fallback = "fallback"  # nothing could be checked: the final answer is all there is
+
+
+class Confidence(StrEnum):
+    """How sure the location is."""
+
+    checked = "checked"  # the calculator, GSM8K annotations, a reference, or the question's sum
+    derived = "derived"  # one derivation consistent with the steps before it says so
+    uncertain = "uncertain"  # derivations disagree, a prose-only check, or nothing checkable
+
+
+CHECKED_SOURCES = ("annotations", "reference", "question")
+"""Gold sources that are given, not searched for."""
 
 
 SMALL_CONSTANTS = (1.0, 2.0, 10.0, 100.0)
@@ -100,6 +113,7 @@ class StepError:
     evidence: str  # one sentence: why this step is wrong
     correction: Correction | None  # None: the evidence supports no specific correction
     gold_source: str | None = None  # where the gold step came from (annotations, derived, ...)
+    confidence: Confidence = Confidence.checked  # how sure the location is
 
 
 def locate_first_error(
@@ -119,31 +133,84 @@ def locate_first_error(
     known = [*q_values, *gold.values, *SMALL_CONSTANTS]
     if expected is not None:
         known.append(expected)
+    derivable = [*q_values, *gold.values]  # what a stated result may be computed from
     done: list[GoldStep] = []
+    paths = Derivations(gold)
     limit = answer_span[1] if answer_span is not None else len(output)
     for event in solution.events():  # what comes after the judged answer is not its solution
         if (event.start if isinstance(event, Step) else event.number.start) >= limit:
             break
         if not isinstance(event, Step):
-            found = _check_statement(event, output, bindings, names)
-            if found is not None:
+            is_answer = answer_span is not None and event.number.start >= answer_span[0]
+            found = (
+                None
+                if is_answer  # the answer itself is checked last (_check_answer)
+                else _check_prose(
+                    event,
+                    output,
+                    question,
+                    bindings,
+                    names,
+                    derivable,
+                    expected,
+                    paths.steps(gold),
+                    done,
+                )  # fmt: skip
+            ) or _check_statement(event, output, bindings, names)
+            if found is not None and not _corrects_nothing(found):
                 return found
             known.append(event.number.value)  # a stated quantity is available afterwards
+            derivable.append(event.number.value)
             continue
         step = event
         found = [
             e
             for e in (
                 _check_provenance(step, output, known, q_values, gold),
-                _check_against_gold(step, output, gold, done, q_values),
+                _check_against_gold(step, output, gold, done, q_values, paths),
                 _check_arithmetic(step, output),
             )
-            if e is not None
+            if e is not None and not _corrects_nothing(e)
         ]
         if found:  # what is wrong first in the step: its operands, its operator, its result
             return min(found, key=lambda e: e.correction.start if e.correction else e.span[0])
-        known.extend(v for v in (s.value for s in step.sides) if v is not None)
+        results = [v for v in (s.value for s in step.sides) if v is not None]
+        known.extend(results)
+        derivable.extend(results)
     return _check_answer(solution, output, expected, gold, answer_span)
+
+
+class Derivations:
+    """The derivations of a derived gold still consistent with the model's steps so far: a step
+    that computes a value of some of them keeps only those (a set, not a path)."""
+
+    def __init__(self, gold: GoldSolution) -> None:
+        self.derived = gold.source == "derived" and bool(gold.trees)
+        self.trees = list(gold.trees) if self.derived else []
+
+    def on_path(self, value: float) -> bool:
+        """Does a consistent derivation compute `value`? Keeps those that do."""
+        hits = [t for t in self.trees if any(_close(value, v) for v in _tree_values(t))]
+        if hits:
+            self.trees = hits
+        return bool(hits)
+
+    def confidence(self) -> Confidence:
+        return Confidence.derived if len(self.trees) == 1 else Confidence.uncertain
+
+    def steps(self, gold: GoldSolution) -> list[GoldStep]:
+        """The gold steps a hypothesis may follow: the first consistent derivation's, else the
+        given gold's."""
+        return steps_of_tree(self.trees[0]) if self.derived else list(gold.steps)
+
+
+def _tree_values(tree: Expr) -> list[float]:
+    return [v for node in tree.ops() if (v := node.value) is not None]
+
+
+def _corrects_nothing(e: StepError) -> bool:
+    """A 'correction' that rewrites the step into itself is no error."""
+    return bool(e.should_be) and " ".join(e.should_be.split()) == " ".join(e.step_text.split())
 
 
 def correction_for(
@@ -155,13 +222,14 @@ def correction_for(
 ) -> Correction:
     """The first error's correction; without one, the expected answer in place of the model's
     (the answer-token fallback, which explains the copying of the answer, not the error)."""
+    if step_error is not None and step_error.found_by == "fallback":
+        warnings.append(
+            "the output asserts nothing checkable before its answer: the divergence is the "
+            "final answer token"
+        )
     if step_error is not None and step_error.correction is not None:
-        if step_error.found_by == "fallback":
-            warnings.append(
-                "no step of the output could be checked: the divergence is the final answer token"
-            )
         return step_error.correction
-    if step_error is not None:
+    if step_error is not None and step_error.found_by != "fallback":
         warnings.append(
             f"the first wrong step ('{step_error.step_text}') has no correction the evidence "
             "supports: the divergence is the final answer token"
@@ -193,7 +261,63 @@ def _check_statement(
         should_be=correction.apply(output)[clause[0] :].strip(),
         evidence=wrong.evidence,
         correction=correction,
+        confidence=Confidence.uncertain,
     )
+
+
+def _check_prose(
+    quantity: Quantity,
+    output: str,
+    question: str,
+    bindings: list[Binding],
+    names: frozenset[str],
+    known: list[float],
+    expected: float | None,
+    gold_steps: list[GoldStep],
+    done: list[GoldStep],
+) -> StepError | None:
+    """A stated quantity the question does not support (`prose_claims`): invented, or a
+    question number restated for another relation or thing. A prose-only check: uncertain.
+    Without a supported replacement the corrected path follows a gold step (a hypothesis):
+    for a misread, the gold value computed from the number; for an invented one, the next gold
+    value not yet reached."""
+    n = quantity.number
+    clause = clause_around(output, n.start)
+    wrong = check_claim(output, n, clause, question, bindings, names, known, expected)
+    if wrong is None:
+        return None
+    replacement = wrong.replacement
+    if replacement is None:
+        hypothesis = _hypothesis(n.value, wrong.kind == "invented", gold_steps, done)
+        replacement = _styled(hypothesis, n) if hypothesis is not None else None
+    correction = None
+    if replacement is not None:
+        correction = Correction((Edit(n.start, n.end, replacement),), clause[1])
+    return StepError(
+        kind=ErrorKind.invented_step if wrong.kind == "invented" else ErrorKind.misread_number,
+        found_by=FoundBy.question_binding,
+        span=clause,
+        step_text=output[clause[0] : clause[1]],
+        should_be=correction.apply(output)[clause[0] :].strip()
+        if correction and wrong.replacement is not None
+        else "",
+        evidence=wrong.evidence,
+        correction=correction,
+        confidence=Confidence.uncertain,
+    )
+
+
+def _hypothesis(
+    value: float, invented: bool, gold_steps: list[GoldStep], done: list[GoldStep]
+) -> float | None:
+    """A gold value a wrongly stated number may stand for (see _check_prose)."""
+    if not invented:
+        for g in gold_steps:
+            if _member(value, g.operands) and not _close(g.value, value):
+                return g.value
+        return None
+    done_values = [d.value for d in done]
+    return next((g.value for g in gold_steps if not _member(g.value, done_values)), None)
 
 
 def _check_arithmetic(step: Step, output: str) -> StepError | None:
@@ -297,21 +421,62 @@ def _check_provenance(
 
 
 def _check_against_gold(
-    step: Step, output: str, gold: GoldSolution, done: list[GoldStep], q_values: list[float]
+    step: Step,
+    output: str,
+    gold: GoldSolution,
+    done: list[GoldStep],
+    q_values: list[float],
+    paths: Derivations,
 ) -> StepError | None:
-    """Off the gold path: a wrong operation, a misread operand, or an invented step."""
+    """Off the gold path: a wrong operation, a misread operand, or an invented step. A derived
+    gold is a set of derivations: a step is off it only when no derivation consistent with the
+    steps before computes its value; when the consistent ones disagree on what comes next, the
+    step is located as uncertain, with no 'should be', and the corrected path follows the first
+    of them (a hypothesis, so that attribution happens at the step and not at the answer)."""
     if not gold:
         return None
     value = step.expression.value
     if value is None:
         return None
     operands = sorted(n.value for n in step.expression.leaves())
+    if paths.derived:
+        if paths.on_path(value):
+            done.extend(g for g in gold.steps if _close(value, g.value))
+            return None
+        if step.expression.op is None or (_member(value, q_values) and _member(value, operands)):
+            return None  # restates a number of the question
+        n = len(paths.trees)
+        gold = GoldSolution(steps_of_tree(paths.trees[0]), gold.source, 1, paths.trees[:1])
+        done = [g for g in gold.steps if any(_close(g.value, d.value) for d in done)]
+        found = _off_path(step, output, gold, done, operands, value)
+        if found is None or paths.confidence() is Confidence.derived:
+            return found
+        return replace(  # located; which correction is right the derivations do not agree
+            found,
+            should_be="",
+            evidence=f"{step.expression.render()} = {format_number(value)} is a step of none of "
+            f"the {n} derivations that reach the answer and agree with the steps before it; "
+            "they disagree on what comes next (the corrected path follows the first)",
+            confidence=Confidence.uncertain,
+        )
     for g in gold.steps:
         if _close(value, g.value):
             done.append(g)
             return None  # computes a gold value: on the path, in whatever order
     if _member(value, q_values):
         return None  # restates a number of the question
+    return _off_path(step, output, gold, done, operands, value)
+
+
+def _off_path(
+    step: Step,
+    output: str,
+    gold: GoldSolution,
+    done: list[GoldStep],
+    operands: list[float],
+    value: float,
+) -> StepError | None:
+    """A step computing no gold value: which gold step it stands for, and how it is wrong."""
     for g in [*gold.steps, *gold.expressions]:
         if _same_multiset(operands, sorted(g.operands)):
             return _gold_error(
@@ -373,6 +538,7 @@ def _gold_error(
         evidence=evidence,
         correction=correction,
         gold_source=gold.source,
+        confidence=Confidence.checked if gold.source in CHECKED_SOURCES else Confidence.derived,
     )
 
 
@@ -483,6 +649,9 @@ def _check_answer(
             evidence=f"answered {written}, an intermediate result of the solution",
             correction=correction,
             gold_source=gold.source,
+            confidence=Confidence.checked
+            if gold.source in CHECKED_SOURCES
+            else Confidence.uncertain,
         )
     return StepError(
         kind=ErrorKind.answer_only,
@@ -496,6 +665,7 @@ def _check_answer(
             else "no step could be checked; the final answer is all there is"
         ),
         correction=correction,
+        confidence=Confidence.checked if checked else Confidence.uncertain,
     )
 
 

@@ -1,0 +1,258 @@
+"""Quantities a solution's sentences assert, checked against the question sentence that gave
+each number.
+
+A stated number (one outside any equation, `solution_steps.Quantity`) is a claim about
+something. It is checked against the question clause its value comes from:
+- `invented`: the number is in neither the question nor the known values (earlier results,
+  gold values, small constants), nor one operation away from two of them;
+- `comparative_dropped`: the question states it as a difference ("5 feet wider than the
+  chair", "3 more than") and the claim states it as the amount itself ("the width is 5 feet");
+- `total_to_one`: the question states it as a total ("36 Oreos total", "Together Lily, David
+  and Bodhi collected 43") and the claim gives it to one person without a total word;
+- `entity`: the claim opens with a name of the question the number's question sentence never
+  mentions, or the number sits in a relative clause about someone else ("..., who is twice as
+  old as their 5-year-old cousin" for "Sam is 5 years old");
+- `attribute`: the noun written right after the number names something the question counts
+  with another number ("4 sheets" when the question has "four classes" and "5 sheets").
+These are lexical checks on clauses (`number_bindings`), not parsing: a relation phrased with
+other words is missed, and a claim is only flagged when the question's own clause contradicts
+it. Every flag is a prose-only check, so its location is `uncertain` unless a replacement value
+is supported by the expected answer or a question number.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from itertools import combinations
+
+from diagnostics.number_bindings import Binding, _content, _lower, _stem, _subject_match
+from diagnostics.solution_steps import Number, apply_op, format_number, sentence_spans
+
+_COMPARATIVE = re.compile(
+    r"\b(?:more|less|fewer|than|older|younger|longer|shorter|taller|wider|narrower|heavier|"
+    r"lighter|bigger|smaller|faster|slower|cheaper|farther|further|increase[sd]?|"
+    r"decrease[sd]?)\b",
+    re.IGNORECASE,
+)
+"""A question clause that states its number as a difference."""
+_KEEPS_DIFFERENCE = re.compile(
+    _COMPARATIVE.pattern + r"|\b(?:by|above|over|extra|additional|bonus|plus|added|another)\b",
+    re.IGNORECASE,
+)
+"""A claim that still states the number as a difference (or an addition)."""
+_TOTAL = re.compile(r"\b(?:total|together|altogether|combined|in all)\b", re.IGNORECASE)
+_GROUP = re.compile(r"\b(?:together|combined|altogether|both|in all)\b", re.IGNORECASE)
+_RELATIVE = re.compile(r"^\s*(?:who|whose|which|that)\b", re.IGNORECASE)
+_NOUN_AFTER = re.compile(r"\s*(?:-\s*)?([A-Za-z][A-Za-z'-]*)")
+_UNIT_WORDS = {
+    "dollar", "dollars", "cent", "cents", "percent", "year", "years", "old", "time", "times",
+    "minute", "minutes", "hour", "hours", "day", "days", "week", "weeks", "month", "months",
+    "mile", "miles", "foot", "feet", "inch", "inches", "pound", "pounds", "more", "less",
+    "fewer", "each", "per", "of", "x",
+}  # fmt: skip
+"""Words after a number that say its unit or relation, not what it counts."""
+
+
+SMALL = (0.0, 1.0, 2.0, 10.0, 100.0)
+"""Numbers a sentence may state without a source (list markers, halves, tens, percent)."""
+
+
+@dataclass(frozen=True)
+class ProseMisread:
+    """A stated quantity the question does not support."""
+
+    kind: str  # invented | comparative_dropped | total_to_one | entity | attribute
+    number: Number  # as the output writes it
+    clause: tuple[int, int]  # [start, end) of the output clause that states it
+    evidence: str
+    replacement: str | None  # the supported value or name for `edit` (None: no correction)
+    edit: tuple[int, int] | None  # characters `replacement` rewrites (the number or a name)
+
+
+def one_op_away(value: float, known: list[float]) -> bool:
+    """Is `value` a sum, difference, product or quotient of two known values, or twice one (a
+    result the sentence computed without writing the equation)?"""
+    pool = list(dict.fromkeys(known))[:40]
+    for a, b in combinations(pool, 2):
+        for x, y in ((a, b), (b, a)):
+            for op in "+-*/":
+                r = apply_op(op, x, y)
+                if r is not None and math.isclose(r, value, rel_tol=1e-9, abs_tol=1e-9):
+                    return True
+    return any(math.isclose(2 * a, value) for a in pool)
+
+
+def check_claim(
+    output: str,
+    number: Number,
+    clause: tuple[int, int],
+    question: str,
+    bindings: list[Binding],
+    names: frozenset[str],
+    known: list[float],
+    asked_value: float | None,
+) -> ProseMisread | None:
+    """Is the claim output[clause] stating `number` supported by the question? None when it
+    agrees or the evidence is not clear."""
+    text = output[clause[0] : clause[1]]
+    own = [b for b in bindings if math.isclose(b.number.value, number.value, abs_tol=1e-9)]
+    if not own:
+        if number.value in SMALL or any(math.isclose(number.value, k, abs_tol=1e-9) for k in known):
+            return None
+        if one_op_away(number.value, known):
+            return None
+        return ProseMisread(
+            "invented",
+            number,
+            clause,
+            f"states {number.text}, which is neither in the question nor an earlier result",
+            None,
+            None,
+        )
+    if len(own) != 1 or own[0].number.word and not number.word and number.value <= 2:
+        return None  # stated more than once in the question, or 'half'/'twice' as a small number
+    bound = own[0]
+    subject = _subject_match(text, names)
+    if subject is None and not _RELATIVE.search(text):  # a relative clause has its own subject
+        subject = _subject_match(_sentence_of(output, clause[0]), names)
+    q_sentence = _sentence_of(question, bound.number.start)
+    asked = _asked_sentence(question)
+    about_asked = subject is not None and _lower(subject.group(0)) in _words(asked)
+    answer = format_number(asked_value) if asked_value is not None else None
+    if _COMPARATIVE.search(bound.clause) and not _KEEPS_DIFFERENCE.search(text):
+        return ProseMisread(
+            "comparative_dropped",
+            number,
+            clause,
+            f"the question gives {bound.number.text} as a difference ('{bound.clause.strip()}'); "
+            f"'{text.strip()}' states it as the amount itself",
+            answer if about_asked else None,
+            (number.start, number.end),
+        )
+    total_lead = q_sentence[: bound.number.start - _start_of(question, bound.number.start) + 40]
+    group = _GROUP.search(q_sentence) or len(names & _words(q_sentence)) > 1
+    if (
+        subject is not None
+        and group  # a total over several people, not one person's own total
+        and (_TOTAL.search(bound.clause) or _TOTAL.search(total_lead))
+        and not _TOTAL.search(text)
+    ):
+        return ProseMisread(
+            "total_to_one",
+            number,
+            clause,
+            f"the question gives {bound.number.text} as a total ('{bound.clause.strip()}'), not "
+            f"as {subject.group(0)}'s alone",
+            answer if about_asked else None,
+            (number.start, number.end),
+        )
+    if subject is not None and bound.subject is None:  # a named subject: number_bindings
+        name = _lower(subject.group(0))
+        stems = {_stem(w) for w in names & _words(q_sentence)}
+        others = stems - {_stem(name)}  # the question sentence is about someone else
+        relative = _RELATIVE.search(bound.clause) and _word_before(question, bound) != name
+        if (others and _stem(name) not in stems) or (relative and name not in _words(bound.clause)):
+            return ProseMisread(
+                "entity",
+                number,
+                clause,
+                f"the question gives {bound.number.text} to '{bound.clause.strip()}', not to "
+                f"{subject.group(0)}",
+                answer if about_asked else None,
+                (number.start, number.end),
+            )
+    return _attribute_swap(output, number, clause, question, bound, bindings)
+
+
+def _attribute_swap(
+    output: str,
+    number: Number,
+    clause: tuple[int, int],
+    question: str,
+    bound: Binding,
+    bindings: list[Binding],
+) -> ProseMisread | None:
+    """The noun right after the number is one the question counts with another number."""
+    mine = _noun_after(output, number.end)
+    theirs = _noun_after(question, bound.number.end)
+    if mine is None or theirs is None or _stem(mine) == _stem(theirs):
+        return None
+    if _stem(theirs) in _content(output[clause[0] : clause[1]]):
+        return None  # 'mine' only qualifies the question's own noun ('2 new games')
+    if _stem(mine) in _content(bound.clause):
+        return None
+    others = [
+        b
+        for b in bindings
+        if b is not bound
+        and not math.isclose(b.number.value, number.value)
+        and (n := _noun_after(question, b.number.end)) is not None
+        and _stem(n) == _stem(mine)
+    ]
+    if not others and _stem(mine) in _content(question) and _stem(theirs) in _content(question):
+        return ProseMisread(  # the question counts `mine` without a number of its own
+            "attribute",
+            number,
+            clause,
+            f"the question gives {bound.number.text} to {theirs} ('{bound.clause.strip()}'), "
+            f"not to {mine}",
+            None,
+            (number.start, number.end),
+        )
+    if len(others) != 1:
+        return None
+    right = others[0]
+    return ProseMisread(
+        "attribute",
+        number,
+        clause,
+        f"the question has {right.number.text} {mine} ('{right.clause.strip()}'); "
+        f"{bound.number.text} is '{bound.clause.strip()}'",
+        format_number(right.number.value),
+        (number.start, number.end),
+    )
+
+
+def _noun_after(text: str, end: int) -> str | None:
+    """The first word after a number when it names what the number counts ('16 red
+    gumballs' -> 'red'); None for a unit or relation word or none at all."""
+    m = _NOUN_AFTER.match(text, end)
+    if m is None:
+        return None
+    word = m.group(1).lower()
+    if word in _UNIT_WORDS or len(word) < 3 or word.startswith("year"):
+        return None
+    if _stem(word) in {"and", "the", "for", "with", "from", "are", "was", "were", "is"}:
+        return None
+    return word
+
+
+def _word_before(question: str, bound: Binding) -> str | None:
+    """The word right before a relative clause ('Amy' in 'older than Amy, who is 15'): the one
+    it is about."""
+    at = question.find(bound.clause.strip())
+    words = re.findall(r"[A-Za-z][A-Za-z']*", question[:at]) if at > 0 else []
+    return _lower(words[-1]) if words else None
+
+
+def _start_of(text: str, position: int) -> int:
+    return next((a for a, b in sentence_spans(text) if a <= position < b), 0)
+
+
+def _sentence_of(text: str, position: int) -> str:
+    for a, b in sentence_spans(text):
+        if a <= position < b:
+            return text[a:b]
+    return text
+
+
+def _asked_sentence(question: str) -> str:
+    spans = sentence_spans(question)
+    asked = [text for a, b in spans if "?" in (text := question[a:b])]
+    return asked[-1] if asked else (question[spans[-1][0] : spans[-1][1]] if spans else "")
+
+
+def _words(text: str) -> set[str]:
+    return {_lower(w) for w in re.findall(r"[A-Za-z][A-Za-z']*", text)}
