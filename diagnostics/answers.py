@@ -142,10 +142,12 @@ _SENTENCE = re.compile(r"[^\n.!?]*[^\s.!?][^\n.!?]*")
 def answer_text_span(output: str) -> tuple[int, int] | None:
     """The answer a free-text output gives: in its first sentence, the words after its last
     'is'/'are'/'was'/... ("The capital of Australia is Sydney." -> "Sydney"), else the whole
-    sentence; without the closing punctuation."""
+    sentence; without the closing punctuation (an output of punctuation alone is its own
+    answer)."""
     m = _SENTENCE.search(output)
-    if m is None:
-        return None
+    if m is None:  # punctuation alone ('!') is the whole answer
+        stripped = output.strip()
+        return (output.find(stripped), output.find(stripped) + len(stripped)) if stripped else None
     start, end = m.start() + len(m.group(0)) - len(m.group(0).lstrip()), m.end()
     end -= len(output[start:end]) - len(output[start:end].rstrip())
     copulas = list(_COPULA.finditer(output, start, end))

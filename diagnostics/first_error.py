@@ -665,7 +665,10 @@ def _check_answer(
             else "no step could be checked; the final answer is all there is"
         ),
         correction=correction,
-        confidence=Confidence.checked if checked else Confidence.uncertain,
+        # the answer alone (nothing stated before it) is certainly where it went wrong
+        confidence=Confidence.checked
+        if checked or not any(n.start < answer_span[0] for n in solution.numbers)
+        else Confidence.uncertain,
     )
 
 

@@ -92,15 +92,16 @@ def write_verdict(report: DriftReport) -> str:
 
 def location_uncertain(report: DriftReport) -> bool:
     """Is the first wrong step's location itself uncertain (a prose-only check, derivations
-    that disagree, or no checkable step)? Evidence is only called supported when it is not."""
+    that disagree, or an answer after claims nobody could check)? Evidence is only called
+    supported when it is not."""
     fe = report.first_error
-    return fe is None or fe.confidence == "uncertain" or fe.found_by == "fallback"
+    return fe is None or fe.confidence == "uncertain"
 
 
 def _uncertain_why(report: DriftReport) -> str:
     fe = report.first_error
     if fe is None or fe.found_by == "fallback":
-        return "no step of the output could be checked"
+        return "nothing the output states before its answer could be checked"
     if fe.found_by == "question_binding":
         return "it rests on a reading of the prose alone"
     return "the derivations that reach the expected answer disagree about this step"
