@@ -18,6 +18,7 @@ teacher-forced corrected path shares the model's text up to the first wrong char
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -65,6 +66,8 @@ class Confidence(StrEnum):
 CHECKED_SOURCES = ("annotations", "reference", "question")
 """Gold sources that are given, not searched for."""
 
+
+_LIST_MARKER = re.compile(r"\d{1,2}[.)]\s")
 
 SMALL_CONSTANTS = (1.0, 2.0, 10.0, 100.0)
 """Numbers a solution may bring in without reading them (halving, tens, percent)."""
@@ -282,6 +285,9 @@ def _check_prose(
     for a misread, the gold value computed from the number; for an invented one, the next gold
     value not yet reached."""
     n = quantity.number
+    line_start = output.rfind("\n", 0, n.start) + 1
+    if not output[line_start : n.start].strip() and _LIST_MARKER.match(output, n.start):
+        return None  # '2. Jaymee is ...': an enumeration, not a quantity
     clause = clause_around(output, n.start)
     wrong = check_claim(output, n, clause, question, bindings, names, known, expected)
     if wrong is None:

@@ -5,6 +5,9 @@ A stated number (one outside any equation, `solution_steps.Quantity`) is a claim
 something. It is checked against the question clause its value comes from:
 - `invented`: the number is in neither the question nor the known values (earlier results,
   gold values, small constants), nor one operation away from two of them;
+- `comparison_turned`: the claim compares the same two people the other way round ("Alyana
+  is 2 years older than Chenny" for "Chenny is 2 years older than Alyana"), or with the
+  opposite word (more <-> fewer, older <-> younger);
 - `comparative_dropped`: the question states it as a difference ("5 feet wider than the
   chair", "3 more than") and the claim states it as the amount itself ("the width is 5 feet");
 - `total_to_one`: the question states it as a total ("36 Oreos total", "Together Lily, David
@@ -44,6 +47,8 @@ _KEEPS_DIFFERENCE = re.compile(
 """A claim that still states the number as a difference (or an addition)."""
 _TOTAL = re.compile(r"\b(?:total|together|altogether|combined|in all)\b", re.IGNORECASE)
 _GROUP = re.compile(r"\b(?:together|combined|altogether|both|in all)\b", re.IGNORECASE)
+_CONTINUES = re.compile(r"^\s*(?:which|so|and|then|that)\b", re.IGNORECASE)
+"""A clause that goes on about its sentence's subject."""
 _RELATIVE = re.compile(r"^\s*(?:who|whose|which|that)\b", re.IGNORECASE)
 _NOUN_AFTER = re.compile(r"\s*(?:-\s*)?([A-Za-z][A-Za-z'-]*)")
 _UNIT_WORDS = {
@@ -63,7 +68,8 @@ SMALL = (0.0, 1.0, 2.0, 10.0, 100.0)
 class ProseMisread:
     """A stated quantity the question does not support."""
 
-    kind: str  # invented | comparative_dropped | total_to_one | entity | attribute
+    kind: str  # invented | comparison_turned | comparative_dropped | total_to_one | entity |
+    # attribute
     number: Number  # as the output writes it
     clause: tuple[int, int]  # [start, end) of the output clause that states it
     evidence: str
@@ -72,8 +78,8 @@ class ProseMisread:
 
 
 def one_op_away(value: float, known: list[float]) -> bool:
-    """Is `value` a sum, difference, product or quotient of two known values, or twice one (a
-    result the sentence computed without writing the equation)?"""
+    """Is `value` a sum, difference, product or quotient of two known values (a result the
+    sentence computed without writing the equation)?"""
     pool = list(dict.fromkeys(known))[:40]
     for a, b in combinations(pool, 2):
         for x, y in ((a, b), (b, a)):
@@ -81,7 +87,7 @@ def one_op_away(value: float, known: list[float]) -> bool:
                 r = apply_op(op, x, y)
                 if r is not None and math.isclose(r, value, rel_tol=1e-9, abs_tol=1e-9):
                     return True
-    return any(math.isclose(2 * a, value) for a in pool)
+    return False
 
 
 def check_claim(
@@ -98,6 +104,24 @@ def check_claim(
     agrees or the evidence is not clear."""
     text = output[clause[0] : clause[1]]
     own = [b for b in bindings if math.isclose(b.number.value, number.value, abs_tol=1e-9)]
+    if not number.word and any(not b.number.word for b in own):
+        own = [b for b in own if not b.number.word]  # '2 miles' is the question's '2', not 'half'
+    counted = [b for b in bindings if not b.number.percent and not b.number.word]
+    if (
+        number.percent
+        and not own
+        and any(math.isclose(b.number.value, number.written) for b in counted)
+    ):
+        bound = next(b for b in counted if math.isclose(b.number.value, number.written))
+        return ProseMisread(
+            "attribute",
+            number,
+            clause,
+            f"the question's {bound.number.text} is a count ('{bound.clause.strip()}'), not a "
+            "percentage",
+            None,
+            (number.start, number.end),
+        )
     if not own:
         if number.value in SMALL or any(math.isclose(number.value, k, abs_tol=1e-9) for k in known):
             return None
@@ -115,12 +139,22 @@ def check_claim(
         return None  # stated more than once in the question, or 'half'/'twice' as a small number
     bound = own[0]
     subject = _subject_match(text, names)
-    if subject is None and not _RELATIVE.search(text):  # a relative clause has its own subject
-        subject = _subject_match(_sentence_of(output, clause[0]), names)
+    if subject is None and _CONTINUES.search(text):  # 'which is 36', 'so he has 4': the
+        subject = _subject_match(_sentence_of(output, clause[0]), names)  # sentence's subject
     q_sentence = _sentence_of(question, bound.number.start)
     asked = _asked_sentence(question)
     about_asked = subject is not None and _lower(subject.group(0)) in _words(asked)
     answer = format_number(asked_value) if asked_value is not None else None
+    turned = _turned_around(text, bound.clause, names)
+    if turned is not None:
+        return ProseMisread(
+            "comparison_turned",
+            number,
+            clause,
+            f"the question says '{bound.clause.strip()}'; '{text.strip()}' {turned}",
+            None,
+            (number.start, number.end),
+        )
     if _COMPARATIVE.search(bound.clause) and not _KEEPS_DIFFERENCE.search(text):
         return ProseMisread(
             "comparative_dropped",
@@ -132,10 +166,14 @@ def check_claim(
             (number.start, number.end),
         )
     total_lead = q_sentence[: bound.number.start - _start_of(question, bound.number.start) + 40]
-    group = _GROUP.search(q_sentence) or len(names & _words(q_sentence)) > 1
+    group = (  # a total over several people, not one person's own
+        _GROUP.search(q_sentence)
+        or len(names & _words(q_sentence)) > 1
+        or (bound.subject is None and len(names & _words(question)) > 1)
+    )
     if (
         subject is not None
-        and group  # a total over several people, not one person's own total
+        and group
         and (_TOTAL.search(bound.clause) or _TOTAL.search(total_lead))
         and not _TOTAL.search(text)
     ):
@@ -227,6 +265,45 @@ def _noun_after(text: str, end: int) -> str | None:
     if _stem(word) in {"and", "the", "for", "with", "from", "are", "was", "were", "is"}:
         return None
     return word
+
+
+_OPPOSITE = {
+    "more": {"fewer", "less"}, "fewer": {"more"}, "less": {"more"}, "older": {"younger"},
+    "younger": {"older"}, "taller": {"shorter"}, "longer": {"shorter"},
+    "shorter": {"taller", "longer"}, "bigger": {"smaller"}, "smaller": {"bigger"},
+    "heavier": {"lighter"}, "lighter": {"heavier"}, "faster": {"slower"}, "slower": {"faster"},
+    "wider": {"narrower"}, "narrower": {"wider"},
+}  # fmt: skip
+_COMPARISON = re.compile(r"\b(" + "|".join(_OPPOSITE) + r")\b(?:\s+\w+){0,3}?\s+than\s+", re.I)
+
+
+def _comparison(text: str, names: frozenset[str]) -> tuple[str, str, str] | None:
+    """(who, comparative, than whom) of 'X ... N more ... than Y', names lowercased."""
+    m = _COMPARISON.search(text)
+    if m is None:
+        return None
+    before = [_lower(w) for w in re.findall(r"[A-Za-z][A-Za-z']*", text[: m.start()])]
+    after = [_lower(w) for w in re.findall(r"[A-Za-z][A-Za-z']*", text[m.end() :])]
+    who = next((w for w in before if w in names), None)
+    than = next((w for w in after[:4] if w in names), None)
+    if who is None or than is None:
+        return None
+    return who, m.group(1).lower(), than
+
+
+def _turned_around(text: str, q_clause: str, names: frozenset[str]) -> str | None:
+    """A comparison the claim states the other way round: the names swapped, or the
+    comparative reversed (more <-> fewer, older <-> younger)."""
+    mine, theirs = _comparison(text, names), _comparison(q_clause, names)
+    if mine is None or theirs is None:
+        return None
+    if (mine[0], mine[2]) == (theirs[2], theirs[0]) and mine[1] == theirs[1]:
+        return "swaps who is compared with whom"
+    if (mine[0], mine[2]) == (theirs[0], theirs[2]) and mine[1] in _OPPOSITE[theirs[1]]:
+        return f"says {mine[1]} where the question says {theirs[1]}"
+    if (mine[0], mine[2]) != (theirs[0], theirs[2]) and mine[0] == theirs[2]:
+        return "compares the person the question compares against"
+    return None
 
 
 def _word_before(question: str, bound: Binding) -> str | None:

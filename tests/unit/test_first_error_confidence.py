@@ -128,3 +128,29 @@ def test_stored_first_errors_get_an_honest_confidence():
     assert ref["first_error"]["confidence"] == "checked"
     assert derived["first_error"]["confidence"] == "uncertain"  # one of several, untold
     assert prose["first_error"]["confidence"] == "uncertain"
+
+
+def test_a_comparison_turned_around_is_a_misread_and_list_numbers_are_not_claims():
+    q = "Chenny is 10 years old. How old is Anne if she is 2 years older than Chenny?"
+    out = "1. We know that Chenny is 2 years older than Anne.\n2. So Anne is 10 - 2 = 8.\n#### 8"
+    e = _locate(q, "12", out)
+    assert e.kind is ErrorKind.misread_number and "compare" in e.evidence
+    assert e.correction is None or e.correction.start >= out.index("2 years")
+    assert e.span[0] > out.index("1.")  # the list number '1.' is no claim
+
+
+def test_a_given_output_is_not_called_the_models_preference():
+    from diagnostics.report import Divergence, NextToken
+    from diagnostics.verdict import _turn
+
+    class R:  # the fields _turn reads
+        output_source = "given"
+        divergence = Divergence(
+            position=9, path_index=3, output_offset=10, expected_token="7", expected_token_id=7,
+            model_token="8", model_token_id=8, logit_expected=3.0, logit_model=0.1, metric=2.9,
+            prob_expected=0.86, prob_model=0.05, near_tie=True, context="48 + 24 = ",
+            top_next=[NextToken(token="7", token_id=7, prob=0.86)],
+        )  # fmt: skip
+
+    text = _turn(R())
+    assert "preferred" not in text and "would write the corrected token" in text
