@@ -131,6 +131,11 @@ def locate_first_error(
     the judged answer (`answer_span`) is its solution: a raw prompt's model often goes on to
     write new examples."""
     solution = parse_solution(output)
+    worded = [  # 'four packs of strawberry gum': a number word states a quantity too
+        Quantity(n, (n.start, n.end))
+        for n in question_numbers(output)
+        if n.word and n.value >= 3 and not _inside_step(n, solution.steps)
+    ]
     q_values = [n.value for n in question_numbers(question)]
     bindings, names = question_bindings(question)
     known = [*q_values, *gold.values, *SMALL_CONSTANTS]
@@ -140,7 +145,11 @@ def locate_first_error(
     done: list[GoldStep] = []
     paths = Derivations(gold)
     limit = answer_span[1] if answer_span is not None else len(output)
-    for event in solution.events():  # what comes after the judged answer is not its solution
+    events = sorted(
+        [*solution.events(), *worded],
+        key=lambda e: e.start if isinstance(e, Step) else e.number.start,
+    )
+    for event in events:  # what comes after the judged answer is not its solution
         if (event.start if isinstance(event, Step) else event.number.start) >= limit:
             break
         if not isinstance(event, Step):
@@ -209,6 +218,10 @@ class Derivations:
 
 def _tree_values(tree: Expr) -> list[float]:
     return [v for node in tree.ops() if (v := node.value) is not None]
+
+
+def _inside_step(n: Number, steps: list[Step]) -> bool:
+    return any(s.start <= n.start < s.end for s in steps)
 
 
 def _corrects_nothing(e: StepError) -> bool:
@@ -282,8 +295,8 @@ def _check_prose(
     """A stated quantity the question does not support (`prose_claims`): invented, or a
     question number restated for another relation or thing. A prose-only check: uncertain.
     Without a supported replacement the corrected path follows a gold step (a hypothesis):
-    for a misread, the gold value computed from the number; for an invented one, the next gold
-    value not yet reached."""
+    for a misread, the gold value computed from the number; else the next gold value not yet
+    reached."""
     n = quantity.number
     line_start = output.rfind("\n", 0, n.start) + 1
     if not output[line_start : n.start].strip() and _LIST_MARKER.match(output, n.start):
@@ -321,7 +334,6 @@ def _hypothesis(
         for g in gold_steps:
             if _member(value, g.operands) and not _close(g.value, value):
                 return g.value
-        return None
     done_values = [d.value for d in done]
     return next((g.value for g in gold_steps if not _member(g.value, done_values)), None)
 

@@ -3,6 +3,7 @@ each number.
 
 A stated number (one outside any equation, `solution_steps.Quantity`) is a claim about
 something. It is checked against the question clause its value comes from:
+- `copied`: the claim copies a question clause word for word but with another number;
 - `invented`: the number is in neither the question nor the known values (earlier results,
   gold values, small constants), nor one operation away from two of them;
 - `comparison_turned`: the claim compares the same two people the other way round ("Alyana
@@ -68,8 +69,8 @@ SMALL = (0.0, 1.0, 2.0, 10.0, 100.0)
 class ProseMisread:
     """A stated quantity the question does not support."""
 
-    kind: str  # invented | comparison_turned | comparative_dropped | total_to_one | entity |
-    # attribute
+    kind: str  # invented | copied | comparison_turned | comparative_dropped | total_to_one |
+    # entity | attribute
     number: Number  # as the output writes it
     clause: tuple[int, int]  # [start, end) of the output clause that states it
     evidence: str
@@ -103,6 +104,16 @@ def check_claim(
     """Is the claim output[clause] stating `number` supported by the question? None when it
     agrees or the evidence is not clear."""
     text = output[clause[0] : clause[1]]
+    copied = _copied_with_another_number(text, number, bindings)
+    if copied is not None and not _given_to_another(text, number, bindings, names):
+        return ProseMisread(
+            "copied",
+            number,
+            clause,
+            f"restates '{copied.clause.strip()}' with {number.text} for {copied.number.text}",
+            format_number(copied.number.value),
+            (number.start, number.end),
+        )
     own = [b for b in bindings if math.isclose(b.number.value, number.value, abs_tol=1e-9)]
     if not number.word and any(not b.number.word for b in own):
         own = [b for b in own if not b.number.word]  # '2 miles' is the question's '2', not 'half'
@@ -145,7 +156,7 @@ def check_claim(
     asked = _asked_sentence(question)
     about_asked = subject is not None and _lower(subject.group(0)) in _words(asked)
     answer = format_number(asked_value) if asked_value is not None else None
-    turned = _turned_around(text, bound.clause, names)
+    turned = _turned_around(text, bound.clause, names, {_stem(w) for w in _words(question)})
     if turned is not None:
         return ProseMisread(
             "comparison_turned",
@@ -277,8 +288,12 @@ _OPPOSITE = {
 _COMPARISON = re.compile(r"\b(" + "|".join(_OPPOSITE) + r")\b(?:\s+\w+){0,3}?\s+than\s+", re.I)
 
 
+_DETERMINERS = {"the", "a", "an", "his", "her", "their", "its", "my", "our", "your", "of"}
+
+
 def _comparison(text: str, names: frozenset[str]) -> tuple[str, str, str] | None:
-    """(who, comparative, than whom) of 'X ... N more ... than Y', names lowercased."""
+    """(who, comparative, than whom) of 'X ... more ... than Y': names when both sides have
+    one, else the things compared ('9 fewer rose stamps than truck stamps')."""
     m = _COMPARISON.search(text)
     if m is None:
         return None
@@ -286,12 +301,18 @@ def _comparison(text: str, names: frozenset[str]) -> tuple[str, str, str] | None
     after = [_lower(w) for w in re.findall(r"[A-Za-z][A-Za-z']*", text[m.end() :])]
     who = next((w for w in before if w in names), None)
     than = next((w for w in after[:4] if w in names), None)
-    if who is None or than is None:
-        return None
+    if who is None or than is None:  # things: the word after the comparative and after 'than'
+        thing = [w for w in re.findall(r"[A-Za-z]+", m.group(0).lower())[1:-1]]
+        than_thing = next((w for w in after[:3] if w not in _DETERMINERS), None)
+        if not thing or than_thing is None:
+            return None
+        return _stem(thing[0]), m.group(1).lower(), _stem(than_thing)
     return who, m.group(1).lower(), than
 
 
-def _turned_around(text: str, q_clause: str, names: frozenset[str]) -> str | None:
+def _turned_around(
+    text: str, q_clause: str, names: frozenset[str], question_words: set[str]
+) -> str | None:
     """A comparison the claim states the other way round: the names swapped, or the
     comparative reversed (more <-> fewer, older <-> younger)."""
     mine, theirs = _comparison(text, names), _comparison(q_clause, names)
@@ -303,6 +324,46 @@ def _turned_around(text: str, q_clause: str, names: frozenset[str]) -> str | Non
         return f"says {mine[1]} where the question says {theirs[1]}"
     if (mine[0], mine[2]) != (theirs[0], theirs[2]) and mine[0] == theirs[2]:
         return "compares the person the question compares against"
+    if mine[:2] == theirs[:2] and mine[2] != theirs[2] and mine[2] in question_words:
+        return f"compares with {mine[2]}, where the question compares with {theirs[2]}"
+    return None
+
+
+_SKELETON_WORD = re.compile(r"[A-Za-z]+|\d[\d,.]*")
+
+
+def _skeleton(text: str, number_text: str) -> list[str]:
+    """The clause's words, its one number as '#', leading 'so'/'if'/... dropped."""
+    words = [w.lower() for w in _SKELETON_WORD.findall(text)]
+    words = ["#" if w.rstrip(".") == number_text else w for w in words]
+    while words and words[0] in {"so", "if", "then", "and", "now", "first", "we", "know", "that"}:
+        words.pop(0)
+    return words
+
+
+def _given_to_another(
+    text: str, number: Number, bindings: list[Binding], names: frozenset[str]
+) -> bool:
+    """Is the number the question's, for another named subject ('If Tom has 30' when Ann has
+    the 30)? Then the name is what was misread, not the number (number_bindings says so)."""
+    own = [b for b in bindings if math.isclose(b.number.value, number.value) and b.subject]
+    subject = _subject_match(text, names)
+    return subject is not None and any(b.subject != _lower(subject.group(0)) for b in own)
+
+
+def _copied_with_another_number(
+    text: str, number: Number, bindings: list[Binding]
+) -> Binding | None:
+    """The question clause the claim copies word for word but for its number ('Marlon had 4
+    lollipops in the beginning' for 'Marlon had 42 lollipops in the beginning')."""
+    mine = _skeleton(text, number.text)
+    if mine.count("#") != 1 or len(mine) < 4:
+        return None
+    for b in bindings:
+        if b.number.word or math.isclose(b.number.value, number.value):
+            continue
+        if _skeleton(b.clause, b.number.text) == mine:
+            return b
     return None
 
 
