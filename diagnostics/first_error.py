@@ -24,7 +24,7 @@ from enum import StrEnum
 
 from diagnostics.gold_solution import GoldSolution, GoldStep, steps_of_tree
 from diagnostics.number_bindings import Binding, check_clause, clause_around, question_bindings
-from diagnostics.prose_claims import check_claim
+from diagnostics.prose_claims import check_claim, relation_op
 from diagnostics.solution_steps import (
     Expr,
     Number,
@@ -181,6 +181,7 @@ def locate_first_error(
                 _check_provenance(step, output, known, q_values, gold),
                 _check_against_gold(step, output, gold, done, q_values, paths),
                 _check_arithmetic(step, output),
+                _check_relation(step, output, bindings),
             )
             if e is not None and not _corrects_nothing(e)
         ]
@@ -324,6 +325,43 @@ def _check_prose(
         correction=correction,
         confidence=Confidence.uncertain,
     )
+
+
+def _check_relation(step: Step, output: str, bindings: list[Binding]) -> StepError | None:
+    """An operand the question relates additively ('2 fewer sofas than chairs') used as a
+    factor, or one it relates multiplicatively ('3 times as many') added or subtracted: a
+    wrong operation by the question's wording (a prose reading, so uncertain)."""
+    for node in step.expression.ops():
+        for leaf in (node.left, node.right):
+            if leaf is None or leaf.op is not None or leaf.number is None or leaf.number.word:
+                continue
+            relation = relation_op(leaf.number, bindings)
+            if relation is None:
+                continue
+            op, clause = relation
+            additive_misused = op in "+-" and node.op in "*/"
+            factor_misused = op == "*" and node.op in "+-"
+            if not (additive_misused or factor_misused) or node.op_span is None:
+                continue
+            edit = Edit(
+                node.op_span[0], node.op_span[1], _op_like(op, output[slice(*node.op_span)])
+            )
+            correction = Correction((edit,), node.op_span[1])
+            return StepError(
+                kind=ErrorKind.wrong_operation,
+                found_by=FoundBy.question_binding,
+                span=(step.start, step.end),
+                step_text=step.text,
+                should_be="",
+                evidence=f"the question relates {leaf.number.text} by '{clause.strip()}', which "
+                f"is {_OP_NAMES[op]}, but the step uses it with '{node.op}'",
+                correction=correction,
+                confidence=Confidence.uncertain,
+            )
+    return None
+
+
+_OP_NAMES = {"+": "an addition", "-": "a subtraction", "*": "a multiplication"}
 
 
 def _hypothesis(

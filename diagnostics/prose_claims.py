@@ -394,3 +394,28 @@ def _asked_sentence(question: str) -> str:
 
 def _words(text: str) -> set[str]:
     return {_lower(w) for w in re.findall(r"[A-Za-z][A-Za-z']*", text)}
+
+
+_ADDITIVE = re.compile(
+    r"\b(?P<up>more|older|longer|taller|heavier|extra)\b|\b(?P<down>fewer|less|younger|shorter)\b"
+    r"(?=(?:\s+\w+){0,4}?\s+than\b)",
+    re.IGNORECASE,
+)
+_MULTIPLICATIVE = re.compile(r"\btimes\s+(?:as|more|larger|bigger)\b", re.IGNORECASE)
+
+
+def relation_op(number: Number, bindings: list[Binding]) -> tuple[str, str] | None:
+    """The operation the question's wording gives `number` ('2 fewer ... than' -> '-', '3 times
+    as many' -> '*'), with the clause; None when the number is not bound once or the clause
+    states no such relation."""
+    own = [b for b in bindings if math.isclose(b.number.value, number.value) and not b.number.word]
+    if len(own) != 1:
+        return None
+    clause = own[0].clause
+    after = clause[clause.find(own[0].number.text) + len(own[0].number.text) :]
+    if _MULTIPLICATIVE.match(after.lstrip()) or re.match(r"\s*times\s+as\b", after):
+        return "*", clause
+    m = _ADDITIVE.search(after[:40])
+    if m is not None and re.search(r"\bthan\b", after):
+        return ("+" if m.group("up") else "-"), clause
+    return None
