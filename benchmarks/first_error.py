@@ -117,12 +117,16 @@ def hit(offset: int | None, span: list[int]) -> bool:
     return offset is not None and span[0] <= offset < span[1]
 
 
-def summarise(rows: list[dict]) -> dict:
-    """Hit rates by method and condition, overall and by kind."""
+METHODS = ("located_with_reference", "located_without_reference",
+           "baseline_with_reference", "baseline_without_reference")  # fmt: skip
+
+
+def summarise(rows: list[dict], methods: tuple[str, ...] = METHODS) -> dict:
+    """Hit rates and false-blame rates (located before the labelled span) by method and
+    condition, overall and by kind."""
     out: dict = {"items": len(rows)}
     kinds = sorted({r["kind"] for r in rows})
-    for method in ("located_with_reference", "located_without_reference",
-                   "baseline_with_reference", "baseline_without_reference"):  # fmt: skip
+    for method in methods:
         hits = [r[method]["hit"] for r in rows]
         early = [r[method]["offset"] is not None and r[method]["offset"] < r["span"][0]
                  for r in rows]  # fmt: skip
@@ -178,6 +182,7 @@ def main() -> None:
     lm = load_model("bundled")
     tok = lm.tokenizer
     t0 = time.process_time()
+    methods = tuple(m for m in METHODS if not (args.no_baseline and m == "baseline_with_reference"))
     rows = []
     for item in items:
         if item["kind"] == "unlabelable" or (args.split != "both" and item["split"] != args.split):
@@ -188,13 +193,20 @@ def main() -> None:
             found = locate(tok, item, reference)
             found["hit"] = hit(found["offset"], item["span"])
             row[f"located_{cond}"] = found
-        base_ref = None if args.no_baseline else reference_token_offset(lm, item)
+        if not args.no_baseline:
+            base_ref = reference_token_offset(lm, item)
+            row["baseline_with_reference"] = {
+                "offset": base_ref,
+                "hit": hit(base_ref, item["span"]),
+            }
         base_ans = answer_token_offset(tok, item)
-        row["baseline_with_reference"] = {"offset": base_ref, "hit": hit(base_ref, item["span"])}
         row["baseline_without_reference"] = {"offset": base_ans, "hit": hit(base_ans, item["span"])}
         rows.append(row)
     result = {
-        "splits": {s: summarise([r for r in rows if r["split"] == s]) for s in ("tune", "test")},
+        "splits": {
+            s: summarise([r for r in rows if r["split"] == s], methods) for s in ("tune", "test")
+        },
+        "baseline_with_reference_skipped": args.no_baseline,
         "unlabelable": sum(i["kind"] == "unlabelable" for i in items),
         "cpu_seconds": time.process_time() - t0,
         "rows": rows,
@@ -206,8 +218,7 @@ def main() -> None:
         if not summary["items"]:
             continue
         print(f"\n== {split} half: {summary['items']} labelled failures")
-        for method in ("located_with_reference", "located_without_reference",
-                       "baseline_with_reference", "baseline_without_reference"):  # fmt: skip
+        for method in methods:
             m = summary[method]
             kinds = "  ".join(
                 f"{k} {v['hit_rate']:.2f} ({v['n']})" for k, v in m["by_kind"].items()

@@ -5,7 +5,13 @@ logic: these need no model."""
 from diagnostics.answers import judge
 from diagnostics.failure_classes import FailureClass, classify_failure
 from diagnostics.first_error import Confidence, ErrorKind, FoundBy, locate_first_error
-from diagnostics.gold_solution import derive_gold, gold_for, gold_from_reference, last_question
+from diagnostics.gold_solution import (
+    GoldSolution,
+    derive_gold,
+    gold_for,
+    gold_from_reference,
+    last_question,
+)
 from diagnostics.report import upgrade_report_body
 
 
@@ -154,3 +160,17 @@ def test_a_given_output_is_not_called_the_models_preference():
 
     text = _turn(R())
     assert "preferred" not in text and "would write the corrected token" in text
+
+
+def test_a_difference_used_as_a_factor_is_a_wrong_operation_by_the_wording():
+    q = (
+        "Ophelia and Jenna each have 2 fewer sofas than chairs. Jenna has 3 times as many "
+        "chairs as Ophelia. If Ophelia has 20 sofas, how many chairs does Ophelia have?"
+    )
+    out = "Ophelia has 20 sofas, so 20 * 2 = 40 chairs.\n#### 40"
+    derived = _locate(q, "22", out)  # the one derivation says so too: 20 + 2
+    assert derived.kind is ErrorKind.wrong_operation and derived.confidence is Confidence.derived
+    e = locate_first_error(q, out, 22, GoldSolution(), judge(out, "22").span)  # wording alone
+    assert e.kind is ErrorKind.wrong_operation and e.confidence is Confidence.uncertain
+    assert e.correction.start == out.index("*")
+    assert e.correction.apply(out)[-1] in "+-"  # the wording says additive, not which way
