@@ -151,7 +151,20 @@ def summarise(rows: list[dict], methods: tuple[str, ...] = METHODS) -> dict:
             statistics.mean(slip_op) if slip_op else None
         )
     for cond in ("with_reference", "without_reference"):
-        out[f"confidence_{cond}"] = _counts([r[f"located_{cond}"]["confidence"] for r in rows])
+        located = [r[f"located_{cond}"] for r in rows]
+        out[f"confidence_{cond}"] = {
+            str(conf): {
+                "n": len(sel),
+                "hit_rate": statistics.mean(x["hit"] for x in sel),
+                "false_blame": statistics.mean(
+                    x["offset"] is not None and x["offset"] < r["span"][0]
+                    for x, r in zip(located, rows, strict=True)
+                    if x["confidence"] == conf
+                ),
+            }
+            for conf in sorted({x["confidence"] for x in located}, key=str)
+            if (sel := [x for x in located if x["confidence"] == conf])
+        }
     located = [r["located_with_reference"] for r in rows]
     out["kind_agreement_with_reference"] = (
         statistics.mean(r["located_with_reference"]["kind"] == r["kind"] for r in rows)
@@ -225,6 +238,13 @@ def main() -> None:
             )
             slip = m["calculation_slip+wrong_operation"]
             prose = m["prose_misread"]
+            by_conf = summary.get(f"confidence_{method.removeprefix('located_')}", {})
+            confs = "  ".join(
+                f"{c} {v['hit_rate']:.2f}/{v['false_blame']:.2f} ({v['n']})"
+                for c, v in by_conf.items()
+            )
+            if confs and method.startswith("located"):
+                print(f"  {'':27s} by confidence (hit/false-blame): {confs}")
             print(
                 f"  {method:27s} overall {m['overall']:.2f}  false-blame {m['false_blame']:.2f}  "
                 f"prose misreads {prose if prose is None else round(prose, 2)} "
