@@ -1,6 +1,7 @@
 """How often the diagnosis points inside the hand-labelled first wrong step.
 
-    .venv/bin/python benchmarks/first_error.py [--split tune|test|both]
+    .venv/bin/python benchmarks/first_error.py [--split tune|test|both] [--no-baseline]
+        [--data benchmarks/data/first_error_fresh.jsonl]
 
 The labelled set (benchmarks/data/first_error.jsonl, benchmarks/data/README.md) holds failures of
 the bundled model on GSM8K test problems that no other benchmark or test uses, each with the
@@ -10,11 +11,14 @@ the locator was tuned. The tune half was looked at while tuning; the test half n
 For each failure and each condition (with the GSM8K reference solution, without it) the located
 offset is the character of the model's output where the diagnosis attributes: the first token at
 which the corrected path differs from the model's own (`first_error` + `paths`, the same functions
-`diagnose` runs; the tokenizer is the model's). A hit is an offset inside the labelled span.
+`diagnose` runs; the tokenizer is the model's). A hit is an offset inside the labelled span; a
+false blame an offset before it (a right step blamed). Rates are given by kind, for prose
+misreads, and by the location's confidence.
 Baselines are the previous divergence: without a reference the final answer token; with one, the
 first numeric token of the reference text the model would not have produced (teacher forcing the
 reference), placed on the model's output at the same token index, as the report page did.
-Results: benchmarks/results/first_error.json; misses are printed.
+Results: benchmarks/results/<data name>.json; misses are printed. `--data` takes the fresh
+set of issue 25 (GSM8K train failures labelled before its locator ran on them).
 """
 
 from __future__ import annotations
