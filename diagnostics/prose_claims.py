@@ -17,11 +17,15 @@ something. It is checked against the question clause its value comes from:
   mentions, or the number sits in a relative clause about someone else ("..., who is twice as
   old as their 5-year-old cousin" for "Sam is 5 years old");
 - `attribute`: the noun written right after the number names something the question counts
-  with another number ("4 sheets" when the question has "four classes" and "5 sheets").
+  with another number ("4 sheets" when the question has "four classes" and "5 sheets"), or a
+  count of the question is restated as a percentage ("30%" for "30 trees").
+`relation_op` gives the operation a question's wording attaches to a number ("2 fewer ...
+than": additive; "3 times as many": multiplicative), for `claim_checks` to test equations by.
 These are lexical checks on clauses (`number_bindings`), not parsing: a relation phrased with
-other words is missed, and a claim is only flagged when the question's own clause contradicts
-it. Every flag is a prose-only check, so its location is `uncertain` unless a replacement value
-is supported by the expected answer or a question number.
+other words is missed, and a clause that merely contains a comparative can be misread as one
+(see docs/diagnosis.md). Every flag is a reading of prose, so `claim_checks` marks its location
+`uncertain`; a replacement is offered where the expected answer (a claim about the asked
+quantity) or a question number supports it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import re
 from dataclasses import dataclass
 from itertools import combinations
 
-from diagnostics.number_bindings import Binding, _content, _lower, _stem, _subject_match
+from diagnostics.number_bindings import Binding, content_words, lower_name, stem, subject_match
 from diagnostics.solution_steps import Number, apply_op, format_number, sentence_spans
 
 _COMPARATIVE = re.compile(
@@ -149,14 +153,14 @@ def check_claim(
     if len(own) != 1 or own[0].number.word and not number.word and number.value <= 2:
         return None  # stated more than once in the question, or 'half'/'twice' as a small number
     bound = own[0]
-    subject = _subject_match(text, names)
+    subject = subject_match(text, names)
     if subject is None and _CONTINUES.search(text):  # 'which is 36', 'so he has 4': the
-        subject = _subject_match(_sentence_of(output, clause[0]), names)  # sentence's subject
+        subject = subject_match(_sentence_of(output, clause[0]), names)  # sentence's subject
     q_sentence = _sentence_of(question, bound.number.start)
     asked = _asked_sentence(question)
-    about_asked = subject is not None and _lower(subject.group(0)) in _words(asked)
+    about_asked = subject is not None and lower_name(subject.group(0)) in _words(asked)
     answer = format_number(asked_value) if asked_value is not None else None
-    turned = _turned_around(text, bound.clause, names, {_stem(w) for w in _words(question)})
+    turned = _turned_around(text, bound.clause, names, {stem(w) for w in _words(question)})
     if turned is not None:
         return ProseMisread(
             "comparison_turned",
@@ -198,11 +202,11 @@ def check_claim(
             (number.start, number.end),
         )
     if subject is not None and bound.subject is None:  # a named subject: number_bindings
-        name = _lower(subject.group(0))
-        stems = {_stem(w) for w in names & _words(q_sentence)}
-        others = stems - {_stem(name)}  # the question sentence is about someone else
+        name = lower_name(subject.group(0))
+        stems = {stem(w) for w in names & _words(q_sentence)}
+        others = stems - {stem(name)}  # the question sentence is about someone else
         relative = _RELATIVE.search(bound.clause) and _word_before(question, bound) != name
-        if (others and _stem(name) not in stems) or (relative and name not in _words(bound.clause)):
+        if (others and stem(name) not in stems) or (relative and name not in _words(bound.clause)):
             return ProseMisread(
                 "entity",
                 number,
@@ -226,11 +230,11 @@ def _attribute_swap(
     """The noun right after the number is one the question counts with another number."""
     mine = _noun_after(output, number.end)
     theirs = _noun_after(question, bound.number.end)
-    if mine is None or theirs is None or _stem(mine) == _stem(theirs):
+    if mine is None or theirs is None or stem(mine) == stem(theirs):
         return None
-    if _stem(theirs) in _content(output[clause[0] : clause[1]]):
+    if stem(theirs) in content_words(output[clause[0] : clause[1]]):
         return None  # 'mine' only qualifies the question's own noun ('2 new games')
-    if _stem(mine) in _content(bound.clause):
+    if stem(mine) in content_words(bound.clause):
         return None
     others = [
         b
@@ -238,9 +242,13 @@ def _attribute_swap(
         if b is not bound
         and not math.isclose(b.number.value, number.value)
         and (n := _noun_after(question, b.number.end)) is not None
-        and _stem(n) == _stem(mine)
+        and stem(n) == stem(mine)
     ]
-    if not others and _stem(mine) in _content(question) and _stem(theirs) in _content(question):
+    if (
+        not others
+        and stem(mine) in content_words(question)
+        and stem(theirs) in content_words(question)
+    ):
         return ProseMisread(  # the question counts `mine` without a number of its own
             "attribute",
             number,
@@ -273,7 +281,7 @@ def _noun_after(text: str, end: int) -> str | None:
     word = m.group(1).lower()
     if word in _UNIT_WORDS or len(word) < 3 or word.startswith("year"):
         return None
-    if _stem(word) in {"and", "the", "for", "with", "from", "are", "was", "were", "is"}:
+    if stem(word) in {"and", "the", "for", "with", "from", "are", "was", "were", "is"}:
         return None
     return word
 
@@ -297,8 +305,8 @@ def _comparison(text: str, names: frozenset[str]) -> tuple[str, str, str] | None
     m = _COMPARISON.search(text)
     if m is None:
         return None
-    before = [_lower(w) for w in re.findall(r"[A-Za-z][A-Za-z']*", text[: m.start()])]
-    after = [_lower(w) for w in re.findall(r"[A-Za-z][A-Za-z']*", text[m.end() :])]
+    before = [lower_name(w) for w in re.findall(r"[A-Za-z][A-Za-z']*", text[: m.start()])]
+    after = [lower_name(w) for w in re.findall(r"[A-Za-z][A-Za-z']*", text[m.end() :])]
     who = next((w for w in before if w in names), None)
     than = next((w for w in after[:4] if w in names), None)
     if who is None or than is None:  # things: the word after the comparative and after 'than'
@@ -306,7 +314,7 @@ def _comparison(text: str, names: frozenset[str]) -> tuple[str, str, str] | None
         than_thing = next((w for w in after[:3] if w not in _DETERMINERS), None)
         if not thing or than_thing is None:
             return None
-        return _stem(thing[0]), m.group(1).lower(), _stem(than_thing)
+        return stem(thing[0]), m.group(1).lower(), stem(than_thing)
     return who, m.group(1).lower(), than
 
 
@@ -347,8 +355,8 @@ def _given_to_another(
     """Is the number the question's, for another named subject ('If Tom has 30' when Ann has
     the 30)? Then the name is what was misread, not the number (number_bindings says so)."""
     own = [b for b in bindings if math.isclose(b.number.value, number.value) and b.subject]
-    subject = _subject_match(text, names)
-    return subject is not None and any(b.subject != _lower(subject.group(0)) for b in own)
+    subject = subject_match(text, names)
+    return subject is not None and any(b.subject != lower_name(subject.group(0)) for b in own)
 
 
 def _copied_with_another_number(
@@ -372,7 +380,7 @@ def _word_before(question: str, bound: Binding) -> str | None:
     it is about."""
     at = question.find(bound.clause.strip())
     words = re.findall(r"[A-Za-z][A-Za-z']*", question[:at]) if at > 0 else []
-    return _lower(words[-1]) if words else None
+    return lower_name(words[-1]) if words else None
 
 
 def _start_of(text: str, position: int) -> int:
@@ -393,7 +401,7 @@ def _asked_sentence(question: str) -> str:
 
 
 def _words(text: str) -> set[str]:
-    return {_lower(w) for w in re.findall(r"[A-Za-z][A-Za-z']*", text)}
+    return {lower_name(w) for w in re.findall(r"[A-Za-z][A-Za-z']*", text)}
 
 
 _ADDITIVE = re.compile(
