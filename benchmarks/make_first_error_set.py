@@ -1,10 +1,12 @@
 """Build the hand-labelled first-wrong-step set read by benchmarks/first_error.py.
 
-    nice -n 10 .venv/bin/python benchmarks/make_first_error_set.py generate   # model outputs
-    .venv/bin/python benchmarks/make_first_error_set.py check                 # == diagnose()
-    .venv/bin/python benchmarks/make_first_error_set.py merge                 # + hand labels
+    nice -n 10 .venv/bin/python benchmarks/make_first_error_set.py [--set fresh] generate
+    .venv/bin/python benchmarks/make_first_error_set.py [--set fresh] check   # == diagnose()
+    .venv/bin/python benchmarks/make_first_error_set.py [--set fresh] merge   # + hand labels
 
-`generate` runs the bundled model (fp32, one thread) greedily on GSM8K test problems 500-659,
+`--set original` (the default) is GSM8K test problems 500-659; `--set fresh` is GSM8K train
+problems 5000-5071, labelled by reading before any locator was run on them (issue 25).
+`generate` runs the bundled model (fp32, one thread) greedily on the set's problems,
 exactly as `diagnose` does in default mode (chat template, 256 new tokens, stopping once the
 gsm8k judge's answer is final; left-padded batches, which `check` shows equal batch-1 and
 `diagnose`), and keeps the failures the gsm8k judge calls wrong in first_error_failures.jsonl.
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -28,12 +31,43 @@ from diagnostics.answers import judge
 from diagnostics.model_loading import load_model
 from diagnostics.options import DiagnosisOptions
 
-GSM8K_TEST = Path(os.environ.get("GSM8K_TEST", "/work/shared/datasets/gsm8k/test.jsonl"))
+GSM8K = Path(os.environ.get("GSM8K_DIR", "/work/shared/datasets/gsm8k"))
 DATA = Path(__file__).parent / "data"
-FAILURES = DATA / "first_error_failures.jsonl"
-LABELS = DATA / "first_error_labels.jsonl"
-OUT = DATA / "first_error.jsonl"
-FIRST, LAST = 500, 659  # GSM8K test indices no other benchmark or test uses
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """One labelled set: which GSM8K rows it draws on and where its three files live."""
+
+    name: str
+    """`first_error` (the original set) or `first_error_fresh` (labelled blind, issue 25)."""
+    split: str
+    """The GSM8K file the problems come from: `test` or `train`."""
+    first: int
+    """First 0-based line index of that file."""
+    last: int
+    """Last line index (inclusive)."""
+
+    @property
+    def failures(self) -> Path:
+        return DATA / f"{self.name}_failures.jsonl"
+
+    @property
+    def labels(self) -> Path:
+        return DATA / f"{self.name}_labels.jsonl"
+
+    @property
+    def out(self) -> Path:
+        return DATA / f"{self.name}.jsonl"
+
+
+SETS = {
+    # GSM8K test 500-659: no other benchmark or test uses them.
+    "original": LabelledSet("first_error", "test", 500, 659),
+    # GSM8K train 5000-5071: far past the rows make_distraction_set.py takes (the first short
+    # problems in file order) and the few-shot pool (lines 1-5).
+    "fresh": LabelledSet("first_error_fresh", "train", 5000, 5071),
+}
 KINDS = {
     "calculation_slip",
     "wrong_operation",
@@ -45,14 +79,14 @@ KINDS = {
 }
 
 
-def problems(first: int = FIRST, last: int = LAST) -> list[dict]:
-    """GSM8K test rows first..last (inclusive) with their id and expected final number."""
-    rows = GSM8K_TEST.read_text(encoding="utf-8").splitlines()
+def problems(ls: LabelledSet, first: int) -> list[dict]:
+    """The set's GSM8K rows first..ls.last (inclusive) with their id and expected number."""
+    rows = (GSM8K / f"{ls.split}.jsonl").read_text(encoding="utf-8").splitlines()
     out = []
-    for index in range(first, last + 1):
+    for index in range(first, ls.last + 1):
         row = json.loads(rows[index])
         expected = row["answer"].split("####")[-1].strip().replace(",", "")
-        out.append({"id": f"gsm8k-test-{index}", "index": index, **row, "expected": expected})
+        out.append({"id": f"gsm8k-{ls.split}-{index}", "index": index, **row, "expected": expected})
     return out
 
 
@@ -73,14 +107,15 @@ def greedy_outputs(lm, items: list[dict], batch_size: int) -> list[str]:
     return texts
 
 
-def generate(batch_size: int, start: int) -> None:
-    """Failures of problems start..LAST; a start after FIRST resumes, appending to the file."""
+def generate(ls: LabelledSet, batch_size: int, start: int | None) -> None:
+    """Failures of problems start..last; a start after the set's first resumes, appending."""
     lm = load_model("bundled")
-    items = problems(start, LAST)
+    start = ls.first if start is None else start
+    items = problems(ls, start)
     t0 = time.process_time()
     failures = 0
     DATA.mkdir(parents=True, exist_ok=True)
-    with FAILURES.open("w" if start == FIRST else "a", encoding="utf-8") as f:
+    with ls.failures.open("w" if start == ls.first else "a", encoding="utf-8") as f:
         for b in range(0, len(items), batch_size):
             chunk = items[b : b + batch_size]
             for item, output in zip(chunk, greedy_outputs(lm, chunk, batch_size), strict=True):
@@ -94,14 +129,14 @@ def generate(batch_size: int, start: int) -> None:
     print(f"{len(items)} problems, {failures} failures, {time.process_time() - t0:.0f} CPU s")
 
 
-def check(ids: list[str]) -> None:
+def check(ls: LabelledSet, ids: list[str]) -> None:
     """The stored outputs of `ids` equal batch-1 generation and the output `diagnose` reports."""
     from diagnostics.diagnose import diagnose
     from diagnostics.sae.io import load_sae
 
     lm = load_model("bundled")
     sae = load_sae("default")
-    stored = {r["id"]: r for r in map(json.loads, FAILURES.read_text().splitlines())}
+    stored = {r["id"]: r for r in map(json.loads, ls.failures.read_text().splitlines())}
     cheap = DiagnosisOptions(verify=False, context=False, null_draws=0, control_draws=0)
     for id_ in ids:
         item = stored[id_]
@@ -113,11 +148,11 @@ def check(ids: list[str]) -> None:
             raise SystemExit(f"{id_}: outputs differ")
 
 
-def merge() -> None:
-    """first_error.jsonl: every failure with its hand label, span_text located in the output."""
-    failures = [json.loads(line) for line in FAILURES.read_text().splitlines() if line.strip()]
+def merge(ls: LabelledSet) -> None:
+    """<name>.jsonl: every failure with its hand label, span_text located in the output."""
+    failures = [json.loads(line) for line in ls.failures.read_text().splitlines() if line.strip()]
     labels = {}
-    for line in LABELS.read_text(encoding="utf-8").splitlines():
+    for line in ls.labels.read_text(encoding="utf-8").splitlines():
         if line.strip():
             label = json.loads(line)
             if label["id"] in labels:
@@ -140,30 +175,33 @@ def merge() -> None:
             if not text or start < 0:
                 raise SystemExit(f"{item['id']}: span_text {text!r} not in the output")
             span = [start, start + len(text)]
-        rows.append({**item, "span": span, "kind": label["kind"], "note": label["note"],
+        extra = {"prose": label["prose"]} if "prose" in label else {}  # the fresh set's
+        rows.append({**item, "span": span, "kind": label["kind"], **extra, "note": label["note"],
                      "split": "tune" if n % 2 == 0 else "test"})  # fmt: skip
-    OUT.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    print(f"{len(rows)} labelled failures -> {OUT}")
+    ls.out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    print(f"{len(rows)} labelled failures -> {ls.out}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--set", choices=sorted(SETS), default="original", dest="which")
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="greedy outputs of problems 500-659, failures kept")
+    gen = sub.add_parser("generate", help="greedy outputs of the set's problems, failures kept")
     gen.add_argument("--batch-size", type=int, default=8)
-    gen.add_argument("--start", type=int, default=FIRST, help="resume from this index (appends)")
+    gen.add_argument("--start", type=int, default=None, help="resume from this index (appends)")
     chk = sub.add_parser("check", help="stored outputs equal batch-1 generation and diagnose()")
     chk.add_argument("ids", nargs="*", default=[])
     sub.add_parser("merge", help="join the hand labels into first_error.jsonl")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    ls = SETS[args.which]
     if args.command == "generate":
-        generate(args.batch_size, args.start)
+        generate(ls, args.batch_size, args.start)
     elif args.command == "check":
-        ids = args.ids or [json.loads(r)["id"] for r in FAILURES.read_text().splitlines()[:2]]
-        check(ids)
+        ids = args.ids or [json.loads(r)["id"] for r in ls.failures.read_text().splitlines()[:2]]
+        check(ls, ids)
     else:
-        merge()
+        merge(ls)
 
 
 if __name__ == "__main__":

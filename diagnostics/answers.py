@@ -5,7 +5,9 @@ flexible-extract = the last number in the text, with commas, `$` and a trailing 
 `worked` reads a worked answer to a raw prompt, which the model may follow with new examples
 ("57 + 68 = 125\n\nQ: ..."): within the answer (up to a blank line or the next "Q:"), `#### N`,
 else "the answer is N", else the result of its last equation, else its last number.
-Other tasks use exact / contains / regex / numeric-with-tolerance.
+Other tasks use exact / contains / regex / numeric-with-tolerance. A free-text answer (exact,
+contains, and any mode whose expected answer is not a number) is the answer the output's first
+sentence gives (`answer_text_span`), so a wrong one is located at its own words.
 """
 
 from __future__ import annotations
@@ -133,6 +135,31 @@ def _worked_answer(output: str) -> tuple[int, int] | None:
     return None
 
 
+_COPULA = re.compile(r"\b(?:is|are|was|were|be|called|named)\s+", re.IGNORECASE)
+_SENTENCE = re.compile(r"[^\n.!?]*[^\s.!?][^\n.!?]*")
+
+
+def answer_text_span(output: str) -> tuple[int, int] | None:
+    """The answer a free-text output gives: in its first sentence, the words after its last
+    'is'/'are'/'was'/... ("The capital of Australia is Sydney." -> "Sydney"), else the whole
+    sentence; without the closing punctuation (an output of punctuation alone is its own
+    answer)."""
+    m = _SENTENCE.search(output)
+    if m is None:  # punctuation alone ('!') is the whole answer
+        stripped = output.strip()
+        return (output.find(stripped), output.find(stripped) + len(stripped)) if stripped else None
+    start, end = m.start() + len(m.group(0)) - len(m.group(0).lstrip()), m.end()
+    end -= len(output[start:end]) - len(output[start:end].rstrip())
+    copulas = list(_COPULA.finditer(output, start, end))
+    if copulas and copulas[-1].end() < end:
+        start = copulas[-1].end()
+    return (start, end) if end > start else None
+
+
+def _same_text(a: str, b: str) -> bool:
+    return " ".join(a.split()).lower() == " ".join(b.split()).lower()
+
+
 def _same_number(a: str | None, b: str, tolerance: float = 1e-6) -> bool:
     fa, fb = to_float(a), to_float(b)
     return fa is not None and fb is not None and abs(fa - fb) <= tolerance * max(1.0, abs(fb))
@@ -149,6 +176,8 @@ def judge(
     """Is `output` correct for `expected` under `mode`?"""
     if mode not in ANSWER_MODES:
         raise ValueError(f"unknown answer mode {mode!r}: use one of {', '.join(ANSWER_MODES)}")
+    if mode in ("gsm8k", "worked", "numeric") and to_float(expected) is None:
+        mode = "contains"  # a word ("Canberra") is judged as text, never as a number
     strict_m, flexible_m = _strict_match(output), _flexible_match(output)
     strict = normalize_number(strict_m.group(1)) if strict_m else None
     flexible = normalize_number(flexible_m.group(0)) if flexible_m else None
@@ -175,15 +204,18 @@ def judge(
         correct = _same_number(flexible, exp_norm, tolerance)
         format_ok = flexible is not None
         span = flexible_m.span(0) if flexible_m else None
-    elif mode == "exact":
-        extracted = " ".join(output.split())
-        correct = extracted.lower() == " ".join(expected.split()).lower()
+    elif mode == "exact":  # the whole output, or the answer its first sentence gives
+        span = answer_text_span(output)
+        extracted = output[span[0] : span[1]] if span else None
+        correct = _same_text(output, expected) or (extracted is not None and _same_text(
+            extracted, expected
+        ))  # fmt: skip
         format_ok = True
-        stripped = output.strip()
-        span = (output.find(stripped), output.find(stripped) + len(stripped)) if stripped else None
     elif mode == "contains":
-        extracted = exp_norm if expected_in_output else None
         correct = expected.strip().lower() in output.lower()
+        at = output.lower().find(expected.strip().lower())
+        span = (at, at + len(expected.strip())) if correct else answer_text_span(output)
+        extracted = output[span[0] : span[1]] if span else None
         format_ok = True
     else:  # regex
         if not pattern:

@@ -152,7 +152,9 @@ def _responsible(effects: list[SpanEffect], before: float) -> tuple[tuple[int, i
         return best.span, (
             f"deleting it fixes the answer (gap at the divergence {before:+.2f} -> {best.gap:+.2f})"
         )
-    turning = [e for e in sentences if e.gap > 0]
+    # only a gap that was negative can be turned (a given output the model itself would not
+    # write already has the corrected token ahead)
+    turning = [e for e in sentences if e.gap > 0] if before <= 0 else []
     if turning:
         best = max(turning, key=lambda e: e.gap_change)
         return best.span, (

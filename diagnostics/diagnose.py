@@ -41,7 +41,7 @@ from diagnostics.report import (
 from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.splice import splice_sae
 from diagnostics.stage_clock import StageClock, now
-from diagnostics.verdict import caveats, write_verdict
+from diagnostics.verdict import caveats, location_uncertain, write_verdict
 from diagnostics.verification import Verifier, control_summary, matched_random_features
 
 
@@ -295,10 +295,9 @@ def _verify(lm, sae, report, clock, gap, attr, flagging, out_ids, expected, opts
             null, dict(zip(continued, runs[1:], strict=True)), flagged_change,
             seconds=null_s + share,
         )  # fmt: skip
-        report.evidence = (
-            "supported" if flagged_change > 0 and report.null.percentile >= EVIDENCE_PERCENTILE
-            else "weak"
-        )  # fmt: skip
+        beats = flagged_change > 0 and report.null.percentile >= EVIDENCE_PERCENTILE
+        # evidence is supported only at a location that is itself checked or derived
+        report.evidence = "supported" if beats and not location_uncertain(report) else "weak"
 
 
 def continuation_budget(remaining: int, opts: DiagnosisOptions) -> int:
@@ -357,6 +356,7 @@ def _first_error_record(e: StepError | None) -> FirstError | None:
         should_be=e.should_be,
         evidence=e.evidence,
         gold_source=e.gold_source,
+        confidence=e.confidence.value,
     )
 
 

@@ -1,8 +1,9 @@
-"""Classify a wrong answer: whole-output failures first (degenerate text, no extractable answer,
-the expected value written but not as the answer), else the kind of the first wrong step
-(`diagnostics.first_error`): calculation slip, wrong operation, misread number, invented step,
-missing step, or an answer that does not follow from correct work. `other` is left for outputs
-where no step could be checked.
+"""Classify a wrong answer: whole-output failures first (degenerate text, no extractable answer),
+then the kind of the first wrong step (`diagnostics.first_error`: calculation slip, wrong
+operation, misread number, invented step, missing step, or an answer that does not follow from
+correct work), so the class and the first error never disagree. The expected value written but
+not as the answer is a format failure only when no step was located; `other` is left for
+outputs where no step could be checked.
 """
 
 from __future__ import annotations
@@ -59,12 +60,12 @@ def classify_failure(
         return Classification(FailureClass.degenerate, "empty or repetitive output")
     if judgment.extracted is None:
         return Classification(FailureClass.format, "no answer could be extracted")
+    if first_error is not None and first_error.found_by != "fallback":
+        return Classification(FailureClass(first_error.kind.value), first_error.evidence)
     if judgment.expected_in_output:
         return Classification(
             FailureClass.format,
             f"the expected value {judgment.expected} is in the output, but the answer taken "
             f"from it is {judgment.extracted}",
         )
-    if first_error is None or first_error.found_by == "fallback":
-        return Classification(FailureClass.other, "no step of the output could be checked")
-    return Classification(FailureClass(first_error.kind.value), first_error.evidence)
+    return Classification(FailureClass.other, "no step of the output could be checked")

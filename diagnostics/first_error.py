@@ -1,28 +1,40 @@
 """The first wrong step of a model's solution, and the smallest correction of it.
 
-Each step of the model's output (`diagnostics.solution_steps`) is checked in text order:
+Each step and stated quantity of the model's output (`diagnostics.solution_steps`) is checked
+in text order:
 1. the arithmetic (a calculator over every '=' of a chain);
 2. where its operands come from: the question, an earlier result, a gold value, or a small
    constant; a number from nowhere is misread (when it is near a question number) or invented;
-3. against the gold steps when they are known (`diagnostics.gold_solution`): a step is on the
-   gold path when it computes a gold value (in any order: '12 * 7' for '7 * 12'); off it, it is a
-   wrong operation (a gold step's operands with another operator), a misread number (a gold
-   step with one operand swapped), or an invented step.
-The earliest step that fails a check is the first error. When every step passes, the final
-answer is checked: a gold intermediate is a missing step, anything else an answer-only error.
-The correction rewrites the fewest characters the evidence supports (the result digits of a
-slip; the operator and result of a wrong operation; the operand and result of a misread), so a
+3. what a sentence claims, against the question's wording (`diagnostics.claim_checks`);
+4. against the gold steps when they are known (`diagnostics.gold_solution`): a step is on the
+   gold path when it computes a gold value (in any order: '12 * 7' for '7 * 12'); a derived gold
+   is a set of derivations, narrowed to those consistent with the steps before (`Derivations`);
+   off it, a step is a wrong operation (a gold step's operands with another operator), a
+   misread number (a gold step with one operand swapped), or an invented step.
+The earliest step that fails a check is the first error, with how sure its location is
+(`step_errors.Confidence`). When every step passes, the final answer is checked: a gold
+intermediate is a missing step, anything else an answer-only error. The correction
+(`diagnostics.corrections`) rewrites the fewest characters the evidence supports, so a
 teacher-forced corrected path shares the model's text up to the first wrong character.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import replace
 
-from diagnostics.gold_solution import GoldSolution, GoldStep
-from diagnostics.number_bindings import Binding, check_clause, clause_around, question_bindings
+from diagnostics.claim_checks import check_prose, check_relation, check_statement
+from diagnostics.corrections import (
+    Correction,
+    Edit,
+    correct_value,
+    render_corrected,
+    replace_operand,
+    replace_step,
+    rewrite_to_gold,
+)
+from diagnostics.gold_solution import GoldSolution, GoldStep, steps_of_tree
+from diagnostics.number_bindings import question_bindings
 from diagnostics.solution_steps import (
     Expr,
     Number,
@@ -35,71 +47,16 @@ from diagnostics.solution_steps import (
     question_numbers,
     same_value,
 )
-
-
-class ErrorKind(StrEnum):
-    calculation_slip = "calculation_slip"
-    wrong_operation = "wrong_operation"
-    misread_number = "misread_number"
-    invented_step = "invented_step"
-    missing_step = "missing_step"
-    answer_only = "answer_only"
-
-
-class FoundBy(StrEnum):
-    calculator = "calculator"  # arithmetic or operand provenance, no gold needed
-    gold_step = "gold_step"  # against gold steps (annotations, reference, question, derived)
-    question_binding = "question_binding"  # a question number restated for the wrong thing
-    fallback = "fallback"  # nothing could be checked: the final answer is all there is
-
+from diagnostics.step_errors import (
+    CHECKED_SOURCES,
+    Confidence,
+    ErrorKind,
+    FoundBy,
+    StepError,
+)
 
 SMALL_CONSTANTS = (1.0, 2.0, 10.0, 100.0)
 """Numbers a solution may bring in without reading them (halving, tens, percent)."""
-
-
-@dataclass(frozen=True)
-class Edit:
-    """Replace output[start:end] with `text`."""
-
-    start: int
-    end: int
-    text: str
-
-
-@dataclass(frozen=True)
-class Correction:
-    """The corrected step: edits to the model's output, and where the corrected text ends."""
-
-    edits: tuple[Edit, ...]  # sorted, non-overlapping
-    end: int  # the corrected text is output[:end] with the edits applied
-
-    @property
-    def start(self) -> int:
-        """The first character that changes."""
-        return self.edits[0].start
-
-    def apply(self, output: str) -> str:
-        out, at = [], 0
-        for e in self.edits:
-            out.append(output[at : e.start])
-            out.append(e.text)
-            at = e.end
-        out.append(output[at : self.end])
-        return "".join(out)
-
-
-@dataclass(frozen=True)
-class StepError:
-    """Where the model's solution first goes wrong, and what it should have written."""
-
-    kind: ErrorKind
-    found_by: FoundBy
-    span: tuple[int, int]  # [start, end) characters of the wrong step in the output
-    step_text: str
-    should_be: str  # the corrected step, e.g. "48 / 2 = 24" ("" when unknown)
-    evidence: str  # one sentence: why this step is wrong
-    correction: Correction | None  # None: the evidence supports no specific correction
-    gold_source: str | None = None  # where the gold step came from (annotations, derived, ...)
 
 
 def locate_first_error(
@@ -114,36 +71,103 @@ def locate_first_error(
     the judged answer (`answer_span`) is its solution: a raw prompt's model often goes on to
     write new examples."""
     solution = parse_solution(output)
+    worded = [  # 'four packs of strawberry gum': a number word states a quantity too
+        Quantity(n, (n.start, n.end))
+        for n in question_numbers(output)
+        if n.word and n.value >= 3 and not _inside_step(n, solution.steps)
+    ]
     q_values = [n.value for n in question_numbers(question)]
     bindings, names = question_bindings(question)
     known = [*q_values, *gold.values, *SMALL_CONSTANTS]
     if expected is not None:
         known.append(expected)
+    derivable = [*q_values, *gold.values]  # what a stated result may be computed from
     done: list[GoldStep] = []
+    paths = Derivations(gold)
     limit = answer_span[1] if answer_span is not None else len(output)
-    for event in solution.events():  # what comes after the judged answer is not its solution
+    events = sorted(
+        [*solution.events(), *worded],
+        key=lambda e: e.start if isinstance(e, Step) else e.number.start,
+    )
+    for event in events:  # what comes after the judged answer is not its solution
         if (event.start if isinstance(event, Step) else event.number.start) >= limit:
             break
         if not isinstance(event, Step):
-            found = _check_statement(event, output, bindings, names)
-            if found is not None:
+            is_answer = answer_span is not None and event.number.start >= answer_span[0]
+            found = (
+                None
+                if is_answer  # the answer itself is checked last (_check_answer)
+                else check_prose(
+                    event,
+                    output,
+                    question,
+                    bindings,
+                    names,
+                    derivable,
+                    expected,
+                    paths.steps(gold),
+                    done,
+                )  # fmt: skip
+            ) or check_statement(event, output, bindings, names)
+            if found is not None and not _corrects_nothing(found):
                 return found
             known.append(event.number.value)  # a stated quantity is available afterwards
+            derivable.append(event.number.value)
             continue
         step = event
         found = [
             e
             for e in (
                 _check_provenance(step, output, known, q_values, gold),
-                _check_against_gold(step, output, gold, done, q_values),
+                _check_against_gold(step, output, gold, done, q_values, paths),
                 _check_arithmetic(step, output),
+                check_relation(step, output, bindings),
             )
-            if e is not None
+            if e is not None and not _corrects_nothing(e)
         ]
         if found:  # what is wrong first in the step: its operands, its operator, its result
             return min(found, key=lambda e: e.correction.start if e.correction else e.span[0])
-        known.extend(v for v in (s.value for s in step.sides) if v is not None)
+        results = [v for v in (s.value for s in step.sides) if v is not None]
+        known.extend(results)
+        derivable.extend(results)
     return _check_answer(solution, output, expected, gold, answer_span)
+
+
+class Derivations:
+    """The derivations of a derived gold still consistent with the model's steps so far: a step
+    that computes a value of some of them keeps only those (a set, not a path)."""
+
+    def __init__(self, gold: GoldSolution) -> None:
+        self.derived = gold.source == "derived" and bool(gold.trees)
+        self.trees = list(gold.trees) if self.derived else []
+
+    def on_path(self, value: float) -> bool:
+        """Does a consistent derivation compute `value`? Keeps those that do."""
+        hits = [t for t in self.trees if any(_close(value, v) for v in _tree_values(t))]
+        if hits:
+            self.trees = hits
+        return bool(hits)
+
+    def confidence(self) -> Confidence:
+        return Confidence.derived if len(self.trees) == 1 else Confidence.uncertain
+
+    def steps(self, gold: GoldSolution) -> list[GoldStep]:
+        """The gold steps a hypothesis may follow: the first consistent derivation's, else the
+        given gold's."""
+        return steps_of_tree(self.trees[0]) if self.derived else list(gold.steps)
+
+
+def _tree_values(tree: Expr) -> list[float]:
+    return [v for node in tree.ops() if (v := node.value) is not None]
+
+
+def _inside_step(n: Number, steps: list[Step]) -> bool:
+    return any(s.start <= n.start < s.end for s in steps)
+
+
+def _corrects_nothing(e: StepError) -> bool:
+    """A 'correction' that rewrites the step into itself is no error."""
+    return bool(e.should_be) and " ".join(e.should_be.split()) == " ".join(e.step_text.split())
 
 
 def correction_for(
@@ -155,13 +179,14 @@ def correction_for(
 ) -> Correction:
     """The first error's correction; without one, the expected answer in place of the model's
     (the answer-token fallback, which explains the copying of the answer, not the error)."""
+    if step_error is not None and step_error.found_by == "fallback":
+        warnings.append(
+            "the output asserts nothing checkable before its answer: the divergence is the "
+            "final answer token"
+        )
     if step_error is not None and step_error.correction is not None:
-        if step_error.found_by == "fallback":
-            warnings.append(
-                "no step of the output could be checked: the divergence is the final answer token"
-            )
         return step_error.correction
-    if step_error is not None:
+    if step_error is not None and step_error.found_by != "fallback":
         warnings.append(
             f"the first wrong step ('{step_error.step_text}') has no correction the evidence "
             "supports: the divergence is the final answer token"
@@ -174,28 +199,6 @@ def correction_for(
     return Correction((Edit(0, len(output), expected.strip()),), len(output))
 
 
-def _check_statement(
-    quantity: Quantity, output: str, bindings: list[Binding], names: frozenset[str]
-) -> StepError | None:
-    """A stated number that the question binds to something else (number_bindings)."""
-    clause = clause_around(output, quantity.number.start)
-    wrong = check_clause(output, clause, quantity.number, bindings, names)
-    if wrong is None:
-        return None
-    n = wrong.number
-    at = wrong.wrong if wrong.wrong is not None else (n.start, n.end)
-    correction = Correction((Edit(at[0], at[1], wrong.replacement),), clause[1])
-    return StepError(
-        kind=ErrorKind.misread_number,
-        found_by=FoundBy.question_binding,
-        span=clause,
-        step_text=output[clause[0] : clause[1]],
-        should_be=correction.apply(output)[clause[0] :].strip(),
-        evidence=wrong.evidence,
-        correction=correction,
-    )
-
-
 def _check_arithmetic(step: Step, output: str) -> StepError | None:
     """The first '=' of a chain whose two sides differ: a calculation slip."""
     for before, after in zip(step.sides, step.sides[1:], strict=False):
@@ -205,8 +208,8 @@ def _check_arithmetic(step: Step, output: str) -> StepError | None:
         text = after.number.text if after.op is None and after.number else None
         if same_value(written, true, text):
             continue
-        correction = _correct_value(after, before)
-        should = _render_corrected(step, output, correction)
+        correction = correct_value(after, before)
+        should = render_corrected(step, output, correction)
         return StepError(
             kind=ErrorKind.calculation_slip,
             found_by=FoundBy.calculator,
@@ -219,47 +222,6 @@ def _check_arithmetic(step: Step, output: str) -> StepError | None:
     return None
 
 
-def _correct_value(after: Expr, before: Expr) -> Correction | None:
-    """Rewrite the side `after` so that it equals `before`: its one differing number.
-
-    A side that is a number gets the right value. A side that partly evaluates the one before it
-    ('20 - 4 * 2 = 20 - 4') is aligned with it node by node, and the number that stands for a
-    sub-expression of the wrong value is rewritten ('4' -> '8')."""
-    target = _misaligned_leaf(before, after)
-    if target is None:
-        return None
-    leaf, value = target
-    edit = Edit(leaf.start, leaf.end, _styled(value, leaf.number))
-    return Correction((edit,), after.end)  # the corrected side; later sides would be stale
-
-
-def _misaligned_leaf(before: Expr, after: Expr) -> tuple[Expr, float] | None:
-    if after.op is None:
-        v = before.value
-        return (after, v) if v is not None else None
-    if before.op == after.op and before.op is not None:
-        for b, a in ((before.left, after.left), (before.right, after.right)):
-            if b is None or a is None or b.value is None or a.value is None:
-                continue
-            if not math.isclose(b.value, a.value, rel_tol=1e-9, abs_tol=1e-9):
-                return _misaligned_leaf(b, a)
-    return None
-
-
-def _styled(value: float, like: Number | None) -> str:
-    """A value written like the number it replaces (thousands separators kept)."""
-    text = format_number(value)
-    if like is not None and "," in like.text and "." not in text:
-        text = f"{int(round(value)):,}"
-    return text
-
-
-def _render_corrected(step: Step, output: str, correction: Correction | None) -> str:
-    if correction is None:
-        return ""
-    return correction.apply(output)[step.start :].strip()
-
-
 def _check_provenance(
     step: Step, output: str, known: list[float], q_values: list[float], gold: GoldSolution
 ) -> StepError | None:
@@ -270,19 +232,19 @@ def _check_provenance(
             continue
         near = _near_number(leaf.value, q_values)
         if near is not None:
-            correction = _replace_operand(step, leaf, near, output)
+            correction = replace_operand(step, leaf, near, output)
             return StepError(
                 kind=ErrorKind.misread_number,
                 found_by=FoundBy.calculator,
                 span=(step.start, step.end),
                 step_text=step.text,
-                should_be=_render_corrected(step, output, correction),
+                should_be=render_corrected(step, output, correction),
                 evidence=f"used {leaf.text}, which is not in the question; the question has "
                 f"{format_number(near)}",
                 correction=correction,
             )
         nxt = _next_gold(gold, [])
-        correction = _replace_step(step, nxt, output) if nxt is not None else None
+        correction = replace_step(step, nxt, output) if nxt is not None else None
         return StepError(
             kind=ErrorKind.invented_step,
             found_by=FoundBy.calculator,
@@ -297,21 +259,62 @@ def _check_provenance(
 
 
 def _check_against_gold(
-    step: Step, output: str, gold: GoldSolution, done: list[GoldStep], q_values: list[float]
+    step: Step,
+    output: str,
+    gold: GoldSolution,
+    done: list[GoldStep],
+    q_values: list[float],
+    paths: Derivations,
 ) -> StepError | None:
-    """Off the gold path: a wrong operation, a misread operand, or an invented step."""
+    """Off the gold path: a wrong operation, a misread operand, or an invented step. A derived
+    gold is a set of derivations: a step is off it only when no derivation consistent with the
+    steps before computes its value; when the consistent ones disagree on what comes next, the
+    step is located as uncertain, with no 'should be', and the corrected path follows the first
+    of them (a hypothesis, so that attribution happens at the step and not at the answer)."""
     if not gold:
         return None
     value = step.expression.value
     if value is None:
         return None
     operands = sorted(n.value for n in step.expression.leaves())
+    if paths.derived:
+        if paths.on_path(value):
+            done.extend(g for g in gold.steps if _close(value, g.value))
+            return None
+        if step.expression.op is None or (_member(value, q_values) and _member(value, operands)):
+            return None  # restates a number of the question
+        n = len(paths.trees)
+        gold = GoldSolution(steps_of_tree(paths.trees[0]), gold.source, 1, paths.trees[:1])
+        done = [g for g in gold.steps if any(_close(g.value, d.value) for d in done)]
+        found = _off_path(step, output, gold, done, operands, value)
+        if found is None or paths.confidence() is Confidence.derived:
+            return found
+        return replace(  # located; which correction is right the derivations do not agree
+            found,
+            should_be="",
+            evidence=f"{step.expression.render()} = {format_number(value)} is a step of none of "
+            f"the {n} derivations that reach the answer and agree with the steps before it; "
+            "they disagree on what comes next (the corrected path follows the first)",
+            confidence=Confidence.uncertain,
+        )
     for g in gold.steps:
         if _close(value, g.value):
             done.append(g)
             return None  # computes a gold value: on the path, in whatever order
     if _member(value, q_values):
         return None  # restates a number of the question
+    return _off_path(step, output, gold, done, operands, value)
+
+
+def _off_path(
+    step: Step,
+    output: str,
+    gold: GoldSolution,
+    done: list[GoldStep],
+    operands: list[float],
+    value: float,
+) -> StepError | None:
+    """A step computing no gold value: which gold step it stands for, and how it is wrong."""
     for g in [*gold.steps, *gold.expressions]:
         if _same_multiset(operands, sorted(g.operands)):
             return _gold_error(
@@ -363,85 +366,18 @@ def _gold_error(
     *,
     whole: bool = False,
 ) -> StepError:
-    correction = _replace_step(step, g, output) if whole else _rewrite_to_gold(step, g, output)
+    correction = replace_step(step, g, output) if whole else rewrite_to_gold(step, g, output)
     return StepError(
         kind=kind,
         found_by=FoundBy.gold_step,
         span=(step.start, step.end),
         step_text=step.text,
-        should_be=_render_corrected(step, output, correction) if correction else g.render(),
+        should_be=render_corrected(step, output, correction) if correction else g.render(),
         evidence=evidence,
         correction=correction,
         gold_source=gold.source,
+        confidence=Confidence.checked if gold.source in CHECKED_SOURCES else Confidence.derived,
     )
-
-
-def _rewrite_to_gold(step: Step, g: GoldStep, output: str) -> Correction:
-    """The model's step turned into the gold step with the fewest edits: for a binary step,
-    its operator and/or one operand (operands swapped when the order matters), then the result;
-    otherwise the whole expression."""
-    e = step.expression
-    edits: list[Edit] = []
-    ge = g.expression
-    if e.op is not None and ge.op is not None and e.left.op is None and e.right.op is None:  # type: ignore[union-attr]
-        gl, gr = ge.left.value, ge.right.value  # type: ignore[union-attr]
-        ml, mr = e.left.value, e.right.value  # type: ignore[union-attr]
-        if ge.op in "+*" and _close(ml, gr) and _close(mr, gl):  # type: ignore[arg-type]
-            gl, gr = gr, gl  # commutative: keep the model's order
-        if ge.op in "+*" and not (_close(ml, gl) or _close(mr, gr)):  # type: ignore[arg-type]
-            if _close(ml, gr) or _close(mr, gl):  # type: ignore[arg-type]
-                gl, gr = gr, gl
-        if not _close(ml, gl):  # type: ignore[arg-type]
-            edits.append(Edit(e.left.start, e.left.end, _styled(gl, e.left.number)))  # type: ignore[union-attr, arg-type]
-        if e.op != ge.op and e.op_span is not None:
-            edits.append(
-                Edit(e.op_span[0], e.op_span[1], _op_like(ge.op, output[slice(*e.op_span)]))
-            )
-        if not _close(mr, gr):  # type: ignore[arg-type]
-            edits.append(Edit(e.right.start, e.right.end, _styled(gr, e.right.number)))  # type: ignore[union-attr, arg-type]
-    else:
-        edits.append(Edit(e.start, e.end, ge.render()))
-    edits.sort(key=lambda x: x.start)
-    if len(step.sides) < 2:  # an operation written without its result
-        return Correction(tuple(edits), e.end)
-    result = step.sides[1]
-    edits.append(Edit(result.start, result.end, _styled(g.value, result.number)))
-    return Correction(tuple(edits), result.end)
-
-
-def _op_like(op: str, written: str) -> str:
-    """The gold operator in the model's notation (a word for a word, a symbol for a symbol)."""
-    if written.strip().isalpha() and written.strip().lower() not in ("x",):
-        return {"+": "plus", "-": "minus", "*": "times", "/": "divided"}[op]
-    return op
-
-
-def _replace_step(step: Step, g: GoldStep, output: str) -> Correction:
-    return Correction((Edit(step.start, step.end, g.render()),), step.end)
-
-
-def _replace_operand(step: Step, leaf: Number, value: float, output: str) -> Correction:
-    edits = [Edit(leaf.start, leaf.end, _styled(value, leaf))]
-    new_value = _value_with(step.expression, leaf, value)
-    if len(step.sides) < 2:
-        return Correction(tuple(edits), step.end)
-    result = step.sides[1]
-    if new_value is not None and result.op is None and result.start > leaf.end:
-        edits.append(Edit(result.start, result.end, _styled(new_value, result.number)))
-        return Correction(tuple(edits), result.end)
-    return Correction(tuple(edits), step.end)
-
-
-def _value_with(e: Expr, leaf: Number, value: float) -> float | None:
-    """e's value with `leaf` replaced by `value`."""
-    if e.op is None:
-        if e.number is leaf:
-            return value
-        return e.value
-    a, b = _value_with(e.left, leaf, value), _value_with(e.right, leaf, value)  # type: ignore[arg-type]
-    if a is None or b is None:
-        return None
-    return apply_op(e.op, a, b)
 
 
 def _next_gold(gold: GoldSolution, done: list[GoldStep]) -> GoldStep | None:
@@ -483,6 +419,9 @@ def _check_answer(
             evidence=f"answered {written}, an intermediate result of the solution",
             correction=correction,
             gold_source=gold.source,
+            confidence=Confidence.checked
+            if gold.source in CHECKED_SOURCES
+            else Confidence.uncertain,
         )
     return StepError(
         kind=ErrorKind.answer_only,
@@ -496,6 +435,10 @@ def _check_answer(
             else "no step could be checked; the final answer is all there is"
         ),
         correction=correction,
+        # the answer alone (nothing stated before it) is certainly where it went wrong
+        confidence=Confidence.checked
+        if checked or not any(n.start < answer_span[0] for n in solution.numbers)
+        else Confidence.uncertain,
     )
 
 

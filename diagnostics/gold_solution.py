@@ -3,10 +3,11 @@
 Sources, most trusted first:
 - a reference solution's GSM8K calculator annotations `<<48/2=24>>` (or its written equations);
 - an expression the question asks outright ("What is 57 + 68?", "(76 - 25)");
-- derived: the shortest arithmetic over the question's numbers (numerals, number words, 'half',
-  'twice', unit constants it implies) that reaches the expected answer, using as many of the
-  question's numbers as possible. A derivation is a hypothesis, not a reference, and is recorded
-  as such; when several equally good derivations exist, their steps are all taken as gold.
+- derived: the arithmetic over the question's numbers (numerals, number words, 'half', 'twice',
+  unit constants it implies) that reaches the expected answer, each number paying for its
+  operation. A derivation is a hypothesis, not a reference: every equally good one is kept (at
+  most MAX_DERIVATIONS), and `first_error` checks a step against those still consistent with
+  the steps before it.
 """
 
 from __future__ import annotations
@@ -141,6 +142,10 @@ _UNIT_PAIRS = [
 ]
 """Conversion constants a question implies when it names both units."""
 
+MAX_DERIVATIONS = 8
+"""Derivations kept: every one as good as the best (each question number paying for its
+operation), most question numbers first."""
+
 MAX_ATOMS = 9
 """Numbers the search combines; beyond this the question's own numbers are kept first."""
 
@@ -190,8 +195,8 @@ def derive_gold(question: str, expected: float, *, max_leaves: int = 6) -> GoldS
     Expressions are built bottom-up by their number of leaves (a number may be used more than
     once: 48 + 48 / 2), keeping per value the one that uses the most distinct question numbers;
     the answer is matched goal-first (expected = x op y is looked up, not enumerated), so trees of
-    up to `max_leaves` leaves cost about as much as those of four. Among the hits the ones using
-    the most question numbers, then the fewest operations, are kept; their steps are the gold."""
+    up to `max_leaves` leaves cost about as much as those of four. Every hit as good as the best
+    (`_score`'s first part) is kept, most question numbers first; their steps are the gold."""
     atoms, n_own = search_atoms(question)
     if not atoms or expected <= 0:
         return GoldSolution()
@@ -200,7 +205,7 @@ def derive_gold(question: str, expected: float, *, max_leaves: int = 6) -> GoldS
         return GoldSolution()
     steps: list[GoldStep] = []
     for tree in found:
-        for step in _steps_of(tree):
+        for step in steps_of_tree(tree):
             if not any(_same_step(step, s) for s in steps):
                 steps.append(step)
     return GoldSolution(steps, "derived", alternatives=len(found), trees=found)
@@ -216,11 +221,11 @@ def _subtrees(tree: Expr) -> list[Expr]:
     return [*_subtrees(tree.left), *_subtrees(tree.right), tree]  # type: ignore[arg-type]
 
 
-def _steps_of(tree: Expr) -> list[GoldStep]:
+def steps_of_tree(tree: Expr) -> list[GoldStep]:
     """Every operator node of a tree, innermost first, as a binary gold step."""
     if tree.op is None:
         return []
-    inner = [*_steps_of(tree.left), *_steps_of(tree.right)]  # type: ignore[arg-type]
+    inner = [*steps_of_tree(tree.left), *steps_of_tree(tree.right)]  # type: ignore[arg-type]
     left, right = _leafify(tree.left), _leafify(tree.right)  # type: ignore[arg-type]
     binary = Expr(tree.op, 0, 0, left=left, right=right)
     return [*inner, GoldStep(binary, tree.value)]  # type: ignore[arg-type]
@@ -262,12 +267,16 @@ def _search(atoms: np.ndarray, n_own: int, expected: float, max_leaves: int) -> 
             hits.extend(_goal_matches(levels, a_size, b_size, expected))
     if not hits:
         return []
-    best = max(_score(c, ops) for c, ops, _ in hits)
-    trees = []
-    for c, ops, tree in hits:
-        if _score(c, ops) == best and not any(_render_key(tree) == _render_key(t) for t in trees):
+    best = max(_score(c, ops)[0] for c, ops, _ in hits)
+    good = sorted(
+        (h for h in hits if _score(h[0], h[1])[0] == best),
+        key=lambda h: (-_score(h[0], h[1])[1], h[1]),
+    )
+    trees: list[Expr] = []
+    for _, _, tree in good:
+        if not any(_render_key(tree) == _render_key(t) for t in trees):
             trees.append(tree)
-    return trees[:4]
+    return trees[:MAX_DERIVATIONS]
 
 
 def _score(cover: int, ops: int) -> tuple[int, int]:
@@ -279,7 +288,7 @@ def _score(cover: int, ops: int) -> tuple[int, int]:
 
 
 def _render_key(tree: Expr) -> tuple:
-    return tuple(sorted(s.render() for s in _steps_of(tree)))
+    return tuple(sorted(s.render() for s in steps_of_tree(tree)))
 
 
 def _pairs(levels: dict[int, _Level], a: int, b: int) -> _Level:

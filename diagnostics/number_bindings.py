@@ -71,7 +71,7 @@ def question_bindings(question: str) -> tuple[list[Binding], frozenset[str]]:
     for n in question_numbers(question):
         a, b = next(((a, b) for a, b in clauses if a <= n.start < b), (n.start, n.end))
         text = question[a:b]
-        bindings.append(Binding(n, text, _content(text), _subject(text, names)))
+        bindings.append(Binding(n, text, content_words(text), _subject(text, names)))
     return bindings, names
 
 
@@ -89,8 +89,8 @@ def check_clause(
         return None
     bound = own[0]
     text = output[clause[0] : clause[1]]
-    subject = _subject_match(text, names)
-    if subject is not None and bound.subject and _lower(subject.group(0)) != bound.subject:
+    subject = subject_match(text, names)
+    if subject is not None and bound.subject and lower_name(subject.group(0)) != bound.subject:
         right = _cased(bound.subject, bound.clause)
         return Misbinding(
             number=number,
@@ -101,8 +101,8 @@ def check_clause(
             evidence=f"the question gives {bound.number.text} to {right} "
             f"('{bound.clause.strip()}'), not to {subject.group(0)}",
         )
-    words = _content(text) - {
-        _lower(m.group(0)) for m in _WORD.finditer(text) if _lower(m.group(0)) in names
+    words = content_words(text) - {
+        lower_name(m.group(0)) for m in _WORD.finditer(text) if lower_name(m.group(0)) in names
     }
     mine = len(words & bound.words)
     best, best_overlap = None, mine
@@ -153,10 +153,10 @@ _NOT_NAMES = set(
 )
 
 
-def _subject_match(text: str, names: frozenset[str]) -> re.Match | None:
+def subject_match(text: str, names: frozenset[str]) -> re.Match | None:
     """The name a clause opens with (after leading words such as 'If', 'So'), or None."""
     for m in _WORD.finditer(text):
-        low = _lower(m.group(0))
+        low = lower_name(m.group(0))
         if low in _LEADS:
             continue
         return m if low in names else None
@@ -164,8 +164,8 @@ def _subject_match(text: str, names: frozenset[str]) -> re.Match | None:
 
 
 def _subject(text: str, names: frozenset[str]) -> str | None:
-    m = _subject_match(text, names)
-    return _lower(m.group(0)) if m else None
+    m = subject_match(text, names)
+    return lower_name(m.group(0)) if m else None
 
 
 def _names(question: str) -> frozenset[str]:
@@ -188,23 +188,23 @@ def _names(question: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def _lower(word: str) -> str:
+def lower_name(word: str) -> str:
     return word.lower().removesuffix("'s")
 
 
 def _words_in_order(text: str) -> list[str]:
-    return [_lower(m.group(0)) for m in _WORD.finditer(text)]
+    return [lower_name(m.group(0)) for m in _WORD.finditer(text)]
 
 
 def _words_lower(text: str) -> set[str]:
     return set(_words_in_order(text))
 
 
-def _content(text: str) -> frozenset[str]:
-    return frozenset(_stem(w) for w in _words_lower(text) if w not in _STOP and len(w) > 2)
+def content_words(text: str) -> frozenset[str]:
+    return frozenset(stem(w) for w in _words_lower(text) if w not in _STOP and len(w) > 2)
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
     for suffix in ("ing", "ies", "es", "ed", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)] + ("y" if suffix == "ies" else "")

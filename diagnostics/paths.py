@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from diagnostics.first_error import Correction
+from diagnostics.corrections import Correction
 from diagnostics.report import NEAR_TIE, Divergence, NextToken
 
 TOP_NEXT = 5  # candidates kept of the model's next-token distribution at the divergence

@@ -75,6 +75,7 @@ class FirstError(BaseModel):
     should_be: str  # the corrected step ("" when the evidence supports no specific correction)
     evidence: str
     gold_source: str | None = None  # annotations | reference | question | derived
+    confidence: Literal["checked", "derived", "uncertain"]  # how sure the location is
 
 
 class NextToken(BaseModel):
@@ -300,6 +301,7 @@ def upgrade_report_body(body: dict[str, Any]) -> dict[str, Any]:
     position under `feature` (tokens in `fires_at_tokens`), top attributions held the value
     under `activation`, the divergence had `numeric`/`first_any_position`; no first error."""
     version = str(body.get("schema_version", "1.0"))
+    body = _with_first_error_confidence(body)
     if not version.startswith("1."):
         return body
     body = dict(body)
@@ -340,3 +342,17 @@ def upgrade_report_body(body: dict[str, Any]) -> dict[str, Any]:
 NEAR_TIE = 0.2
 """A divergence is a near-tie when p(model's token) - p(expected token) is below this: the model
 was about as ready to take the right turn, so the divergence is a fork, not a confident error."""
+
+
+def _with_first_error_confidence(body: dict[str, Any]) -> dict[str, Any]:
+    """Bodies before 3.0 have no `first_error.confidence`: the calculator's checks and a given
+    gold (annotations, reference, the question's own expression) are `checked`; a derived gold
+    then kept one derivation whether or not others disagreed, and a prose check or fallback
+    says nothing firm, so those are `uncertain`."""
+    fe = body.get("first_error")
+    if not fe or "confidence" in fe:
+        return body
+    given = fe.get("gold_source") in ("annotations", "reference", "question")
+    by_calculator = fe.get("found_by") == "calculator" and not fe.get("gold_source")
+    checked = given or by_calculator
+    return {**body, "first_error": {**fe, "confidence": "checked" if checked else "uncertain"}}

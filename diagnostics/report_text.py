@@ -27,7 +27,8 @@ def render_report(report: DriftReport) -> str:
         gold = f", gold from {fe.gold_source}" if fe.gold_source else ""
         lines += [
             "",
-            f"first wrong step  {fe.kind} (found by {fe.found_by}{gold}), characters "
+            f"first wrong step  {fe.kind} (found by {fe.found_by}{gold}; location "
+            f"{fe.confidence}), characters "
             f"{fe.output_span[0]}-{fe.output_span[1]} of the output:",
             f"  wrote     {_one_line(fe.step_text)!r}",
         ]

@@ -20,24 +20,24 @@ def write_verdict(report: DriftReport) -> str:
     ]
     if fe is not None and fe.found_by != "fallback":
         should = f" (should be '{fe.should_be}')" if fe.should_be else ""
-        parts.append(f"The first wrong step is '{_short(fe.step_text)}'{should}: {fe.evidence}.")
+        where = "probably " if fe.confidence == "uncertain" else ""
+        parts.append(
+            f"The first wrong step is {where}'{_short(fe.step_text)}'{should}: {fe.evidence}."
+        )
     elif fe is not None:
         parts.append(
             "No step of the output could be checked, so the divergence is the final answer: it "
             "explains how the answer was written, not where the reasoning broke."
         )
+    if location_uncertain(report):
+        parts.append(
+            f"The location itself is uncertain ({_uncertain_why(report)}); what follows about "
+            "latents holds for this token, which may not be where the reasoning broke."
+        )
     if d is None:
         parts.append("The corrected path does not leave the model's own; nothing to attribute.")
         return " ".join(parts)
-    turn = (
-        "a near-tie, so this is a fork the model nearly took the other way, not a confident wrong turn"
-        if d.near_tie
-        else "a confident wrong turn"
-    )
-    parts.append(
-        f"There the model preferred {d.model_token!r} (p={d.prob_model:.2f}) over "
-        f"{d.expected_token!r} (p={d.prob_expected:.2f}), {turn}."
-    )
+    parts.append(_turn(report))
     ctx = report.context
     if ctx is not None and ctx.responsible_span is not None:
         a, b = ctx.responsible_span
@@ -73,6 +73,17 @@ def write_verdict(report: DriftReport) -> str:
             f"(their median {null.median_metric_change:+.2f}, 90th percentile "
             f"{null.p90_metric_change:+.2f}), and {fixed}."
         )
+    elif (
+        location_uncertain(report)
+        and v.metric_change > 0
+        and (null.percentile >= null.threshold_percentile)
+    ):
+        parts.append(
+            f"Latents that pushed toward the wrong token: {names}. Ablating the "
+            f"{len(v.features)} flagged latents changes the gap by {v.metric_change:+.2f}, more "
+            f"than {null.percentile:.0f}% of {len(null.draws)} random sets chosen the same way, "
+            f"and {fixed}; with the location uncertain this is not called supported."
+        )
     else:
         parts.append(
             "The evidence is weak: ablating the flagged latents"
@@ -84,6 +95,46 @@ def write_verdict(report: DriftReport) -> str:
             f"selection, and the ablation {fixed}."
         )
     return " ".join(parts)
+
+
+def location_uncertain(report: DriftReport) -> bool:
+    """Is the first wrong step's location itself uncertain (a prose-only check, derivations
+    that disagree, or an answer after claims nobody could check)? Evidence is only called
+    supported when it is not."""
+    fe = report.first_error
+    return fe is None or fe.confidence == "uncertain"
+
+
+def _uncertain_why(report: DriftReport) -> str:
+    fe = report.first_error
+    if fe is None or fe.found_by == "fallback":
+        return "nothing the output states before its answer could be checked"
+    if fe.found_by == "question_binding":
+        return "it rests on a reading of the prose alone"
+    return "the derivations that reach the expected answer disagree about this step"
+
+
+def _turn(report: DriftReport) -> str:
+    """What happens at the divergence. A given output is teacher-forced: where the model would
+    not itself write its wrong token, that is said plainly, not called its preference."""
+    d = report.divergence
+    assert d is not None
+    model = f"{d.model_token!r} (p={d.prob_model:.2f})"
+    corrected = f"{d.expected_token!r} (p={d.prob_expected:.2f})"
+    top = max((t.prob for t in d.top_next), default=d.prob_model)
+    if report.output_source == "given" and d.prob_model < top:
+        prefers = "the corrected token" if d.prob_expected >= top else "another token"
+        return (
+            f"There the given output has {model} where the corrected path has {corrected}; the "
+            f"model itself would write {prefers} here "
+            "(the wrong token is the given text's, not the model's choice)."
+        )
+    turn = (
+        "a near-tie, so this is a fork the model nearly took the other way, not a confident wrong turn"
+        if d.near_tie
+        else "a confident wrong turn"
+    )
+    return f"There the model preferred {model} over {corrected}, {turn}."
 
 
 def caveats(report: DriftReport) -> list[str]:

@@ -73,7 +73,9 @@ def test_degenerate_text():
     [
         ("She sold 48 + 24 = 72 clips. #### 72", FailureClass.none),
         ("She sold many clips.", FailureClass.format),
-        ("First 72 clips, but then I think 80. #### 80", FailureClass.format),
+        ("She sold 72 clips, or so I say. #### 80", FailureClass.format),
+        # an unsupported claim before the answer is the first error, and the class follows it
+        ("First 72 clips, but then I think 80. #### 80", FailureClass.invented_step),
         ("clips clips clips clips " * 12, FailureClass.degenerate),
         ("48 / 2 = 24. 48 + 24 = 73. #### 73", FailureClass.calculation_slip),
         ("48 / 2 = 24. 84 + 24 = 108. #### 108", FailureClass.misread_number),
