@@ -1,6 +1,7 @@
 """The guard in front of the app (pure ASGI, so it acts before any body is read):
 
-1. a NUL character in the path or query string -> 422 (databases cannot store it);
+1. a NUL character in the path or query string -> 422 (databases cannot store it); so is a JSON
+   or form body holding a NUL character or a lone surrogate anywhere, or JSON nested too deep;
 2. /v1 requests: the API key is checked first (401 without reading the body; an address sending
    wrong keys is slowed with 429), then the key's request rate (429 + Retry-After);
 3. the body is limited while it streams, with or without Content-Length (chunked): a declared
@@ -12,6 +13,7 @@ The verified caller is left in `scope["state"]["caller"]` for the routes (api.au
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -24,6 +26,7 @@ from api.rate_limit import RateLimiter
 from service.api_keys import verify_api_key
 from service.db import DB_ERRORS, session_scope
 from service.settings import get_settings
+from service.validation import MAX_JSON_DEPTH, json_problem
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -128,7 +131,8 @@ class EdgeGuard:
         )
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the app with the body counted as it streams."""
+        """Run the app with the body counted as it streams (JSON and url-encoded form bodies are
+        read whole first and checked: see _checked)."""
         limit = get_settings().max_upload_bytes + BODY_SLACK
         too_large = problem(
             scope, 413, "Too large", f"request bodies are limited to {limit} bytes", "too-large"
@@ -163,7 +167,63 @@ class EdgeGuard:
             await send(message)
 
         try:
-            await self.app(scope, counted, guarded)
+            checked = await _checked(scope, counted)
+            if isinstance(checked, JSONResponse):
+                await checked(scope, receive, send)
+                return
+            await self.app(scope, checked or counted, guarded)
         except BodyTooLarge:
             if not started:
                 await too_large(scope, receive, send)
+
+
+async def _checked(scope: Scope, receive: Receive) -> Receive | JSONResponse | None:
+    """A JSON or url-encoded form body, read whole: a 422 when it holds text no database can
+    store (a NUL character, a lone surrogate) or JSON nested past MAX_JSON_DEPTH; else a
+    `receive` that replays it. None for other bodies (multipart uploads: their fields are typed
+    and their files parsed row by row)."""
+    kind = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    is_json = kind == "application/json" or kind.endswith("+json")
+    is_form = kind == "application/x-www-form-urlencoded"
+    if scope.get("method") not in ("POST", "PUT", "PATCH") or not (is_json or is_form):
+        return None
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    detail = _json_problem(body) if is_json else _form_problem(body)
+    if detail is not None:
+        return problem(scope, 422, "Invalid request", detail, "validation")
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _json_problem(body: bytes) -> str | None:
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        return f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels"
+    except ValueError:  # not JSON: the route's own validation answers
+        return None
+    problem = json_problem(value)
+    return None if problem is None else f"body: {problem}"
+
+
+def _form_problem(body: bytes) -> str | None:
+    lowered = body.lower()
+    if b"%00" in lowered or b"\x00" in body:
+        return "form fields: NUL characters are not allowed"
+    return None

@@ -155,7 +155,10 @@ def features_search(
     _check_origin(request)
     if not text.strip():
         raise Problem(422, "Invalid request", "text: give the text the features fire on")
-    payload = SearchPayload(text=text, versus=versus.strip() or None, top=top)
+    try:
+        payload = SearchPayload(text=text, versus=versus.strip() or None, top=top)
+    except ValidationError as err:
+        raise _invalid(err) from None
     response = accept_job(session, caller, None, payload, payload, JobState, "/features/search")
     return RedirectResponse(f"/features/search/{_created_id(response)}", status_code=303)
 
