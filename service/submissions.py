@@ -90,3 +90,23 @@ def create_audit(
         session.execute(sa.insert(Job.__table__), rows)
     session.commit()
     return audit, [r["id"] for r in rows]
+
+
+def store_finished_diagnosis(database_url: str, payload: DiagnosisPayload, report) -> str:
+    """Store a diagnosis run outside the service (`driftscope diagnose`) as a done job with its
+    report, in `database_url` (migrated first), so `driftscope serve` shows it; the report id."""
+    from service.db import migrate, session_scope
+    from service.report_store import store_report
+
+    migrate(database_url)
+    now = datetime.now(UTC)
+    with session_scope(database_url) as session:
+        job = Job(
+            kind=str(JobKind.diagnosis), status=str(JobStatus.done),
+            payload=payload.model_dump(mode="json"), deliveries=1,
+            enqueued_at=now, started_at=now, finished_at=now,
+        )  # fmt: skip
+        session.add(job)
+        session.flush()
+        report_id, _ = store_report(session, report, job.id)  # commits the job with it
+    return report_id
