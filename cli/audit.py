@@ -106,7 +106,9 @@ def audit(
         return
     typer.echo(f"audit {run.audit_id}")
     typer.echo(format_summary(run.summary))
-    typer.echo(viewing_hint(f"audit {run.audit_id}", settings.database_url, f"/audits/{run.audit_id}"))
+    typer.echo(
+        viewing_hint(f"audit {run.audit_id}", settings.database_url, f"/audits/{run.audit_id}")
+    )
 
 
 def format_summary(summary: dict) -> str:
