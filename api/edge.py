@@ -3,7 +3,8 @@
 1. a NUL character in the path or query string -> 422 (databases cannot store it); so is a JSON
    or form body holding a NUL character or a lone surrogate anywhere, or JSON nested too deep;
 2. /v1 requests: the API key is checked first (401 without reading the body; an address sending
-   wrong keys is slowed with 429), then the key's request rate (429 + Retry-After);
+   wrong keys is slowed with 429), then the key's request rate (429 + Retry-After); a page
+   request trying a key (header, cookie, login form) that is refused counts as a wrong key too;
 3. the body is limited while it streams, with or without Content-Length (chunked): a declared
    length over the limit is refused at once, an undeclared one as soon as the bytes exceed it
    (413, the app's own answer dropped).
@@ -21,6 +22,7 @@ import anyio.to_thread
 from fastapi.responses import JSONResponse
 
 from api.auth import Caller, caller_of
+from api.pages.auth import KEY_COOKIE
 from api.problem_details import DB_RETRY_AFTER_S, PROBLEM_JSON, TYPE_BASE
 from api.rate_limit import RateLimiter
 from service.api_keys import verify_api_key
@@ -82,7 +84,28 @@ class EdgeGuard:
         if early is not None:
             await early(scope, receive, send)
             return
+        if _page_with_key(scope):
+            client = (scope.get("client") or ("unknown", 0))[0]
+            wait = self.bad_keys.blocked(client)
+            if wait:
+                await problem(
+                    scope, 429, "Too many requests", "too many requests without a valid API key",
+                    "rate-limited", **{"Retry-After": str(wait)},
+                )(scope, receive, send)  # fmt: skip
+                return
+            send = self._counting_refusals(send, client)
         await self._limited(scope, receive, send)
+
+    def _counting_refusals(self, send: Send, client: str) -> Send:
+        """`send`, counting a 401 answer (a wrong key on a page or the login form) against the
+        address, as a wrong key on /v1 is."""
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                self.bad_keys.hit(client)
+            await send(message)
+
+        return counted
 
     async def _refusal(self, scope: Scope) -> JSONResponse | None:
         """The answer given before the app runs, or None to let the request through."""
@@ -175,6 +198,17 @@ class EdgeGuard:
         except BodyTooLarge:
             if not started:
                 await too_large(scope, receive, send)
+
+
+def _page_with_key(scope: Scope) -> bool:
+    """A page request that tries a key: the X-API-Key header, the login cookie, or the login
+    form (the /v1 routes are limited in _refusal)."""
+    if scope["path"].startswith("/v1/"):
+        return False
+    if scope["path"] == "/login" and scope.get("method") == "POST":
+        return True
+    cookie = _header(scope, b"cookie") or ""
+    return _header(scope, b"x-api-key") is not None or f"{KEY_COOKIE}=" in cookie
 
 
 async def _checked(scope: Scope, receive: Receive) -> Receive | JSONResponse | None:

@@ -14,7 +14,7 @@ from sqlmodel import Session, func, select
 from diagnostics.options import DiagnosisOptions
 from service.datasets import ProblemItem
 from service.job_payloads import DiagnosisPayload, JobPayload
-from service.models import Audit, Job, JobKind, JobStatus, new_id
+from service.models import ApiKey, Audit, Job, JobKind, JobStatus, new_id
 
 
 def open_jobs(session: Session, owner_key_id: int) -> int:
@@ -27,6 +27,18 @@ def open_jobs(session: Session, owner_key_id: int) -> int:
             Job.status.in_([str(JobStatus.queued), str(JobStatus.running)]),  # type: ignore[attr-defined]
         )
     ).one()
+
+
+def lock_key_quota(session: Session, owner_key_id: int) -> None:
+    """Serialise this key's submissions until the session commits: a no-op UPDATE of its
+    api_key row takes the row's lock (PostgreSQL) or the write lock (SQLite) before the open
+    jobs are counted, so two concurrent submissions cannot both pass the quota on the same
+    count. Ends the session's earlier transaction first (a read-only one in practice)."""
+    session.commit()
+    table = ApiKey.__table__
+    session.execute(
+        sa.update(table).where(table.c.id == owner_key_id).values(name=table.c.name)
+    )
 
 
 def create_job(session: Session, payload: JobPayload, owner_key_id: int | None = None) -> Job:

@@ -62,6 +62,16 @@ def json_problem(value: object, max_depth: int = MAX_JSON_DEPTH) -> str | None:
     return None
 
 
+def whole_number(raw: str, low: int, high: int) -> int | None:
+    """`raw` as a whole number in [low, high], or None when it is not one (not ASCII digits,
+    out of range, or too long to parse: Python refuses int() past 4300 digits)."""
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(high)):
+        return None
+    value = int(raw)
+    return value if low <= value <= high else None
+
+
 Text = Annotated[str, AfterValidator(storable)]
 NonBlankText = Annotated[str, AfterValidator(storable), AfterValidator(not_blank)]
 FeatureId = Annotated[int, Field(ge=0, le=INT32_MAX)]

@@ -49,7 +49,7 @@ from service.report_queries import (
     list_reports,
     stored_report,
 )
-from service.validation import INT32_MAX
+from service.validation import INT32_MAX, whole_number
 
 router = APIRouter(include_in_schema=False)
 AUDIT_ITEMS_SHOWN = 200
@@ -133,8 +133,8 @@ def report_page(
         raise not_found("report", report_id)
     report = stored.report
     label_of = _labeller(report, settings)
-    raw = request.query_params.get("feature", "")
-    feature = int(raw) if raw.isdigit() and int(raw) in report.flagged_ids else None
+    feature = whole_number(request.query_params.get("feature", ""), 0, INT32_MAX)
+    feature = feature if feature in report.flagged_ids else None
     scale = report_scale(report, feature)
     at = report.divergence.position if report.divergence else None
     model_cells = path_cells(
@@ -193,9 +193,14 @@ def feature_page(
     caller: PageCaller,
 ) -> Response:
     """A latent: its atlas entry (when there is an atlas) and the reports that flag it."""
-    if not feature_id.isdigit() or int(feature_id) > INT32_MAX:
+    if not (feature_id.isascii() and feature_id.isdigit()):
         raise not_found("feature", feature_id)
-    fid = int(feature_id)
+    fid = whole_number(feature_id, 0, INT32_MAX)
+    if fid is None:
+        raise Problem(
+            422, "Invalid request", f"feature ids are whole numbers from 0 to {INT32_MAX}",
+            "validation",
+        )  # fmt: skip
     atlas = atlas_of(settings)
     entry = None
     if atlas is not None:
