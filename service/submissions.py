@@ -36,9 +36,7 @@ def lock_key_quota(session: Session, owner_key_id: int) -> None:
     count. Ends the session's earlier transaction first (a read-only one in practice)."""
     session.commit()
     table = ApiKey.__table__
-    session.execute(
-        sa.update(table).where(table.c.id == owner_key_id).values(name=table.c.name)
-    )
+    session.execute(sa.update(table).where(table.c.id == owner_key_id).values(name=table.c.name))
 
 
 def create_job(session: Session, payload: JobPayload, owner_key_id: int | None = None) -> Job:
