@@ -121,10 +121,13 @@ def finish(
 
 
 class Heartbeat:
-    """Renews a running job's lease every `settings.heartbeat_interval_s` in a thread."""
+    """Renews a running job's lease every `settings.heartbeat_interval_s` in a thread; `lost`
+    turns True once a beat finds the job no longer this delivery's (cancelled by its owner, or
+    failed or re-queued by the reconciler): the work then stops at its next stage boundary."""
 
     def __init__(self, settings: Settings, job_id: str, delivery: int) -> None:
         self.settings, self.job_id, self.delivery = settings, job_id, delivery
+        self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
 
@@ -132,7 +135,7 @@ class Heartbeat:
         while not self._stop.wait(self.settings.heartbeat_interval_s):
             try:
                 with session_scope(self.settings.database_url) as session:
-                    session.execute(
+                    beat = session.execute(
                         sa.update(Job.__table__)
                         .where(*_mine(self.job_id, self.delivery))
                         .values(heartbeat_at=datetime.now(UTC))
@@ -140,6 +143,10 @@ class Heartbeat:
                     session.commit()
             except Exception as err:  # the database is away: the next beat retries
                 log.warning("heartbeat of job %s failed: %s", self.job_id, err)
+                continue
+            if beat.rowcount == 0:
+                self.lost = True
+                return
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -214,8 +221,8 @@ def run_jobs(
         final: str | None = str(status)
         if not write_with_retry(settings, write_and_close):
             log.warning(
-                "job %s: delivery %d lost its lease (the job was re-queued or failed meanwhile); "
-                "its %s result was discarded", job.id, delivery, status,
+                "job %s: delivery %d no longer holds the job (cancelled, or re-queued or failed "
+                "meanwhile); its %s result was discarded", job.id, delivery, status,
             )  # fmt: skip
             final = None
         statuses[job.id] = final
@@ -301,11 +308,18 @@ def _diagnose_jobs(diagnoses, settings, runtime, timeout, done) -> None:
                     [Problem(p.prompt, p.expected, p.reference, p.output) for _, _, p in members],
                     atlas=rt.atlas, options=members[0][2].options, sae_id=rt.sae_id,
                     batch_size=len(members), on_report=on_report,
+                    should_stop=lambda i, members=members: _lost(beats, members[i][0].id),
                 )  # fmt: skip
             except timeout as err:  # the time limit hit the batched generation itself
                 for i in range(len(members)):
                     if i not in finished:
                         on_report(i, err)
+
+
+def _lost(beats: dict[str, Heartbeat], job_id: str) -> bool:
+    """Whether the job's delivery no longer holds it (its result would be discarded)."""
+    beat = beats.get(job_id)
+    return beat is not None and beat.lost
 
 
 def _store(job: Job, delivery: int, report) -> Callable[[Session], bool]:

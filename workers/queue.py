@@ -67,7 +67,7 @@ def broker_problem(settings: Settings | None = None) -> str | None:
         return None
     import redis
 
-    from service.db import mask_credentials
+    from service.settings import mask_credentials
 
     try:
         client = redis.Redis.from_url(

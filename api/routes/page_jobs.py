@@ -20,8 +20,9 @@ from api.deps import SessionDep, SettingsDep
 from api.pages.auth import PageCaller, same_origin
 from api.pages.templating import render
 from api.problem_details import Problem, not_found
-from api.routes.audits import create_audit_route
+from api.routes.audits import cancel_audit_route, create_audit_route
 from api.routes.diagnoses import create_diagnosis
+from api.routes.jobs import cancel as cancel_job_route
 from api.routes.queued import accept_job, find_job
 from api.routes.steer import create_steering
 from api.schemas import DiagnosisRequest, JobState, SteerRequest
@@ -30,7 +31,7 @@ from diagnostics.options import DiagnosisOptions
 from service.audit_progress import typical_job_seconds
 from service.db import as_aware
 from service.job_payloads import SearchPayload, read_payload
-from service.models import Job, JobKind, JobStatus, Report, ReportFeature
+from service.models import TERMINAL, Job, JobKind, JobStatus, Report, ReportFeature
 from service.ownership import Scope
 from service.validation import INT32_MAX, text_problem, whole_number
 
@@ -89,7 +90,7 @@ def job_progress(session: Session, job: Job, scope: Scope) -> dict:
         "elapsed_s": elapsed,
         "typical_s": typical,
         "eta_s": eta,
-        "finished": job.status in (JobStatus.done, JobStatus.failed),
+        "finished": job.status in TERMINAL,
     }
 
 
@@ -334,3 +335,27 @@ def submit_audit(
         options=options.model_dump_json(exclude={"chat"}),
     )  # fmt: skip
     return RedirectResponse(f"/audits/{_created_id(response)}", status_code=303)
+
+
+# -- cancelling ---------------------------------------------------------------------------------
+JOB_PAGE = {"diagnosis": "/diagnoses", "steer": "/steer", "search": "/features/search"}
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job_form(
+    job_id: str, request: Request, session: SessionDep, caller: PageCaller
+) -> Response:
+    """The job page's Cancel button: POST /v1/jobs/{id}/cancel, then back to the job's page."""
+    _check_origin(request)
+    job = cancel_job_route(job_id, session, caller)
+    return RedirectResponse(f"{JOB_PAGE[session.get(Job, job.id).kind]}/{job_id}", status_code=303)
+
+
+@router.post("/audits/{audit_id}/cancel")
+def cancel_audit_form(
+    audit_id: str, request: Request, session: SessionDep, caller: PageCaller
+) -> Response:
+    """The audit page's Cancel button: POST /v1/audits/{id}/cancel, then back to the audit."""
+    _check_origin(request)
+    cancel_audit_route(audit_id, session, caller)
+    return RedirectResponse(f"/audits/{audit_id}", status_code=303)

@@ -294,7 +294,7 @@ def audit_page(
             "summary": summary,
             "items": rows,
             "n_items": len(items),
-            "refresh": progress.status != "done",
+            "refresh": progress.status not in ("done", "cancelled"),
             "segments": accuracy_segments(summary, progress),
             "class_bars": bar_chart(
                 [
