@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlmodel import select
 
 from api.atlas_cache import atlas_of, concept_basis_of
@@ -34,7 +34,7 @@ from api.pages.report_view import (
     evidence_chart,
     next_token_rows,
 )
-from api.pages.templating import render
+from api.pages.templating import STATIC_DIR, render
 from api.problem_details import Problem, not_found
 from diagnostics.atlas.describe import element_rows
 from diagnostics.failure_classes import FailureClass
@@ -91,6 +91,15 @@ def _sort_links(request: Request, current: str) -> dict[str, SortLink]:
 @router.get("/")
 def index() -> RedirectResponse:
     return RedirectResponse("/reports", status_code=307)
+
+
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    """The icon browsers ask for on every page, the API's JSON and /docs included (SVG)."""
+    return FileResponse(
+        STATIC_DIR / "favicon.svg", media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )  # fmt: skip
 
 
 @router.get("/reports")

@@ -116,3 +116,20 @@ def test_another_keys_flagged_features_and_queue_are_not_shown(service_env):
         assert "is waiting." in page and "behind" not in page
         posted = a.post("/v1/diagnoses", json={"prompt": "what is 2 ?", "expected": "2"})
         assert "behind 5 jobs" in a.get(f"/diagnoses/{posted.json()['id']}").text
+
+
+def test_the_favicon_is_served(client):
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert 'href="/favicon.ico"' in client.get("/diagnoses/new").text
+
+
+def test_a_feature_page_without_ablation_results_says_so(client, api_key):
+    with session_scope() as session:
+        owner = key_id(api_key)
+        job = create_job(session, DiagnosisPayload(prompt="p", expected="1"), owner)
+        report = synthetic_report(random.Random(3), correct=False, flagged=[9])
+        report.verification = None  # no ablation was run (verify off)
+        store_report(session, report, job.id, None, owner)
+    page = client.get("/features/9").text
+    assert "fixed — of them" not in page and "none of them has an ablation result yet" in page
