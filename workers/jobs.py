@@ -108,8 +108,8 @@ def finish(
     worker that lost its lease cannot undo a finished job); True when it did. `commit=False`
     leaves the transaction open for the write that goes with it (the report)."""
     values: dict = {"status": str(status), "finished_at": datetime.now(UTC)}
-    if error is not None:
-        values["error"] = error[:4000]
+    if error is not None:  # storable whatever the failure quoted (a NUL, a lone surrogate)
+        values["error"] = error[:4000].encode("utf-8", "replace").decode().replace("\x00", "?")
     if result is not None:
         values["result"] = result
     done = session.execute(

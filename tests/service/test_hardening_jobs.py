@@ -140,3 +140,15 @@ def test_readyz_reports_the_broker(client, monkeypatch):
     down = client.get("/readyz")
     assert down.status_code == 503 and down.headers["content-type"] == PROBLEM
     assert "broker" in down.json()["detail"] and "pw" not in down.json()["detail"]
+
+
+def test_a_failure_quoting_unstorable_text_still_fails_the_job(service_env):
+    """A job whose error message quotes a lone surrogate or a NUL (from its own input) is failed
+    with that message made storable, never left running by a write that cannot be stored."""
+    from workers.jobs import finish
+
+    with session_scope() as session:
+        job = claim(session, _job(session).id, service_env)
+        assert finish(session, job.id, 1, JobStatus.failed, error="KeyError: 'a\ud800' \x00 here")
+        stored = session.get(Job, job.id, populate_existing=True)
+        assert stored.status == "failed" and stored.error == "KeyError: 'a?' ? here"
