@@ -133,3 +133,18 @@ def test_a_feature_page_without_ablation_results_says_so(client, api_key):
         store_report(session, report, job.id, None, owner)
     page = client.get("/features/9").text
     assert "fixed — of them" not in page and "none of them has an ablation result yet" in page
+
+
+def test_the_job_and_audit_pages_cancel_their_work(client):
+    job_id = client.post("/v1/diagnoses", json={"prompt": "what is 2 ?", "expected": "2"}).json()
+    job_id = job_id["id"]
+    assert f'action="/jobs/{job_id}/cancel"' in client.get(f"/diagnoses/{job_id}").text
+    back = client.post(f"/jobs/{job_id}/cancel", follow_redirects=False)
+    assert back.status_code == 303 and back.headers["location"] == f"/diagnoses/{job_id}"
+    page = client.get(f"/diagnoses/{job_id}").text
+    assert "was cancelled" in page and "/cancel" not in page
+    audit = client.post("/v1/audits", files={"file": ("g.jsonl", gsm8k_jsonl(2))}).json()["id"]
+    assert f'action="/audits/{audit}/cancel"' in client.get(f"/audits/{audit}").text
+    assert client.post(f"/audits/{audit}/cancel", follow_redirects=False).status_code == 303
+    assert client.get(f"/v1/audits/{audit}").json()["status"] == "cancelled"
+    assert "/cancel" not in client.get(f"/audits/{audit}").text
