@@ -105,9 +105,10 @@ def database_error(err: BaseException) -> str | None:
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         return mask_credentials(f"the database {url} cannot be reached (DATABASE_URL): {reason}")
     if isinstance(err, sa.exc.ArgumentError):  # NoSuchModuleError: an unknown scheme
-        return mask_credentials(
-            f"DATABASE_URL={url} is not a database URL driftscope can use ({err}); use "
-            "sqlite:///path.db or postgresql://user:password@host/db"
+        return (
+            f"DATABASE_URL={url} is not a database URL driftscope can use "
+            f"({mask_credentials(str(err))}); use sqlite:///PATH.db or "
+            "postgresql://USER:PASSWORD@HOST/DB"
         )
     return None
 
