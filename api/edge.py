@@ -230,7 +230,9 @@ async def _checked(scope: Scope, receive: Receive) -> Receive | JSONResponse | N
         if not message.get("more_body", False):
             break
     body = b"".join(chunks)
-    detail = _json_problem(body) if is_json else _form_problem(body)
+    check = _json_problem if is_json else _form_problem
+    # a large body is parsed off the event loop, which other requests share
+    detail = check(body) if len(body) < BODY_SLACK else await anyio.to_thread.run_sync(check, body)
     if detail is not None:
         return problem(scope, 422, "Invalid request", detail, "validation")
     replayed = False
