@@ -21,6 +21,12 @@ def atlas_of(settings: Settings) -> FeatureAtlas | None:
     return _load(settings.sae, settings.atlas_dir)[0]
 
 
+def atlas_problem(settings: Settings) -> str | None:
+    """Why the configured atlas is not used when it is there but cannot be read (corrupt, or
+    another SAE's), for /readyz; None when it loaded or there is none."""
+    return _load(settings.sae, settings.atlas_dir)[2]
+
+
 def concept_basis_of(settings: Settings) -> ConceptBasis | None:
     """The configured SAE's concept basis (descriptions from its atlas when there is one), or
     None when the SAE cannot be read."""
@@ -28,18 +34,20 @@ def concept_basis_of(settings: Settings) -> ConceptBasis | None:
 
 
 @lru_cache(maxsize=4)
-def _load(sae: str, atlas_dir: str) -> tuple[FeatureAtlas | None, ConceptBasis | None]:
+def _load(sae: str, atlas_dir: str) -> tuple[FeatureAtlas | None, ConceptBasis | None, str | None]:
+    """(atlas, concept basis, why the atlas is not used): read and checked once per process."""
     try:
         module = load_sae(sae)
     except (SaeFormatError, OSError) as err:
         log.warning("no SAE for the pages (%s): %s", sae, err)
-        return None, None
+        return None, None, None
+    atlas, problem = None, None
     try:
-        atlas = FeatureAtlas.for_sae(module, atlas_dir)
+        atlas = FeatureAtlas.for_sae(module, atlas_dir, missing_ok=True)
     except (AtlasError, OSError) as err:
-        log.warning("no feature atlas for the pages (%s): %s", atlas_dir, err)
-        atlas = None
-    return atlas, ConceptBasis.of(module, atlas)
+        log.error("the feature atlas is not used, pages show no labels: %s", err)
+        problem = str(err)
+    return atlas, ConceptBasis.of(module, atlas), problem
 
 
 clear_cache = _load.cache_clear

@@ -11,7 +11,17 @@ from api.edge import EdgeGuard
 from api.pages.errors import install_page_handlers
 from api.pages.templating import STATIC_DIR
 from api.problem_details import install_problem_handlers
-from api.routes import audits, diagnoses, features, health, page_jobs, pages, reports, steer
+from api.routes import (
+    audits,
+    diagnoses,
+    features,
+    health,
+    jobs,
+    page_jobs,
+    pages,
+    reports,
+    steer,
+)
 
 API_VERSION = "1.0.0"
 
@@ -55,7 +65,7 @@ def create_app() -> FastAPI:
         return await call_next(request)
 
     # page_jobs before pages: its /audits/new and /diagnoses/new precede the /{id} routes
-    for module in (health, diagnoses, reports, features, steer, audits, page_jobs, pages):
+    for module in (health, diagnoses, reports, features, steer, jobs, audits, page_jobs, pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -32,6 +32,16 @@ class RateLimiter:
             self._windows[name] = (start, count + 1)
             return 0
 
+    def blocked(self, name: str, now: float | None = None) -> int:
+        """0 when `name` may hit again, else the whole seconds until its window ends (counts
+        nothing)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            start, count = self._windows.get(name, (now, 0))
+            if now - start >= self.window_s or count < self.limit:
+                return 0
+            return max(1, math.ceil(start + self.window_s - now))
+
     def _expire(self, now: float) -> None:
         old = [n for n, (start, _) in self._windows.items() if now - start >= self.window_s]
         for name in old or list(self._windows)[: len(self._windows) // 2]:

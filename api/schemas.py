@@ -31,7 +31,7 @@ class DiagnosisRequest(BaseModel):
     reference: Text | None = Field(
         None, max_length=PROMPT_HARD_LIMIT, description="Worked solution."
     )
-    output: str | None = Field(
+    output: Text | None = Field(
         None,
         max_length=PROMPT_HARD_LIMIT,
         description="A response to diagnose as given (from an eval run, a sampled run, another "

@@ -17,6 +17,7 @@ from cli.common import (
     diagnosis_option,
     friendly_errors,
     quiet_transformers,
+    viewing_hint,
 )
 
 
@@ -69,6 +70,8 @@ def audit(
 
     if sample not in ("first", "random"):
         raise ValueError(f"--sample must be first or random, not {sample!r}")
+    if export is not None and export.suffix.lower() not in (".csv", ".parquet"):
+        raise ValueError(f"--export writes .csv or .parquet files, not {export.name!r}")
     settings = Settings().model_copy(
         update={
             "database_url": normalise_database_url(database_url),
@@ -102,5 +105,8 @@ def audit(
     if as_json:
         typer.echo(json.dumps({"audit_id": run.audit_id} | run.summary, indent=2))
         return
-    typer.echo(f"audit {run.audit_id} (stored in {settings.database_url})")
+    typer.echo(f"audit {run.audit_id}")
     typer.echo(format_summary(run.summary))
+    typer.echo(
+        viewing_hint(f"audit {run.audit_id}", settings.database_url, f"/audits/{run.audit_id}")
+    )

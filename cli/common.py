@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
 import typer
+from pydantic import ValidationError
 
 from diagnostics.documents import iter_documents, round_robin
 from diagnostics.errors import DriftscopeError
@@ -57,16 +58,59 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from service.settings import mask_credentials
+
         try:
             return fn(*args, **kwargs)
         except DriftscopeError as err:
-            typer.secho(f"error: {err}", fg="red", err=True)
+            typer.secho(f"error: {mask_credentials(str(err))}", fg="red", err=True)
             raise typer.Exit(err.exit_code) from None
-        except (ValueError, FileNotFoundError) as err:
-            typer.secho(f"error: {err}", fg="red", err=True)
+        except ValidationError as err:  # options checked by a pydantic model: its first error
+            typer.secho(f"error: {validation_message(err)}", fg="red", err=True)
             raise typer.Exit(2) from None
+        except (ValueError, FileNotFoundError) as err:
+            typer.secho(f"error: {mask_credentials(str(err))}", fg="red", err=True)
+            raise typer.Exit(2) from None
+        except Exception as err:
+            message = database_error(err)
+            if message is None:
+                raise
+            typer.secho(f"error: {message}", fg="red", err=True)
+            raise typer.Exit(DATABASE_EXIT_CODE) from None
 
     return wrapper
+
+
+DATABASE_EXIT_CODE = 6
+
+
+def validation_message(err: ValidationError) -> str:
+    """A pydantic error as one line naming the option (--max-new-tokens: ...)."""
+    first = err.errors()[0]
+    names = [str(p) for p in first["loc"]]
+    where = "--" + names[-1].replace("_", "-") if names else "options"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def database_error(err: BaseException) -> str | None:
+    """A one-line message for a database that cannot be reached or a DATABASE_URL that names
+    no usable database (password masked); None for any other error."""
+    import sqlalchemy as sa
+
+    from service.settings import get_settings, mask_credentials
+
+    url = mask_credentials(get_settings().database_url)
+    if isinstance(err, sa.exc.OperationalError | sa.exc.InterfaceError):
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        return mask_credentials(f"the database {url} cannot be reached (DATABASE_URL): {reason}")
+    if isinstance(err, sa.exc.ArgumentError):  # NoSuchModuleError: an unknown scheme
+        return (
+            f"DATABASE_URL={url} is not a database URL driftscope can use "
+            f"({mask_credentials(str(err))}); use sqlite:///PATH.db or "
+            "postgresql://USER:PASSWORD@HOST/DB"
+        )
+    return None
 
 
 def quiet_transformers() -> None:
@@ -145,3 +189,14 @@ def diagnosis_option(field: str, *param_decls: str) -> Any:
 def diagnosis_default(field: str) -> Any:
     """The default of DiagnosisOptions.<field>."""
     return DiagnosisOptions.model_fields[field].default
+
+
+def viewing_hint(what: str, database_url: str, path: str) -> str:
+    """Where `what` was stored and how to look at it in the web pages."""
+    from service.settings import mask_credentials
+
+    return (
+        f"stored {what} in {mask_credentials(database_url)}; view it: `DATABASE_URL="
+        f"{mask_credentials(database_url)} driftscope serve`, then http://127.0.0.1:8000{path} "
+        "(log in with an admin key: `driftscope apikey create --admin`)"
+    )

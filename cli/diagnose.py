@@ -10,11 +10,13 @@ from cli.common import (
     DeviceOpt,
     ModelOpt,
     RawOpt,
+    SaeOpt,
     diagnosis_default,
     diagnosis_option,
     friendly_errors,
     load_lm,
     sae_and_atlas,
+    viewing_hint,
 )
 
 
@@ -26,7 +28,7 @@ def diagnose(
         str | None, typer.Option(help="A worked correct solution (GSM8K answer text).")
     ] = None,
     model: ModelOpt = "bundled",
-    sae: Annotated[str, typer.Option(help="SAE directory, or 'default' (shipped).")] = "default",
+    sae: SaeOpt = "default",
     mode: Annotated[str | None, diagnosis_option("mode")] = diagnosis_default("mode"),
     pattern: Annotated[str | None, diagnosis_option("pattern")] = diagnosis_default("pattern"),
     output: Annotated[
@@ -45,12 +47,19 @@ def diagnose(
     ),
     as_json: Annotated[bool, typer.Option("--json", help="Print the DriftReport JSON.")] = False,
     device: DeviceOpt = "auto",
+    store: Annotated[
+        bool, typer.Option("--store/--no-store", help="Store the report (see `driftscope serve`).")
+    ] = True,
+    database_url: Annotated[
+        str, typer.Option("--db", envvar="DATABASE_URL", help="Where the report is stored.")
+    ] = "sqlite:///./driftscope.db",
 ) -> None:
     """Explain why the model gets PROMPT wrong: divergence, flagged latents, ablation evidence."""
-    from diagnostics.diagnose import diagnose as run_diagnosis
     from diagnostics.options import DiagnosisOptions
-    from diagnostics.report_text import render_report
 
+    for name, text in (("PROMPT", prompt), ("--expected", expected)):
+        if not text.strip():
+            raise ValueError(f"{name} is blank: give the question and the answer it should get")
     options = DiagnosisOptions(
         mode=mode,
         pattern=pattern,
@@ -59,6 +68,9 @@ def diagnose(
         top_k=top_k,
         control_draws=controls,
     )
+    from diagnostics.diagnose import diagnose as run_diagnosis
+    from diagnostics.report_text import render_report
+
     lm = load_lm(model, device=device)
     sae_module, atlas = sae_and_atlas(sae, missing_ok=True, device=str(lm.device))
     report = run_diagnosis(
@@ -73,3 +85,14 @@ def diagnose(
         output=output,
     )
     typer.echo(report.model_dump_json(indent=2) if as_json else render_report(report))
+    if store:
+        from service.job_payloads import DiagnosisPayload
+        from service.settings import normalise_database_url
+        from service.submissions import store_finished_diagnosis
+
+        url = normalise_database_url(database_url)
+        payload = DiagnosisPayload(
+            prompt=prompt, expected=expected, reference=reference, output=output, options=options
+        )
+        report_id = store_finished_diagnosis(url, payload, report)
+        typer.echo(viewing_hint(f"report {report_id}", url, f"/reports/{report_id}"), err=True)

@@ -297,7 +297,9 @@ def _parse_clamps(specs: list[str]) -> dict[int, float]:
     for spec in specs:
         fid, sep, mult = spec.partition("=")
         try:
-            clamps[int(fid)] = float(mult) if sep else 1.0
+            if not sep:
+                raise ValueError
+            clamps[int(fid)] = float(mult)
         except ValueError:
             raise ValueError(f"--feature expects ID=MULTIPLE (e.g. 4121=8), not {spec!r}") from None
     if not clamps:

@@ -13,7 +13,7 @@ from cli.sae import sae_app
 from cli.serve import serve_command
 from cli.transcoders import transcoders_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__, rich_markup_mode=None)
 app.add_typer(model_app, name="model")
 app.add_typer(sae_app, name="sae")
 app.add_typer(transcoders_app, name="transcoders")

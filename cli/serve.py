@@ -43,16 +43,17 @@ def serve(host: str = "127.0.0.1", port: int = 8000, queue: str = "auto") -> Non
     import uvicorn
 
     from service.db import migrate
-    from service.settings import get_settings
+    from service.settings import get_settings, mask_credentials, mask_logged_credentials
     from workers.reconciler import run_forever
 
+    mask_logged_credentials()
     settings = get_settings()
     if queue == "auto":
         queue = "celery" if redis_reachable(settings.redis_url) else "local"
     os.environ["DRIFTSCOPE_QUEUE_BACKEND"] = queue
     get_settings.cache_clear()
     migrate()
-    log.warning("driftscope: database %s, queue %s", settings.database_url, queue)
+    log.warning("driftscope: database %s, queue %s", mask_credentials(settings.database_url), queue)
     stop = threading.Event()
     worker: subprocess.Popen | None = None
     if queue == "celery":

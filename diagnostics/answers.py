@@ -165,6 +165,27 @@ def _same_number(a: str | None, b: str, tolerance: float = 1e-6) -> bool:
     return fa is not None and fb is not None and abs(fa - fb) <= tolerance * max(1.0, abs(fb))
 
 
+USER_PATTERN_TIMEOUT_S = 1.0
+"""Longest one match of a user's answer pattern may run (the worker's lease and heartbeat must
+not wait on a backtracking pattern)."""
+
+
+def search_user_pattern(pattern: str, text: str, timeout_s: float = USER_PATTERN_TIMEOUT_S):
+    """`regex.search(pattern, text)` bounded to `timeout_s` seconds, checked inside the C
+    matcher; ValueError when the pattern is invalid or runs past the bound."""
+    import regex
+
+    try:
+        return regex.search(pattern, text, timeout=timeout_s)
+    except regex.error as err:
+        raise ValueError(f"invalid answer pattern {pattern!r}: {err}") from err
+    except TimeoutError:
+        raise ValueError(
+            f"the answer pattern {pattern!r} ran longer than {timeout_s:g} s on this output "
+            "(nested repetition backtracks)"
+        ) from None
+
+
 def judge(
     output: str,
     expected: str,
@@ -220,10 +241,7 @@ def judge(
     else:  # regex
         if not pattern:
             raise ValueError("answer mode 'regex' needs a pattern")
-        try:
-            match = re.search(pattern, output)
-        except re.error as err:
-            raise ValueError(f"invalid answer pattern {pattern!r}: {err}") from err
+        match = search_user_pattern(pattern, output)
         extracted = (
             (match.group(1) if match and match.groups() else match.group(0)) if match else None
         )

@@ -40,7 +40,7 @@ from diagnostics.report import (
 )
 from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.splice import splice_sae
-from diagnostics.stage_clock import StageClock, now
+from diagnostics.stage_clock import STOP_CHECK, Cancelled, StageClock, now
 from diagnostics.verdict import caveats, location_uncertain, write_verdict
 from diagnostics.verification import Verifier, control_summary, matched_random_features
 
@@ -96,11 +96,13 @@ def diagnose_batch(
     sae_id: str = "",
     batch_size: int = 8,
     on_report: Callable[[int, DriftReport | Exception], None] | None = None,
+    should_stop: Callable[[int], bool] | None = None,
 ) -> list[DriftReport | Exception]:
     """Diagnose many problems: the answers are generated in left-padded batches (greedy, each row
     stopping on its own), then each problem is diagnosed on its answer. A problem that fails
     gives its exception in its place and never fails the others; `on_report(i, result)` is
-    called as each finishes (for progress)."""
+    called as each finishes (for progress). `should_stop(i)` is asked at each stage boundary of
+    problem i: True ends it there with a Cancelled in its place."""
     opts = options or DiagnosisOptions()
     results: list[DriftReport | Exception | None] = [None] * len(problems)
     prompts: dict[int, torch.Tensor] = {}
@@ -122,21 +124,26 @@ def diagnose_batch(
             _finish_one(i, lambda ids=ids, i=i, share=share: _diagnose_path(
                 lm, sae, problems[i], prompts[i], ids, "greedy", atlas, opts, sae_id,
                 tuple(t - s for t, s in zip(now(), share, strict=True)),
-            ), results, on_report)  # fmt: skip
+            ), results, on_report, should_stop)  # fmt: skip
     for i in prompts:
         if problems[i].output is not None:
             _finish_one(i, lambda i=i: _diagnose_path(
                 lm, sae, problems[i], prompts[i], _tokens_of(lm, problems[i].output), "given",
                 atlas, opts, sae_id, now(),
-            ), results, on_report)  # fmt: skip
+            ), results, on_report, should_stop)  # fmt: skip
     return results  # type: ignore[return-value]
 
 
-def _finish_one(i, run, results, on_report) -> None:
+def _finish_one(i, run, results, on_report, should_stop=None) -> None:
+    token = STOP_CHECK.set(None if should_stop is None else lambda: should_stop(i))
     try:
+        if should_stop is not None and should_stop(i):
+            raise Cancelled("cancelled before its diagnosis started")
         results[i] = run()
     except Exception as err:  # noqa: BLE001 - isolated per problem, reported in its place
         results[i] = err
+    finally:
+        STOP_CHECK.reset(token)
     if on_report is not None:
         on_report(i, results[i])
 

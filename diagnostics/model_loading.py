@@ -99,9 +99,9 @@ def _load_pretrained(name: str, dtype: torch.dtype):
     looks_local = path.exists() or name.startswith((".", "/", "~"))
     if looks_local and not path.is_dir():
         raise ModelLoadError(f"model directory not found: {path}")
-    offline = (
-        os.environ.get("HF_HUB_OFFLINE") == "1"
-    )  # read now: huggingface_hub reads it at import
+    disabled = os.environ.get("HF_HUB_OFFLINE") == "1"  # read now: the hub reads it at import
+    unreachable = not looks_local and not disabled and not hub_reachable()
+    offline = disabled or unreachable  # then only the local cache is asked: no retries
     where = str(path) if looks_local else name
     try:
         tok = AutoTokenizer.from_pretrained(where, local_files_only=offline)
@@ -109,12 +109,36 @@ def _load_pretrained(name: str, dtype: torch.dtype):
     except (OSError, ValueError) as err:
         hint = (
             "it is not a local directory, and the Hugging Face hub "
-            + ("is disabled (HF_HUB_OFFLINE=1)" if offline else "could not provide it")
+            + (
+                "is disabled (HF_HUB_OFFLINE=1)"
+                if disabled
+                else "cannot be reached from here (nor is the model in the local cache)"
+                if unreachable
+                else "could not provide it"
+            )  # fmt: skip
             + "; pass a local path, a .gguf file, or omit --model for the bundled SmolLM2"
         )
         where = "the local directory" if looks_local else hint
         raise ModelLoadError(f"could not load model {name!r}: {where}: {_first_line(err)}") from err
     return model, tok
+
+
+HUB_CHECK_TIMEOUT_S = 3.0
+
+
+def hub_reachable(timeout_s: float = HUB_CHECK_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the Hugging Face hub (HF_ENDPOINT) opens within `timeout_s`:
+    checked before a hub download, so an offline machine fails at once instead of retrying."""
+    import socket
+    from urllib.parse import urlsplit
+
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((endpoint.hostname or "", port), timeout=timeout_s).close()
+    except OSError:
+        return False
+    return True
 
 
 def _first_line(err: Exception) -> str:

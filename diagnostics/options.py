@@ -3,11 +3,39 @@ from here), the API schemas and the job payloads. A light module: pydantic only.
 
 from __future__ import annotations
 
-import re
-
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from diagnostics.answers import AnswerMode
+
+PROBE_TIMEOUT_S = 0.05
+"""Longest a submitted pattern may run on each probe string before it is refused."""
+PROBES: tuple[str, ...] = tuple(
+    c * 40 + tail for c in ("a", "0", " ", ".", "ab", "a1", "#### 1") for tail in ("!", "\n\x01")
+)
+"""Runs of letters, digits, spaces and punctuation ending in a character that breaks them: the
+inputs on which a nested repetition (`^(a+)+$`, `(\\d*)*x`) backtracks exponentially."""
+
+
+def check_user_pattern(pattern: str) -> str:
+    """`pattern` if it compiles (with the `regex` package that runs it) and finishes each probe
+    within PROBE_TIMEOUT_S; ValueError otherwise."""
+    import regex
+
+    if "\x00" in pattern:
+        raise ValueError("the pattern holds a NUL character")
+    try:
+        compiled = regex.compile(pattern)
+    except (regex.error, OverflowError, RecursionError) as err:
+        raise ValueError(f"not a valid regular expression: {err}") from None
+    for probe in PROBES:
+        try:
+            compiled.search(probe, timeout=PROBE_TIMEOUT_S)
+        except TimeoutError:
+            raise ValueError(
+                f"the pattern ran longer than {PROBE_TIMEOUT_S:g} s on the probe {probe!r} "
+                "(nested repetition backtracks): simplify it"
+            ) from None
+    return pattern
 
 
 class DiagnosisOptions(BaseModel):
@@ -40,15 +68,7 @@ class DiagnosisOptions(BaseModel):
     @field_validator("pattern")
     @classmethod
     def _compiles(cls, pattern: str | None) -> str | None:
-        if pattern is None:
-            return None
-        if "\x00" in pattern:
-            raise ValueError("the pattern holds a NUL character")
-        try:
-            re.compile(pattern)
-        except re.error as err:
-            raise ValueError(f"not a valid regular expression: {err}") from None
-        return pattern
+        return None if pattern is None else check_user_pattern(pattern)
 
     @model_validator(mode="after")
     def _regex_has_pattern(self) -> DiagnosisOptions:

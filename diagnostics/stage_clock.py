@@ -7,8 +7,9 @@ stage cost, whatever else runs on the machine; wall seconds are what a user wait
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from diagnostics.report import Timings
 
@@ -22,6 +23,15 @@ WALL_FIELD = {
 }
 
 
+class Cancelled(Exception):
+    """The work was cancelled; raised at the next stage boundary (see STOP_CHECK)."""
+
+
+STOP_CHECK: ContextVar[Callable[[], bool] | None] = ContextVar("stop_check", default=None)
+"""Asked as each stage starts: True stops the diagnosis there with Cancelled (set per problem
+by diagnose_batch's `should_stop`)."""
+
+
 class StageClock:
     """Accumulates stages into `timings`; the clock starts at `started` = (wall, cpu)."""
 
@@ -31,6 +41,9 @@ class StageClock:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        check = STOP_CHECK.get()
+        if check is not None and check():
+            raise Cancelled(f"cancelled before the {name} stage")
         wall, cpu = now()
         try:
             yield

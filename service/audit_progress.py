@@ -19,10 +19,11 @@ class AuditProgress(BaseModel):
     id: str
     name: str
     source: str
-    status: Literal["queued", "running", "done"]
+    status: Literal["queued", "running", "done", "cancelled"]
     total: int
     done: int
     failed: int
+    cancelled: int = Field(0, description="Jobs cancelled by their owner (never run, or stopped).")
     queued: int
     running: int
     eta_s: float | None = Field(
@@ -43,6 +44,7 @@ def audit_progress(session: Session, audit: Audit, now: datetime | None = None) 
     )
     done, failed = counts.get(JobStatus.done, 0), counts.get(JobStatus.failed, 0)
     queued, running = counts.get(JobStatus.queued, 0), counts.get(JobStatus.running, 0)
+    cancelled = counts.get(JobStatus.cancelled, 0)
     finished, left = done + failed, queued + running
     now = now or datetime.now(UTC)
     created = as_aware(audit.created_at)
@@ -54,6 +56,8 @@ def audit_progress(session: Session, audit: Audit, now: datetime | None = None) 
     elif (typical := typical_job_seconds(session, JobKind.diagnosis)) is not None:
         eta, basis = typical * left, "recent diagnoses"
     status = "done" if left == 0 else ("running" if finished or running else "queued")
+    if left == 0 and cancelled:
+        status = "cancelled"
     return AuditProgress(
         id=audit.id,
         name=audit.name,
@@ -62,6 +66,7 @@ def audit_progress(session: Session, audit: Audit, now: datetime | None = None) 
         total=audit.total,
         done=done,
         failed=failed,
+        cancelled=cancelled,
         queued=queued,
         running=running,
         eta_s=eta,

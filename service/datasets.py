@@ -23,6 +23,7 @@ from pathlib import Path
 from diagnostics.answers import AnswerMode, extract_strict
 from diagnostics.eval_logs import DEFAULT_FILTER, failures, looks_like_samples, parse_samples
 from diagnostics.options import DiagnosisOptions
+from service.validation import MAX_JSON_DEPTH, json_problem, text_problem
 
 FILTER_MODES: dict[str, AnswerMode] = {"strict-match": "gsm8k", "flexible-extract": "numeric"}
 """The answer mode that judges like the harness's filter (gsm8k's `#### N`; its last number)."""
@@ -75,6 +76,7 @@ def parse_dataset(
     is_csv = suffix == ".csv" or (
         suffix not in (".jsonl", ".json") and not text.lstrip()[:1] == "{"
     )
+    _check_storable(text, is_csv)
     if not is_csv and _first_row_is_samples(text):
         return _eval_run(text, filename, filter_name or DEFAULT_FILTER, max_prompt_chars)
     if filter_name is not None:
@@ -95,6 +97,23 @@ def read_dataset_file(
     return parse_dataset(
         path.read_bytes(), path.name, max_prompt_chars=max_prompt_chars, filter_name=filter_name
     )
+
+
+def _check_storable(text: str, is_csv: bool) -> None:
+    """Refuse, naming the line, text no database can store (a NUL character; in JSON, an
+    escaped NUL or lone surrogate anywhere in a row, the harness's responses included) and JSON
+    rows nested past MAX_JSON_DEPTH (one that would exhaust the parser's stack among them)."""
+    for n, line in enumerate(text.splitlines(), start=1):
+        problem = text_problem(line)
+        if problem is None and not is_csv and line.strip():
+            try:
+                problem = json_problem(json.loads(line))
+            except RecursionError:
+                problem = f"nested deeper than {MAX_JSON_DEPTH} levels"
+            except ValueError:  # not JSON: the row parser names it
+                problem = None
+        if problem is not None:
+            raise DatasetError(f"line {n}: {problem}")
 
 
 def _first_row_is_samples(text: str) -> bool:
@@ -203,8 +222,6 @@ def _text(value: object, name: str, line: int) -> str:
         value = str(value)
     if not isinstance(value, str) or not value.strip():
         raise DatasetError(f"line {line}: '{name}' must be a non-empty string")
-    if "\x00" in value:
-        raise DatasetError(f"line {line}: '{name}' holds a NUL character")
     return value.strip()
 
 

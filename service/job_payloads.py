@@ -51,8 +51,8 @@ class SearchPayload(BaseModel):
     """Find the latents that fire on `text` (and not on `versus`), as `features search` does."""
 
     kind: ClassVar[JobKind] = JobKind.search
-    text: str = Field(min_length=1, max_length=PROMPT_HARD_LIMIT)
-    versus: str | None = Field(None, max_length=PROMPT_HARD_LIMIT)
+    text: Text = Field(min_length=1, max_length=PROMPT_HARD_LIMIT)
+    versus: Text | None = Field(None, max_length=PROMPT_HARD_LIMIT)
     top: int = Field(20, ge=1, le=200)
 
 

@@ -50,6 +50,7 @@ class JobStatus(StrEnum):
     running = "running"
     done = "done"
     failed = "failed"
+    cancelled = "cancelled"  # by its owner (POST /v1/jobs/{id}/cancel or its audit's cancel)
 
 
 class JobKind(StrEnum):
@@ -58,7 +59,7 @@ class JobKind(StrEnum):
     search = "search"
 
 
-TERMINAL = (JobStatus.done, JobStatus.failed)
+TERMINAL = (JobStatus.done, JobStatus.failed, JobStatus.cancelled)
 
 
 class Audit(SQLModel, table=True):

@@ -41,6 +41,9 @@ class ReportSummary(BaseModel):
     expected: str
     extracted: str | None
     verdict: str
+    first_wrong_step: str | None = Field(
+        None, description="The model's first wrong step (its text), when one was located."
+    )
     flagged: list[FlaggedBrief] = Field(default_factory=list)
 
 
@@ -104,7 +107,10 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-SUMMARY_COLUMNS = [c for c in Report.__table__.c if c.name != "body"]
+FIRST_WRONG_STEP = Report.__table__.c.body["first_error"]["step_text"].as_string()
+SUMMARY_COLUMNS = [c for c in Report.__table__.c if c.name != "body"] + [
+    FIRST_WRONG_STEP.label("first_wrong_step")
+]  # the list reads one field of the body, never the whole of it
 SORT_KEYS = {
     "created": Report.__table__.c.created_at,
     "correct": Report.__table__.c.correct,
@@ -174,6 +180,7 @@ def _summary(row, flagged: list[FlaggedBrief]) -> ReportSummary:
         expected=row.expected,
         extracted=row.extracted,
         verdict=row.verdict,
+        first_wrong_step=(row.first_wrong_step or None) and row.first_wrong_step[:300],
         flagged=flagged,
     )
 

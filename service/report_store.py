@@ -73,9 +73,9 @@ def store_report(
     insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
     stmt = insert(table).values(**values).on_conflict_do_nothing(index_elements=["job_id"])
     inserted = session.execute(stmt.returning(table.c.id)).scalar_one_or_none()
-    if inserted is None:
-        session.rollback()
+    if inserted is None:  # the job has its report; what else the transaction holds is kept
         existing = session.exec(select(Report.id).where(Report.job_id == job_id)).one()
+        session.commit()
         return existing, False
     rows = feature_rows(report, inserted)
     if rows:

@@ -9,6 +9,8 @@ startup, not a silent default.
 from __future__ import annotations
 
 import json
+import logging
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,6 +28,36 @@ def normalise_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]*):[^\s@/]*@")
+
+
+def mask_credentials(text: str) -> str:
+    """`text` with the password of every URL in it replaced by *** (scheme://user:***@host)."""
+    return _CREDENTIALS.sub(r"\1:***@", text)
+
+
+def mask_logged_credentials() -> None:
+    """Mask URL passwords in every log record this process makes from now on (whichever logger,
+    handler or format): the message is rendered and masked when the record is created."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "masks_credentials", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: left to the handler to report
+            return record
+        masked = mask_credentials(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return record
+
+    factory.masks_credentials = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 def _var(env: str, default: Any, description: str, **constraints: Any) -> Any:

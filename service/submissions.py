@@ -14,7 +14,7 @@ from sqlmodel import Session, func, select
 from diagnostics.options import DiagnosisOptions
 from service.datasets import ProblemItem
 from service.job_payloads import DiagnosisPayload, JobPayload
-from service.models import Audit, Job, JobKind, JobStatus, new_id
+from service.models import ApiKey, Audit, Job, JobKind, JobStatus, new_id
 
 
 def open_jobs(session: Session, owner_key_id: int) -> int:
@@ -27,6 +27,16 @@ def open_jobs(session: Session, owner_key_id: int) -> int:
             Job.status.in_([str(JobStatus.queued), str(JobStatus.running)]),  # type: ignore[attr-defined]
         )
     ).one()
+
+
+def lock_key_quota(session: Session, owner_key_id: int) -> None:
+    """Serialise this key's submissions until the session commits: a no-op UPDATE of its
+    api_key row takes the row's lock (PostgreSQL) or the write lock (SQLite) before the open
+    jobs are counted, so two concurrent submissions cannot both pass the quota on the same
+    count. Ends the session's earlier transaction first (a read-only one in practice)."""
+    session.commit()
+    table = ApiKey.__table__
+    session.execute(sa.update(table).where(table.c.id == owner_key_id).values(name=table.c.name))
 
 
 def create_job(session: Session, payload: JobPayload, owner_key_id: int | None = None) -> Job:
@@ -90,3 +100,23 @@ def create_audit(
         session.execute(sa.insert(Job.__table__), rows)
     session.commit()
     return audit, [r["id"] for r in rows]
+
+
+def store_finished_diagnosis(database_url: str, payload: DiagnosisPayload, report) -> str:
+    """Store a diagnosis run outside the service (`driftscope diagnose`) as a done job with its
+    report, in `database_url` (migrated first), so `driftscope serve` shows it; the report id."""
+    from service.db import migrate, session_scope
+    from service.report_store import store_report
+
+    migrate(database_url)
+    now = datetime.now(UTC)
+    with session_scope(database_url) as session:
+        job = Job(
+            kind=str(JobKind.diagnosis), status=str(JobStatus.done),
+            payload=payload.model_dump(mode="json"), deliveries=1,
+            enqueued_at=now, started_at=now, finished_at=now,
+        )  # fmt: skip
+        session.add(job)
+        session.flush()
+        report_id, _ = store_report(session, report, job.id)  # commits the job with it
+    return report_id

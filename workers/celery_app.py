@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from service.settings import Settings, get_settings
+from service.settings import Settings, get_settings, mask_logged_credentials
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -44,5 +44,6 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+mask_logged_credentials()  # a worker's log lines never show a database or broker password
 app = make_celery(get_settings())
 celery_app = app

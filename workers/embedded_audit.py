@@ -102,5 +102,5 @@ def export_audit(settings: Settings, audit_id: str, path: Path) -> None:
     """Write the per-item table as CSV or Parquet (by the file suffix)."""
     with session_scope(settings.database_url) as session:
         frame = export_frame(*audit_frames(session, audit_id))
-    data = to_parquet_bytes(frame) if path.suffix == ".parquet" else to_csv_bytes(frame)
+    data = to_parquet_bytes(frame) if path.suffix.lower() == ".parquet" else to_csv_bytes(frame)
     path.write_bytes(data)

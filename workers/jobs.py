@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, func, select
@@ -35,6 +36,7 @@ from service.settings import Settings, get_settings
 from workers.runtime import Runtime, get_runtime
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class JobTimeout(Exception):
@@ -100,26 +102,32 @@ def finish(
     *,
     error: str | None = None,
     result: dict | None = None,
+    commit: bool = True,
 ) -> bool:
     """Set a final status, only while delivery `delivery` holds the job (a late duplicate or a
-    worker that lost its lease cannot undo a finished job); True when it did."""
+    worker that lost its lease cannot undo a finished job); True when it did. `commit=False`
+    leaves the transaction open for the write that goes with it (the report)."""
     values: dict = {"status": str(status), "finished_at": datetime.now(UTC)}
-    if error is not None:
-        values["error"] = error[:4000]
+    if error is not None:  # storable whatever the failure quoted (a NUL, a lone surrogate)
+        values["error"] = error[:4000].encode("utf-8", "replace").decode().replace("\x00", "?")
     if result is not None:
         values["result"] = result
     done = session.execute(
         sa.update(Job.__table__).where(*_mine(job_id, delivery)).values(**values)
     )
-    session.commit()
+    if commit:
+        session.commit()
     return bool(done.rowcount)
 
 
 class Heartbeat:
-    """Renews a running job's lease every `settings.heartbeat_interval_s` in a thread."""
+    """Renews a running job's lease every `settings.heartbeat_interval_s` in a thread; `lost`
+    turns True once a beat finds the job no longer this delivery's (cancelled by its owner, or
+    failed or re-queued by the reconciler): the work then stops at its next stage boundary."""
 
     def __init__(self, settings: Settings, job_id: str, delivery: int) -> None:
         self.settings, self.job_id, self.delivery = settings, job_id, delivery
+        self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
 
@@ -127,7 +135,7 @@ class Heartbeat:
         while not self._stop.wait(self.settings.heartbeat_interval_s):
             try:
                 with session_scope(self.settings.database_url) as session:
-                    session.execute(
+                    beat = session.execute(
                         sa.update(Job.__table__)
                         .where(*_mine(self.job_id, self.delivery))
                         .values(heartbeat_at=datetime.now(UTC))
@@ -135,6 +143,10 @@ class Heartbeat:
                     session.commit()
             except Exception as err:  # the database is away: the next beat retries
                 log.warning("heartbeat of job %s failed: %s", self.job_id, err)
+                continue
+            if beat.rowcount == 0:
+                self.lost = True
+                return
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()
@@ -145,17 +157,16 @@ class Heartbeat:
         self._thread.join(timeout=10)
 
 
-def write_with_retry(settings: Settings, write: Callable[[Session], None]) -> None:
+def write_with_retry(settings: Settings, write: Callable[[Session], T]) -> T:
     """Run `write` in a fresh session, again while the database is unreachable, for up to
     `settings.result_write_retry_s` (then the error is raised; the lease lapses and the
-    reconciler re-queues the job)."""
+    reconciler re-queues the job); returns what `write` returns."""
     deadline = time.monotonic() + settings.result_write_retry_s
     delay = 0.5
     while True:
         try:
             with session_scope(settings.database_url) as session:
-                write(session)
-            return
+                return write(session)
         except DB_ERRORS as err:
             if time.monotonic() + delay > deadline:
                 raise
@@ -199,12 +210,24 @@ def run_jobs(
     settings = settings or get_settings()
     statuses: dict[str, str | None] = {}
 
-    def done(job: Job, delivery: int, status: JobStatus, write: Callable[[Session], object]):
+    def done(job: Job, delivery: int, status: JobStatus, write: Callable[[Session], bool]):
         audit_id = job.audit_id
-        write_with_retry(settings, lambda s: (write(s), _maybe_finish_audit(s, audit_id)))
-        statuses[job.id] = str(status)
+
+        def write_and_close(s: Session) -> bool:
+            applied = write(s)
+            _maybe_finish_audit(s, audit_id)
+            return applied
+
+        final: str | None = str(status)
+        if not write_with_retry(settings, write_and_close):
+            log.warning(
+                "job %s: delivery %d no longer holds the job (cancelled, or re-queued or failed "
+                "meanwhile); its %s result was discarded", job.id, delivery, status,
+            )  # fmt: skip
+            final = None
+        statuses[job.id] = final
         if on_done is not None:
-            on_done(job.id, str(status))
+            on_done(job.id, final)
 
     for start in range(0, len(job_ids), batch_size):
         chunk = job_ids[start : start + batch_size]
@@ -285,6 +308,7 @@ def _diagnose_jobs(diagnoses, settings, runtime, timeout, done) -> None:
                     [Problem(p.prompt, p.expected, p.reference, p.output) for _, _, p in members],
                     atlas=rt.atlas, options=members[0][2].options, sae_id=rt.sae_id,
                     batch_size=len(members), on_report=on_report,
+                    should_stop=lambda i, members=members: _lost(beats, members[i][0].id),
                 )  # fmt: skip
             except timeout as err:  # the time limit hit the batched generation itself
                 for i in range(len(members)):
@@ -292,15 +316,28 @@ def _diagnose_jobs(diagnoses, settings, runtime, timeout, done) -> None:
                         on_report(i, err)
 
 
-def _store(job: Job, delivery: int, report) -> Callable[[Session], None]:
-    def store(s: Session) -> None:
-        store_report(s, report, job.id, job.audit_id, job.owner_key_id)
-        finish(s, job.id, delivery, JobStatus.done)
+def _lost(beats: dict[str, Heartbeat], job_id: str) -> bool:
+    """Whether the job's delivery no longer holds it (its result would be discarded)."""
+    beat = beats.get(job_id)
+    return beat is not None and beat.lost
+
+
+def _store(job: Job, delivery: int, report) -> Callable[[Session], bool]:
+    """The write of a finished diagnosis: the job marked done and its report stored in one
+    transaction, only while this delivery holds the lease (else neither; False), so a job's
+    status and its report never disagree."""
+
+    def store(s: Session) -> bool:
+        if not finish(s, job.id, delivery, JobStatus.done, commit=False):
+            s.rollback()
+            return False
+        store_report(s, report, job.id, job.audit_id, job.owner_key_id)  # commits both
+        return True
 
     return store
 
 
-def _failure(job_id: str, delivery: int, message: str) -> Callable[[Session], object]:
+def _failure(job_id: str, delivery: int, message: str) -> Callable[[Session], bool]:
     return lambda s: finish(s, job_id, delivery, JobStatus.failed, error=message)
 
 

@@ -59,6 +59,29 @@ def _celery_for(settings: Settings):
     return _apps[settings.redis_url]
 
 
+def broker_problem(settings: Settings | None = None) -> str | None:
+    """Why the broker cannot take messages (unreachable, in words, credentials masked), or None
+    when it answers a ping or the local backend needs none."""
+    settings = settings or get_settings()
+    if settings.queue_backend != "celery":
+        return None
+    import redis
+
+    from service.settings import mask_credentials
+
+    try:
+        client = redis.Redis.from_url(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except redis.RedisError as err:
+        return mask_credentials(f"the broker at {settings.redis_url} does not answer: {err}")
+    return None
+
+
 def ids_in_broker(settings: Settings | None = None) -> set[str] | None:
     """Job ids with a message in the broker: waiting in the queue or delivered and not yet acked
     (None when the broker cannot be asked). Read in pages, whatever the queue's length."""

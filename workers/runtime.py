@@ -41,10 +41,12 @@ def sae_identity(settings: Settings, sae: SparseAutoencoder) -> str:
 
 
 def load_runtime(settings: Settings) -> Runtime:
-    """Load the model, the SAE and (if there is one for this SAE) the atlas."""
+    """Load the model, the SAE and (if there is one for this SAE) the atlas; a corrupt atlas
+    is left out with a warning, one built for another SAE is an error when DRIFTSCOPE_ATLAS names
+    it."""
     import torch
 
-    from diagnostics.atlas.store import AtlasError
+    from diagnostics.atlas.store import AtlasCorrupt, AtlasError
     from diagnostics.model_loading import load_model
     from diagnostics.sae.io import load_sae
 
@@ -55,6 +57,8 @@ def load_runtime(settings: Settings) -> Runtime:
     atlas = None
     try:
         atlas = FeatureAtlas.for_sae(sae, settings.atlas_dir)
+    except AtlasCorrupt as err:  # diagnoses still run: without labels, and the log says why
+        log.warning("the feature atlas cannot be read, diagnosing without labels: %s", err)
     except AtlasError as err:
         if settings.atlas:
             raise

@@ -13,6 +13,7 @@ from api.problem_details import Problem
 from api.schemas import MAX_OFFSET
 from diagnostics.failure_classes import FailureClass
 from service.report_queries import SORT_KEYS, ReportFilters
+from service.validation import whole_number
 
 PAGE_SIZE = 50
 DEFAULT_SORT = "-created"
@@ -37,9 +38,10 @@ def _int(params: Mapping[str, str], name: str, low: int, high: int) -> int | Non
     raw = (params.get(name) or "").strip()
     if not raw:
         return None
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise _bad(name, raw, f"expected a whole number from {low} to {high}")
-    return int(raw)
+    value = whole_number(raw, low, high)
+    if value is None:
+        raise _bad(name, raw[:40], f"expected a whole number from {low} to {high}")
+    return value
 
 
 def parse_list_query(params: Mapping[str, str]) -> ListQuery:

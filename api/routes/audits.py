@@ -14,6 +14,7 @@ from api.atlas_cache import concept_basis_of
 from api.auth import Caller, CallerKey
 from api.deps import IdempotencyKey, SessionDep, SettingsDep
 from api.problem_details import ITEM_PROBLEMS, READ_PROBLEMS, WRITE_PROBLEMS, Problem, not_found
+from api.routes.jobs import CANCEL_PROBLEMS
 from api.routes.queued import accept_queued, check_quota
 from api.schemas import MAX_OFFSET, Page
 from diagnostics.answers import AnswerMode
@@ -26,6 +27,7 @@ from service.audit_summary import (
     to_csv_bytes,
     to_parquet_bytes,
 )
+from service.cancellation import cancel_audit
 from service.datasets import (
     DatasetError,
     audit_extra,
@@ -182,6 +184,20 @@ def _audit(session, audit_id: str, caller: Caller) -> Audit:
 def get_audit(audit_id: str, session: SessionDep, caller: CallerKey) -> AuditProgress:
     """Progress: done / failed / queued / running of total, and an ETA."""
     return audit_progress(session, _audit(session, audit_id, caller))
+
+
+@router.post("/{audit_id}/cancel", response_model=AuditProgress, responses=CANCEL_PROBLEMS)
+def cancel_audit_route(audit_id: str, session: SessionDep, caller: CallerKey) -> AuditProgress:
+    """Cancel every queued and running job of the audit (running ones stop at their next stage
+    boundary); what is done stays. Only its owner (or an admin key) may; 409 once it has
+    finished."""
+    audit = _audit(session, audit_id, caller)
+    if not cancel_audit(session, audit_id):
+        raise Problem(
+            409, "Already finished", "the audit has no queued or running job", "already-finished"
+        )
+    session.refresh(audit)
+    return audit_progress(session, audit)
 
 
 @router.get("/{audit_id}/summary", responses=ITEM_PROBLEMS)

@@ -7,7 +7,6 @@ so there is one way to submit each kind of work; a form posted from another site
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -21,8 +20,9 @@ from api.deps import SessionDep, SettingsDep
 from api.pages.auth import PageCaller, same_origin
 from api.pages.templating import render
 from api.problem_details import Problem, not_found
-from api.routes.audits import create_audit_route
+from api.routes.audits import cancel_audit_route, create_audit_route
 from api.routes.diagnoses import create_diagnosis
+from api.routes.jobs import cancel as cancel_job_route
 from api.routes.queued import accept_job, find_job
 from api.routes.steer import create_steering
 from api.schemas import DiagnosisRequest, JobState, SteerRequest
@@ -31,7 +31,9 @@ from diagnostics.options import DiagnosisOptions
 from service.audit_progress import typical_job_seconds
 from service.db import as_aware
 from service.job_payloads import SearchPayload, read_payload
-from service.models import Job, JobKind, JobStatus, Report, ReportFeature
+from service.models import TERMINAL, Job, JobKind, JobStatus, Report, ReportFeature
+from service.ownership import Scope
+from service.validation import INT32_MAX, text_problem, whole_number
 
 router = APIRouter(include_in_schema=False)
 REFRESH_S = 3  # a job page reloads itself this often until the job is finished
@@ -62,9 +64,10 @@ def _job(session: Session, job_id: str, kind: JobKind, caller) -> Job:
     return job
 
 
-def job_progress(session: Session, job: Job) -> dict:
-    """Where a job stands: its status, time queued or running, jobs ahead of it, an ETA from the
-    median duration of the last finished jobs of its kind."""
+def job_progress(session: Session, job: Job, scope: Scope) -> dict:
+    """Where a job stands: its status, time queued or running, the jobs `scope` sees ahead of it
+    (another key's work is not told, not even as a count), an ETA from the median duration of
+    the last finished jobs of its kind."""
     now = datetime.now(UTC)
     typical = typical_job_seconds(session, JobKind(job.kind))
     ahead = 0
@@ -74,6 +77,7 @@ def job_progress(session: Session, job: Job) -> dict:
             .select_from(Job)
             .where(Job.status.in_([str(JobStatus.queued), str(JobStatus.running)]))  # type: ignore[union-attr]
             .where(Job.created_at < job.created_at)
+            .where(*scope.clauses(Job.__table__.c.owner_key_id))
         ).one()
     started = as_aware(job.started_at)
     elapsed = (now - started).total_seconds() if started and job.status == "running" else None
@@ -86,12 +90,14 @@ def job_progress(session: Session, job: Job) -> dict:
         "elapsed_s": elapsed,
         "typical_s": typical,
         "eta_s": eta,
-        "finished": job.status in (JobStatus.done, JobStatus.failed),
+        "finished": job.status in TERMINAL,
     }
 
 
-def _job_page(request: Request, template: str, job: Job, session: Session, **context) -> Response:
-    progress = job_progress(session, job)
+def _job_page(
+    request: Request, template: str, job: Job, session: Session, scope: Scope, **context
+) -> Response:
+    progress = job_progress(session, job, scope)
     context = {"job": job, "progress": progress, "refresh_s": REFRESH_S} | context
     return render(request, template, context)
 
@@ -99,18 +105,20 @@ def _job_page(request: Request, template: str, job: Job, session: Session, **con
 # -- features ---------------------------------------------------------------------------------
 @router.get("/features")
 def features_index(
-    request: Request, session: SessionDep, settings: SettingsDep, _: PageCaller, q: str = ""
+    request: Request, session: SessionDep, settings: SettingsDep, caller: PageCaller, q: str = ""
 ) -> Response:
     """The latents: a label search over the atlas, the search by text (contrastive), and the
-    latents flagged most often in stored reports."""
+    latents flagged most often in the stored reports the caller sees."""
     atlas = atlas_of(settings)
     q = q.strip()[:200]
     matches = []
     if q and atlas is not None:
         matches = [_atlas_row(atlas, i) for i in atlas.search_label(q)[:INDEX_SHOWN]]
-    rf = ReportFeature.__table__.c
+    rf, r = ReportFeature.__table__.c, Report.__table__.c
     flagged = session.execute(
         select(rf.feature_id, func.count(func.distinct(rf.report_id)).label("n"))
+        .join(Report.__table__, r.id == rf.report_id)
+        .where(*caller.scope.clauses(r.owner_key_id))
         .group_by(rf.feature_id)
         .order_by(func.count(func.distinct(rf.report_id)).desc(), rf.feature_id)
         .limit(INDEX_SHOWN)
@@ -118,7 +126,7 @@ def features_index(
     often = []
     for fid, n in flagged:
         row = _atlas_row(atlas, fid) if atlas is not None and fid < atlas.d_sae else None
-        label = row["label"] if row else _stored_label(session, fid)
+        label = row["label"] if row else _stored_label(session, fid, caller.scope)
         often.append({"id": fid, "n_reports": n, "label": label, "generic": row and row["generic"]})
     return render(
         request,
@@ -131,11 +139,14 @@ def _atlas_row(atlas, fid: int) -> dict:
     return {"id": fid, "label": atlas.label(fid), "generic": atlas.generic_reason(fid)}
 
 
-def _stored_label(session: Session, fid: int) -> str:
+def _stored_label(session: Session, fid: int, scope: Scope) -> str:
+    """The label a report `scope` sees stored for latent `fid` ('' when none)."""
     return (
         session.exec(
             select(ReportFeature.label)
+            .join(Report, Report.id == ReportFeature.report_id)  # type: ignore[arg-type]
             .where(ReportFeature.feature_id == fid, ReportFeature.label != "")
+            .where(*scope.clauses(Report.__table__.c.owner_key_id))
             .limit(1)
         ).first()
         or ""
@@ -155,7 +166,10 @@ def features_search(
     _check_origin(request)
     if not text.strip():
         raise Problem(422, "Invalid request", "text: give the text the features fire on")
-    payload = SearchPayload(text=text, versus=versus.strip() or None, top=top)
+    try:
+        payload = SearchPayload(text=text, versus=versus.strip() or None, top=top)
+    except ValidationError as err:
+        raise _invalid(err) from None
     response = accept_job(session, caller, None, payload, payload, JobState, "/features/search")
     return RedirectResponse(f"/features/search/{_created_id(response)}", status_code=303)
 
@@ -167,7 +181,7 @@ def features_search_page(
     job = _job(session, job_id, JobKind.search, caller)
     payload = read_payload(job.kind, job.payload)
     hits = (job.result or {}).get("hits", [])
-    return _job_page(request, "search.html", job, session, query=payload, hits=hits)
+    return _job_page(request, "search.html", job, session, caller.scope, query=payload, hits=hits)
 
 
 @router.post("/features/{feature_id}/steer")
@@ -199,10 +213,18 @@ def steer_page(job_id: str, request: Request, session: SessionDep, caller: PageC
     """A steering run: the unsteered and the steered text side by side once it is done."""
     job = _job(session, job_id, JobKind.steer, caller)
     payload = read_payload(job.kind, job.payload)
-    return _job_page(request, "steer.html", job, session, query=payload, result=job.result)
+    return _job_page(
+        request, "steer.html", job, session, caller.scope, query=payload, result=job.result
+    )
 
 
 # -- diagnoses --------------------------------------------------------------------------------
+def _form_options(*, chat: bool, verify: bool, **fields: str) -> DiagnosisOptions:
+    """The cost options of a form (empty fields: the defaults), validated like the API's."""
+    given = {name: value.strip() for name, value in fields.items() if value.strip()}
+    return DiagnosisOptions.model_validate({"chat": chat, "verify": verify} | given)
+
+
 @router.get("/diagnoses/new")
 def diagnosis_form(request: Request, _: PageCaller) -> Response:
     return render(request, "diagnose.html", {"modes": ANSWER_MODES})
@@ -220,8 +242,13 @@ def submit_diagnosis(
     output: Annotated[str, Form()] = "",
     mode: Annotated[str, Form()] = "",
     chat: Annotated[bool, Form()] = False,
+    pattern: Annotated[str, Form()] = "",
+    max_new_tokens: Annotated[str, Form()] = "",
+    null_draws: Annotated[str, Form()] = "",
+    verify: Annotated[bool, Form()] = False,
 ) -> Response:
-    """The form's diagnosis, queued as POST /v1/diagnoses; 303 to its page."""
+    """The form's diagnosis, queued as POST /v1/diagnoses (validated as it is); 303 to its
+    page."""
     _check_origin(request)
     try:
         body = DiagnosisRequest(
@@ -230,8 +257,11 @@ def submit_diagnosis(
             reference=reference.strip() or None,
             output=output or None,
             mode=mode or None,
-            options=DiagnosisOptions(chat=chat),
-        )
+            options=_form_options(
+                chat=chat, verify=verify, pattern=pattern, max_new_tokens=max_new_tokens,
+                null_draws=null_draws,
+            ),
+        )  # fmt: skip
     except ValidationError as err:
         raise _invalid(err) from None
     response = create_diagnosis(body, session, settings, caller, None)
@@ -249,7 +279,7 @@ def diagnosis_page(
     if report_id is not None:
         return RedirectResponse(f"/reports/{report_id}", status_code=303)
     payload = read_payload(job.kind, job.payload)
-    return _job_page(request, "diagnosis.html", job, session, query=payload)
+    return _job_page(request, "diagnosis.html", job, session, caller.scope, query=payload)
 
 
 # -- audits -----------------------------------------------------------------------------------
@@ -273,16 +303,59 @@ def submit_audit(
     sample: Annotated[Literal["first", "random"], Form()] = "first",
     name: Annotated[str, Form(max_length=200)] = "",
     mode: Annotated[str, Form()] = "",
+    pattern: Annotated[str, Form()] = "",
+    max_new_tokens: Annotated[str, Form()] = "",
+    null_draws: Annotated[str, Form()] = "",
+    verify: Annotated[bool, Form()] = False,
 ) -> Response:
-    """The form's upload (or named dataset), queued as POST /v1/audits; 303 to the audit."""
+    """The form's upload (or named dataset), queued as POST /v1/audits with the same checks
+    (text, bounds, options); 303 to the audit."""
     _check_origin(request)
     if file is not None and not file.filename:
         file = None  # the file field left empty
-    if limit.strip() and (not limit.strip().isdigit() or int(limit) < 1):
-        raise Problem(422, "Invalid request", f"limit={limit!r}: expected a whole number from 1")
+    for field, value in (("dataset", dataset), ("filter", filter), ("name", name)):
+        if (problem := text_problem(value)) is not None:
+            raise Problem(422, "Invalid request", f"{field}: {problem}", "validation")
+    count = whole_number(limit, 1, INT32_MAX) if limit.strip() else None
+    if limit.strip() and count is None:
+        raise Problem(
+            422, "Invalid request",
+            f"limit={limit[:40]!r}: expected a whole number from 1 to {INT32_MAX}", "validation",
+        )  # fmt: skip
+    try:
+        options = _form_options(
+            chat=True, verify=verify, pattern=pattern, max_new_tokens=max_new_tokens,
+            null_draws=null_draws,
+        )  # fmt: skip
+    except ValidationError as err:
+        raise _invalid(err) from None
     response = create_audit_route(
         session, settings, caller, file=file, dataset=dataset or None, filter=filter or None,
-        limit=int(limit) if limit.strip() else None, sample=sample, seed=0, name=name,
-        mode=mode or None, options=json.dumps({}),
+        limit=count, sample=sample, seed=0, name=name, mode=mode or None,
+        options=options.model_dump_json(exclude={"chat"}),
     )  # fmt: skip
     return RedirectResponse(f"/audits/{_created_id(response)}", status_code=303)
+
+
+# -- cancelling ---------------------------------------------------------------------------------
+JOB_PAGE = {"diagnosis": "/diagnoses", "steer": "/steer", "search": "/features/search"}
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job_form(
+    job_id: str, request: Request, session: SessionDep, caller: PageCaller
+) -> Response:
+    """The job page's Cancel button: POST /v1/jobs/{id}/cancel, then back to the job's page."""
+    _check_origin(request)
+    job = cancel_job_route(job_id, session, caller)
+    return RedirectResponse(f"{JOB_PAGE[session.get(Job, job.id).kind]}/{job_id}", status_code=303)
+
+
+@router.post("/audits/{audit_id}/cancel")
+def cancel_audit_form(
+    audit_id: str, request: Request, session: SessionDep, caller: PageCaller
+) -> Response:
+    """The audit page's Cancel button: POST /v1/audits/{id}/cancel, then back to the audit."""
+    _check_origin(request)
+    cancel_audit_route(audit_id, session, caller)
+    return RedirectResponse(f"/audits/{audit_id}", status_code=303)

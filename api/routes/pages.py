@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlmodel import select
 
 from api.atlas_cache import atlas_of, concept_basis_of
@@ -28,7 +28,7 @@ from api.pages.report_view import (
     evidence_chart,
     next_token_rows,
 )
-from api.pages.templating import render
+from api.pages.templating import STATIC_DIR, render
 from api.problem_details import Problem, not_found
 from diagnostics.atlas.describe import element_rows
 from diagnostics.failure_classes import FailureClass
@@ -43,7 +43,7 @@ from service.report_queries import (
     list_reports,
     stored_report,
 )
-from service.validation import INT32_MAX
+from service.validation import INT32_MAX, whole_number
 
 router = APIRouter(include_in_schema=False)
 AUDIT_ITEMS_SHOWN = 200
@@ -87,6 +87,15 @@ def index() -> RedirectResponse:
     return RedirectResponse("/reports", status_code=307)
 
 
+@router.get("/favicon.ico")
+def favicon() -> FileResponse:
+    """The icon browsers ask for on every page, the API's JSON and /docs included (SVG)."""
+    return FileResponse(
+        STATIC_DIR / "favicon.svg", media_type="image/svg+xml",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )  # fmt: skip
+
+
 @router.get("/reports")
 def reports_page(request: Request, session: SessionDep, caller: PageCaller) -> Response:
     """Stored reports, newest first or sorted by a column, filtered like GET /v1/reports."""
@@ -127,8 +136,8 @@ def report_page(
         raise not_found("report", report_id)
     report = stored.report
     label_of = _labeller(report, settings)
-    raw = request.query_params.get("feature", "")
-    feature = int(raw) if raw.isdigit() and int(raw) in report.flagged_ids else None
+    feature = whole_number(request.query_params.get("feature", ""), 0, INT32_MAX)
+    feature = feature if feature in report.flagged_ids else None
     scale = report_scale(report, feature)
     at = report.divergence.position if report.divergence else None
     model_cells = path_cells(
@@ -198,9 +207,14 @@ def feature_page(
     caller: PageCaller,
 ) -> Response:
     """A latent: its atlas entry (when there is an atlas) and the reports that flag it."""
-    if not feature_id.isdigit() or int(feature_id) > INT32_MAX:
+    if not (feature_id.isascii() and feature_id.isdigit()):
         raise not_found("feature", feature_id)
-    fid = int(feature_id)
+    fid = whole_number(feature_id, 0, INT32_MAX)
+    if fid is None:
+        raise Problem(
+            422, "Invalid request", f"feature ids are whole numbers from 0 to {INT32_MAX}",
+            "validation",
+        )  # fmt: skip
     atlas = atlas_of(settings)
     entry = None
     if atlas is not None:
@@ -293,7 +307,7 @@ def audit_page(
             "summary": summary,
             "items": rows,
             "n_items": len(items),
-            "refresh": progress.status != "done",
+            "refresh": progress.status not in ("done", "cancelled"),
             "segments": accuracy_segments(summary, progress),
             "fix_bars": fix_rate_bars(summary),
             "eval_run": audit.options.get("kind") == "lm-eval",

@@ -23,7 +23,7 @@ from service.idempotency import (
 from service.job_payloads import JobPayload
 from service.models import Job
 from service.settings import get_settings
-from service.submissions import create_job, open_jobs
+from service.submissions import create_job, lock_key_quota, open_jobs
 from workers.queue import enqueue
 
 RETRY_AFTER_S = "5"
@@ -72,10 +72,12 @@ def accept_queued(
 
 
 def check_quota(session: Session, caller: Caller, new_jobs: int) -> None:
-    """429 when the caller's queued and running jobs plus `new_jobs` pass its quota."""
+    """429 when the caller's queued and running jobs plus `new_jobs` pass its quota. Holds the
+    key's quota lock from the count to the commit of the caller's insert (lock_key_quota)."""
     if caller.scope.key_id is None:
         return  # auth off: no keys, no quotas
     quota = get_settings().max_open_jobs_per_key
+    lock_key_quota(session, caller.scope.key_id)
     waiting = open_jobs(session, caller.scope.key_id)
     if waiting + new_jobs > quota:
         problem = Problem(

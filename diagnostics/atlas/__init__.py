@@ -16,10 +16,11 @@ from diagnostics.atlas.records import (
     TokenValue,
 )
 from diagnostics.atlas.search import FeatureHit, search_text
-from diagnostics.atlas.store import ATLAS_VERSION, AtlasError, FeatureAtlas
+from diagnostics.atlas.store import ATLAS_VERSION, AtlasCorrupt, AtlasError, FeatureAtlas
 
 __all__ = [
     "ATLAS_VERSION",
+    "AtlasCorrupt",
     "AtlasError",
     "AtlasMeta",
     "ContextExample",

@@ -277,7 +277,7 @@ def finish_atlas(
         labels=labels,
         descriptions=descriptions,
         label_sources=["ngram" if not r.empty else "none" for r in rules],
-        rules_or_path=[r.model_dump() for r in rules],
+        rules=[r.model_dump() for r in rules],
         vocab=strings,
         context_peak=acc.before,
     )

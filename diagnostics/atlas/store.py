@@ -43,7 +43,10 @@ ATLAS_VERSION = 3
 ATLAS_DIR = "atlas"
 ARRAYS_FILE = "arrays.safetensors"
 JSON_FILE = "atlas.json"
-RULES_FILE = "rules.json"  # read on first use: most callers need labels and arrays only
+RULES_FILE = "rules.json"
+PER_LATENT = ("count", "density", "mean_activation", "max_activation", "detection_auroc",
+              "description_auroc", "is_dense", "is_unigram", "format_share", "first_share")  # fmt: skip
+"""Arrays every reader indexes by latent: each must have d_sae rows."""
 U16_PAD = np.iinfo(np.uint16).max
 
 
@@ -51,6 +54,10 @@ class AtlasError(DriftscopeError):
     """A feature atlas is missing, of another version, or does not belong to this SAE."""
 
     exit_code = 5
+
+
+class AtlasCorrupt(AtlasError):
+    """A feature atlas's files are there but cannot be read (truncated, edited, mismatched)."""
 
 
 def sae_fingerprint(W_dec) -> str:
@@ -68,16 +75,9 @@ class FeatureAtlas:
     labels: list[str]  # readable labels: description (or LLM label) plus causal outputs
     descriptions: list[str]  # short offline descriptions ('' for a latent without a rule)
     label_sources: list[str]
-    rules_or_path: list[dict] | Path  # LabelRule dicts, or the rules.json to read them from
+    rules: list[dict]  # LabelRule dicts (validated into LabelRule in `entry`), one per latent
     vocab: list[str]  # decoded text of every token id
     context_peak: int  # index of the peak token inside every stored context window
-
-    @property
-    def rules(self) -> list[dict]:
-        """Label rules as dicts (validated into LabelRule in `entry`)."""
-        if isinstance(self.rules_or_path, Path):
-            self.rules_or_path = json.loads(self.rules_or_path.read_text())
-        return self.rules_or_path
 
     @property
     def version(self) -> str:
@@ -352,23 +352,61 @@ class FeatureAtlas:
             raise AtlasError(
                 f"no feature atlas at {path}: build one with `driftscope features build`"
             )
-        doc = json.loads((path / JSON_FILE).read_text())
-        version = doc.get("meta", {}).get("version")
+        doc = _read(path / JSON_FILE, json.loads)
+        version = doc.get("meta", {}).get("version") if isinstance(doc, dict) else None
         if version != ATLAS_VERSION:
             raise AtlasError(
                 f"the atlas at {path} has version {version}, this driftscope reads "
                 f"{ATLAS_VERSION}: rebuild it with `driftscope features build`"
             )
-        return cls(
-            meta=AtlasMeta.model_validate(doc["meta"]),
-            arrays=load_file(str(path / ARRAYS_FILE)),
-            labels=doc["labels"],
-            descriptions=doc["descriptions"],
-            label_sources=doc["label_sources"],
-            rules_or_path=path / RULES_FILE,
-            vocab=doc["vocab"],
-            context_peak=int(doc["context_peak"]),
-        )
+        try:
+            atlas = cls(
+                meta=AtlasMeta.model_validate(doc["meta"]),
+                arrays=_read(path / ARRAYS_FILE, None),
+                labels=doc["labels"],
+                descriptions=doc["descriptions"],
+                label_sources=doc["label_sources"],
+                rules=_read(path / RULES_FILE, json.loads),
+                vocab=doc["vocab"],
+                context_peak=int(doc["context_peak"]),
+            )
+        except AtlasCorrupt:
+            raise
+        except (KeyError, TypeError, ValueError) as err:  # a field missing or of the wrong type
+            raise AtlasCorrupt(
+                f"the atlas at {path} is corrupt ({_what(err)}): {REBUILD}"
+            ) from None
+        atlas._validate(path)
+        return atlas
+
+    def _validate(self, path: Path) -> None:
+        """Every per-latent list and array has one entry per latent (AtlasCorrupt otherwise)."""
+        n = self.d_sae
+        sizes = {
+            "labels": len(self.labels), "descriptions": len(self.descriptions),
+            "label_sources": len(self.label_sources), RULES_FILE: len(self.rules),
+        } | {name: (self.arrays[name].shape or (0,))[0] for name in PER_LATENT if name in self.arrays}  # fmt: skip
+        missing = [name for name in PER_LATENT if name not in self.arrays]
+        wrong = {name: size for name, size in sizes.items() if size != n}
+        if missing or wrong or not isinstance(self.rules, list):
+            what = f"missing arrays {missing}" if missing else f"sizes {wrong}, expected {n}"
+            raise AtlasCorrupt(f"the atlas at {path} is corrupt ({what}): {REBUILD}")
+
+
+REBUILD = "rebuild it with `driftscope features build`"
+
+
+def _read(file: Path, parse):
+    """`parse(file's text)`, or its safetensors arrays when `parse` is None; AtlasCorrupt when
+    the file cannot be read or parsed (truncated, edited)."""
+    try:
+        return load_file(str(file)) if parse is None else parse(file.read_text())
+    except Exception as err:  # JSONDecodeError, SafetensorError, UnicodeDecodeError, OSError
+        raise AtlasCorrupt(f"the atlas file {file} is corrupt ({_what(err)}): {REBUILD}") from None
+
+
+def _what(err: BaseException) -> str:
+    return f"{type(err).__name__}: {err}"[:200]
 
 
 def _atlas_path(location: str | Path) -> Path:

@@ -99,8 +99,8 @@ def test_bad_urls_are_422(client, url):
     _refused(client.get(url))
 
 
-def test_page_feature_ids_past_32_bits_are_not_found(client):
-    assert client.get(f"/features/{BIG['int32']}").status_code == 404
+def test_page_feature_ids_past_32_bits_are_422(client):
+    assert client.get(f"/features/{BIG['int32']}").status_code == 422
     # a list filter out of range is a 422 naming it, never a silent all-rows list or a 500
     resp = client.get(f"/reports?feature={BIG['int64']}")
     assert resp.status_code == 422 and "feature" in resp.text
