@@ -1,0 +1,78 @@
+"""The verdict's sentence about the attribution graph: the path in words when its supernodes
+beat the null, else that the evidence is weak."""
+
+from __future__ import annotations
+
+from diagnostics.trace.records import TokenInfluence, Trace, evidence_intervention
+
+SPAN_SHARE_OF_PEAK = 0.5
+"""Tokens next to the most influential one join its span while they hold this share of its
+influence."""
+
+
+def peak_span(influences: list[TokenInfluence]) -> tuple[int, int, float] | None:
+    """[start, end) characters around the most influential token (neighbours holding at least
+    SPAN_SHARE_OF_PEAK of its influence join), and the span's share of the total."""
+    total = sum(t.influence for t in influences)
+    if not influences or total <= 0:
+        return None
+    k = max(range(len(influences)), key=lambda i: influences[i].influence)
+    floor = SPAN_SHARE_OF_PEAK * influences[k].influence
+    a = b = k
+    while a > 0 and influences[a - 1].influence >= floor:
+        a -= 1
+    while b + 1 < len(influences) and influences[b + 1].influence >= floor:
+        b += 1
+    share = sum(t.influence for t in influences[a : b + 1]) / total
+    return influences[a].start, influences[b].end, share
+
+
+def trace_sentence(trace: Trace, prompt: str, output: str, model_token: str) -> str:
+    """One or two sentences: where the turn comes from and whether interventions confirm it."""
+    where = []
+    span = peak_span(trace.prompt_influence)
+    if span is not None:
+        a, b, share = span
+        where.append(f"'{_short(prompt[a:b])}' ({share:.0%} of the prompt's influence)")
+    out_span = peak_span(trace.output_influence)
+    prompt_total = sum(t.influence for t in trace.prompt_influence)
+    output_total = sum(t.influence for t in trace.output_influence)
+    if out_span is not None and output_total > prompt_total:
+        a, b, share = out_span
+        where.insert(0, f"its own earlier '{_short(output[a:b])}' ({share:.0%} of its output's)")
+    top = (
+        trace.supernodes[: len(evidence_intervention(trace.interventions).supernodes)]
+        if evidence_intervention(trace.interventions)
+        else []
+    )
+    through = ", ".join(
+        f"{s.label} at {s.token.strip()!r} (L{s.layers[0]}-{s.layers[1]})" for s in top
+    )
+    origin = " and ".join(where) or "no single prompt token"
+    path = f"the turn to {model_token!r} comes mostly from {origin}" + (
+        f" through {through}" if through else ""
+    )
+    together, null = evidence_intervention(trace.interventions), trace.null
+    if together is None or null is None:
+        return f"In the attribution graph, {path}; no intervention checked it, so this is not evidence."
+    effect = (
+        f"zeroing these {len(together.supernodes)} supernodes on the real model changes the gap "
+        f"by {together.gap_change:+.2f}"
+        + (", flips the turn" if together.flipped else ", does not flip the turn")
+        + (" and fixes the answer" if together.fixed else "")
+    )
+    versus = (
+        f"{len(null.draws)} random selections made the same way (90th percentile "
+        f"{null.p90_gap_change:+.2f}, flip rate {null.flip_rate:.0%})"
+    )
+    if trace.evidence == "supported":
+        return f"In the attribution graph, {path}: {effect}, beating {versus}."
+    return (
+        f"The attribution graph's evidence is weak: {path}, but {effect}, which does not beat "
+        f"{versus}."
+    )
+
+
+def _short(text: str, n: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
