@@ -4,6 +4,7 @@ each claim backed by a number in the same report, and the caveats a reader must 
 from __future__ import annotations
 
 from diagnostics.report import DriftReport
+from diagnostics.trace.verdict_text import trace_sentence
 
 ERROR_SHARE_WARNING = 0.5
 """Above this share of the attribution in the SAE error term, the latents explain little."""
@@ -42,6 +43,10 @@ def write_verdict(report: DriftReport) -> str:
         a, b = ctx.responsible_span
         parts.append(
             f"The prompt's sentence '{_short(report.prompt[a:b])}' carries it: {ctx.responsible_reason}."
+        )
+    if report.trace is not None:
+        parts.append(
+            trace_sentence(report.trace, report.prompt, report.model_path.text, d.model_token)
         )
     v, null = report.verification, report.null
     if not report.flagged:
