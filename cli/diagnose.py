@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,6 +11,7 @@ from cli.common import (
     DeviceOpt,
     ModelOpt,
     RawOpt,
+    TranscodersOpt,
     diagnosis_default,
     diagnosis_option,
     friendly_errors,
@@ -45,11 +47,18 @@ def diagnose(
     ),
     as_json: Annotated[bool, typer.Option("--json", help="Print the DriftReport JSON.")] = False,
     device: DeviceOpt = "auto",
+    trace: Annotated[bool, diagnosis_option("trace")] = diagnosis_default("trace"),
+    transcoders: TranscodersOpt = "default",
+    graph_json: Annotated[
+        Path | None,
+        typer.Option(help="With --trace: also write the graph as circuit-tracer's graph JSON."),
+    ] = None,
 ) -> None:
     """Explain why the model gets PROMPT wrong: divergence, flagged latents, ablation evidence."""
     from diagnostics.diagnose import diagnose as run_diagnosis
     from diagnostics.options import DiagnosisOptions
     from diagnostics.report_text import render_report
+    from diagnostics.trace.tracer import make_tracer
 
     options = DiagnosisOptions(
         mode=mode,
@@ -58,9 +67,13 @@ def diagnose(
         max_new_tokens=max_new_tokens,
         top_k=top_k,
         control_draws=controls,
+        trace=trace,
     )
+    if graph_json is not None and not trace:
+        raise typer.BadParameter("--graph-json needs --trace")
     lm = load_lm(model, device=device)
     sae_module, atlas = sae_and_atlas(sae, missing_ok=True, device=str(lm.device))
+    tracer = make_tracer(transcoders, str(lm.device)) if trace else None
     report = run_diagnosis(
         lm,
         sae_module,
@@ -71,5 +84,8 @@ def diagnose(
         options=options,
         sae_id=sae,
         output=output,
+        tracer=tracer,
     )
+    if graph_json is not None and report.trace is not None:
+        tracer.export_last(lm, graph_json, slug=graph_json.stem)
     typer.echo(report.model_dump_json(indent=2) if as_json else render_report(report))

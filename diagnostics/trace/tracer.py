@@ -51,3 +51,9 @@ class Tracer:
         if self.last_graph is None:
             raise ValueError("no graph has been traced yet")
         return export_graph_json(self.last_graph, lm.tokenizer, path, slug=slug)
+
+
+def make_tracer(name: str, device: str) -> Tracer:
+    """A Tracer for the set `name` ('default' or a directory) on `device`; nothing is read until
+    the first trace (a missing set fails that trace, with its path in the message)."""
+    return Tracer(transcoder_dir(name), TraceConfig(device=device))

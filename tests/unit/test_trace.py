@@ -11,10 +11,13 @@ import random
 import pytest
 import torch
 from circuit_tracer.frontend.graph_models import Model as GraphModel
+from typer.testing import CliRunner
 
+from cli.main import app
 from diagnostics.diagnose import diagnose
 from diagnostics.options import DiagnosisOptions
 from diagnostics.report import Divergence, DriftReport
+from diagnostics.sae.io import save_sae
 from diagnostics.trace.config import TraceConfig
 from diagnostics.trace.graph import build_graph
 from diagnostics.trace.interventions import feature_intervention
@@ -28,6 +31,7 @@ from diagnostics.transcoders.io import load_layer, read_config
 from diagnostics.transcoders.trainer import train_transcoders
 from tests.conftest import WORDS, make_firing_sae, make_tiny_lm
 
+runner = CliRunner()
 PROMPT = "how many clips did she sell in april and may ?"
 MLP_GAIN = 50.0
 """The random tiny model's MLP outputs are ~1/50 of its embeddings, so a graph of it would be all
@@ -266,3 +270,21 @@ def test_a_traced_diagnosis_records_the_graph_and_round_trips(setup, tmp_path):
     graph = GraphModel.model_validate_json(path.read_text())
     assert {n.node_id for n in graph.nodes} >= {n.node_id for n in t.nodes if n.kind != "error"}
     assert graph.metadata.prompt_tokens[0] == "<|im_start|>"
+
+
+def test_cli_diagnose_trace_prints_the_path_and_exports_the_graph(setup, tmp_path):
+    lm, set_dir, _ = setup
+    lm.model.save_pretrained(tmp_path / "model")
+    lm.tokenizer.save_pretrained(tmp_path / "model")
+    save_sae(make_firing_sae(lm, 64), tmp_path / "sae")
+    common = ["diagnose", PROMPT, "--expected", "7", "--mode", "exact", "--max-new-tokens", "4",
+              "--model", str(tmp_path / "model"), "--sae", str(tmp_path / "sae"), "--trace"]  # fmt: skip
+    graph = tmp_path / "graph.json"
+    result = runner.invoke(
+        app, [*common, "--transcoders", str(set_dir), "--graph-json", str(graph)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "attribution graph" in result.stdout and "the turn to" in result.stdout
+    assert GraphModel.model_validate_json(graph.read_text()).nodes
+    missing = runner.invoke(app, [*common, "--transcoders", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 4 and "no transcoder set at" in missing.stderr
