@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlmodel import select
 
 from api.atlas_cache import atlas_of, concept_basis_of
@@ -35,6 +35,7 @@ from api.pages.report_view import (
     next_token_rows,
 )
 from api.pages.templating import render
+from api.pages.trace_view import trace_page
 from api.problem_details import Problem, not_found
 from diagnostics.atlas.describe import element_rows
 from diagnostics.failure_classes import FailureClass
@@ -161,7 +162,22 @@ def report_page(
             "strip": attribution_strip(report),
             "chart": evidence_chart(report) if report.verification else None,
             "prefix": continuation_prefix(report),
+            "trace_view": trace_page(report) if report.trace else None,
         },
+    )
+
+
+@router.get("/reports/{report_id}/graph.json")
+def report_graph_json(report_id: str, session: SessionDep, caller: PageCaller) -> Response:
+    """The report's attribution graph as circuit-tracer's graph JSON (its viewer opens it)."""
+    from diagnostics.trace.stored_json import graph_json_of
+
+    stored = stored_report(session, report_id, scope=caller.scope)
+    if stored is None or stored.report.trace is None:
+        raise not_found("traced report", report_id)
+    return JSONResponse(
+        graph_json_of(stored.report, slug=report_id),
+        headers={"Content-Disposition": f'attachment; filename="{report_id}-graph.json"'},
     )
 
 
