@@ -12,12 +12,14 @@ from api.pages.heatmap import display_text, heat_level
 from diagnostics.report import DriftReport
 from diagnostics.trace.records import TokenInfluence, Trace
 
-COLUMN = 92.0  # px per shown position
+COLUMN = 66.0  # px per shown position
 ROW = 16.0  # px per layer
-BOX_W, BOX_H = 84.0, 14.0
+BOX_W, BOX_H = 62.0, 14.0
 MARGIN_LEFT, MARGIN_TOP, TOKEN_BAND = 34.0, 28.0, 40.0
 MAX_COLUMNS = 24  # positions shown: those with supernodes, then the most influential tokens
 MAX_SUPERNODES = 30
+SIDE_BY_SIDE = 3  # supernodes of one position and layer side by side; more stack upwards
+GRAPH_MIN_HEIGHT = 240.0  # px of the layer area, however few layers
 
 
 @dataclass(frozen=True)
@@ -97,47 +99,60 @@ def graph_svg(trace: Trace, tokens: dict[int, str]) -> GraphSvg:
     if target_pos not in positions:
         positions.append(target_pos)
     positions = sorted(positions)[-MAX_COLUMNS:]
-    column = {p: MARGIN_LEFT + COLUMN * k for k, p in enumerate(positions)}
     n_layers = 1 + max((n.layer or 0 for n in trace.nodes), default=0)
-    height = MARGIN_TOP + ROW * (n_layers + 1) + TOKEN_BAND
-    width = MARGIN_LEFT + COLUMN * max(1, len(positions))
+    row = max(ROW, GRAPH_MIN_HEIGHT / (n_layers + 1))
+    # supernodes at the same position and (rounded) middle layer sit side by side
+    slot_of, slots = {}, defaultdict(int)
+    for k, s in enumerate(shown):
+        key = (s.position, round((s.layers[0] + s.layers[1]) / 2))
+        slot_of[k] = slots[key]
+        slots[key] += 1
+    span = {
+        p: min(SIDE_BY_SIDE, max([1] + [n for (q, _), n in slots.items() if q == p]))
+        for p in positions
+    }
+    column, x = {}, MARGIN_LEFT
+    for p in positions:
+        column[p] = x
+        x += COLUMN * span[p]
+    height = MARGIN_TOP + row * (n_layers + 1) + TOKEN_BAND
+    width = x
 
     def y_layer(layer: float) -> float:  # layer -1: embeddings, n_layers: the target
-        return MARGIN_TOP + ROW * (n_layers - 1 - layer)
+        return MARGIN_TOP + row * (n_layers - 1 - layer) + row / 2
 
     scale = max((s.influence for s in shown), default=0.0)
     boxes, where = [], {}
-    stacked: dict[tuple[int, int], int] = defaultdict(int)
     for k, s in enumerate(shown):
         if s.position not in column:
             continue
-        mid = (s.layers[0] + s.layers[1]) / 2
-        slot = stacked[(s.position, round(mid))]
-        stacked[(s.position, round(mid))] += 1
-        x, y = column[s.position] + 2, y_layer(mid) - BOX_H / 2 - slot * (BOX_H + 2)
-        where[k] = (x + BOX_W / 2, y + BOX_H / 2)
+        across, up = slot_of[k] % SIDE_BY_SIDE, slot_of[k] // SIDE_BY_SIDE
+        x0 = column[s.position] + 2 + COLUMN * across
+        y0 = y_layer((s.layers[0] + s.layers[1]) / 2) - BOX_H / 2 - up * (BOX_H + 2)
+        where[k] = (x0 + BOX_W / 2, y0 + BOX_H / 2)
         boxes.append(
-            Box(x, y, _short(s.label, 13),
+            Box(x0, y0, _short(s.label, 10),
                 f"{s.label} · layers {s.layers[0]}-{s.layers[1]} at {tokens.get(s.position, '')!r}"
                 f" · {len(s.members)} features · influence {s.influence:.3f}",
                 heat_level(s.influence, scale))
         )  # fmt: skip
-    token_y = y_layer(-1) + ROW
+    token_y = y_layer(-1) + row / 2
     tscale = max((n.influence for n in embeds.values()), default=0.0)
     token_boxes = []
     for p in positions:
         n = embeds.get(p)
         influence = n.influence if n else 0.0
         token_boxes.append(
-            Box(column[p] + 2, token_y, _short(display_text(tokens.get(p, "")), 13),
+            Box(column[p] + 2, token_y, _short(display_text(tokens.get(p, "")), 10),
                 f"position {p}: {tokens.get(p, '')!r} · influence {influence:.3f}",
                 heat_level(influence, tscale))
         )  # fmt: skip
-    target = Box(column[target_pos] + 2, MARGIN_TOP - 22, _short(trace.target, 16), trace.target, 0)
+    target = Box(column[target_pos] + 2, MARGIN_TOP - 22, _short(trace.target, 10), trace.target, 0)
     ends = {("embedding", p): (column[p] + 2 + BOX_W / 2, token_y) for p in positions}
     ends[("logit", 0)] = (target.x + BOX_W / 2, target.y + BOX_H)
     lines = _lines(trace, where, ends)
-    ticks = [(y_layer(layer) + 4, f"L{layer}") for layer in range(0, n_layers, 5)]
+    every = 1 if n_layers <= 8 else 5
+    ticks = [(y_layer(layer) + 4, f"L{layer}") for layer in range(0, n_layers, every)]
     return GraphSvg(width, height, boxes, token_boxes, target, lines, ticks)
 
 
