@@ -16,7 +16,7 @@ class TraceConfig:
 
     max_feature_nodes: int = 200
     """Feature nodes circuit-tracer attributes (its max_feature_nodes), most influential first."""
-    batch_size: int = 16
+    batch_size: int = 8
     """Source nodes per backward pass (circuit-tracer's batch_size; memory grows with it)."""
     node_threshold: float = NODE_THRESHOLD
     """Pruning: the share of node influence kept."""
