@@ -58,3 +58,30 @@ def test_the_report_page_draws_the_trace_and_serves_its_graph_json(client, trace
     assert [s[0] for s in model.qParams.supernodes] == [s.label for s in t.supernodes]
     assert len(model.links) == len(t.edges)
     assert client.get("/reports/nope/graph.json").status_code == 404
+
+
+def test_an_audits_summary_counts_supernodes_recurring_across_traced_failures(
+    client, traced_report
+):
+    from service.datasets import ProblemItem
+    from service.submissions import create_audit
+
+    items = [ProblemItem(k, PROMPT, "7") for k in range(2)]
+    with session_scope() as session:
+        owner = session.exec(select(ApiKey.id).where(ApiKey.name == "tests")).first()
+        audit, job_ids = create_audit(session, items, DiagnosisOptions(trace=True), name="t",
+                                      source="t", owner_key_id=owner)  # fmt: skip
+        for job_id in job_ids:  # the same failure twice: every supernode recurs
+            store_report(session, traced_report, job_id, audit_id=audit.id, owner_key_id=owner)
+    summary = client.get(f"/v1/audits/{audit.id}/summary")
+    assert summary.status_code == 200, summary.text
+    recurring = summary.json()["trace_supernodes"]
+    t = traced_report.trace
+    assert len(recurring) == min(20, len({(s.members[0].layer, s.members[0].feature)
+                                          for s in t.supernodes}))  # fmt: skip
+    top = next(r for r in recurring if r["label"] == t.supernodes[0].label)
+    assert top["failures"] == 2 and top["intervened"] == 2
+    zero_top = next(i for i in t.interventions if i.mode == "zero" and i.supernodes == [0])
+    assert top["flip_rate"] == float(zero_top.flipped)
+    assert top["null_flip_rate"] == pytest.approx(t.null.flip_rate)
+    assert top["by_kind"][traced_report.failure_class.value]["failures"] == 2
