@@ -61,10 +61,6 @@ class PrunedGraph:
         g = self.graph
         return float(g.activation_values[g.selected_features[node]])
 
-    def feature_influence(self) -> torch.Tensor:
-        """[n_features] influence of each attributed feature in the pruned graph."""
-        return self.influence[: self.n_features]
-
     @property
     def graph_gap(self) -> float:
         """Sum of the direct effects into the target: the graph's linear account of the gap."""

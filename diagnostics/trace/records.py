@@ -26,8 +26,9 @@ class FeatureRef(BaseModel):
 
 
 class TraceNode(BaseModel):
-    """A node of the pruned graph, with circuit-tracer's node id (`{layer}_{feature}_{pos}`
-    for features; `E_`, `0_`, `L_` prefixes are not used: `kind` says what it is)."""
+    """A node of the pruned graph under circuit-tracer's node id, as in its graph JSON
+    (`{layer}_{feature}_{pos}` for a feature, `0_{layer}_{pos}` for an error node,
+    `E_{token id}_{pos}` for an embedding)."""
 
     node_id: str  # circuit-tracer's id, as in its graph JSON
     kind: Literal["feature", "error", "embedding", "logit"]

@@ -13,6 +13,7 @@ from diagnostics.paths import token_char_spans
 from diagnostics.report import Divergence
 from diagnostics.stage_clock import now
 from diagnostics.trace.config import TraceConfig
+from diagnostics.trace.cost import peak_rss_mb
 from diagnostics.trace.graph import PrunedGraph, build_graph
 from diagnostics.trace.graph_json import node_ids
 from diagnostics.trace.null import null_record, selection_matched_null
@@ -57,8 +58,6 @@ def trace_failure(
     labels: LabelFn | None = None,
 ) -> tuple[Trace, PrunedGraph]:
     """The trace record of `case` and the pruned graph behind it (for the graph JSON export)."""
-    from diagnostics.trace.cost import peak_rss_mb
-
     w0, c0 = now()
     d = case.divergence
     ids = torch.cat([case.prompt_ids, case.out_ids[: d.path_index]])  # [seq]
@@ -79,7 +78,10 @@ def trace_failure(
     member_of = {c.node: k for k, g in enumerate(groups) for c in g}
     embed = pg.influence[pg.token_start : pg.token_start + pg.n_pos]  # [seq]
     P = len(case.prompt_ids)
-    out_spans = token_char_spans(tok, case.out_ids)[: d.path_index]
+    out_spans = [  # special tokens decode to nothing: no characters to colour
+        span if span[1] > span[0] else None
+        for span in token_char_spans(tok, case.out_ids)[: d.path_index]
+    ]
     intervener = Intervener(lm, replacement.transcoders, case, ids)
     activations = {(c.layer, c.position, c.feature): c.activation for g in groups for c in g}
     interventions = top_interventions(intervener, supernodes, activations, cfg)
@@ -102,7 +104,7 @@ def trace_failure(
         prompt_influence=token_influences(
             embed, prompt_token_spans(tok, case.prompt_ids, case.prompt), case.prompt, 0
         ),
-        output_influence=token_influences(embed, list(out_spans), case.output, P),
+        output_influence=token_influences(embed, out_spans, case.output, P),
         nodes=_nodes(pg, member_of),
         edges=_edges(pg, cfg.max_edges),
         supernodes=supernodes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -12,6 +13,9 @@ from diagnostics.trace.graph import PrunedGraph, restricted_influence
 from diagnostics.trace.interventions import Setting, feature_intervention, gap_and_top
 from diagnostics.trace.records import Supernode, TraceIntervention
 from diagnostics.trace.supernodes import Candidate
+
+if TYPE_CHECKING:
+    from diagnostics.trace.run import FailureCase
 
 
 def decoder_of(transcoders):
@@ -38,8 +42,8 @@ class Intervener:
     """Runs the real model on the traced sequence with features set, from one baseline."""
 
     lm: LanguageModel
-    transcoders: object
-    case: object  # run.FailureCase
+    transcoders: object  # circuit-tracer's TranscoderSet
+    case: FailureCase
     ids: torch.Tensor  # [seq] prompt + output before the divergence
     gap_before: float = field(init=False)
 
