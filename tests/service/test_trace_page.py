@@ -85,3 +85,30 @@ def test_an_audits_summary_counts_supernodes_recurring_across_traced_failures(
     assert top["flip_rate"] == float(zero_top.flipped)
     assert top["null_flip_rate"] == pytest.approx(t.null.flip_rate)
     assert top["by_kind"][traced_report.failure_class.value]["failures"] == 2
+
+
+def test_an_api_job_with_the_trace_option_stores_a_traced_report(client, service_env, tmp_path):
+    """options.trace on POST /v1/diagnoses: the worker traces with its runtime's transcoder set
+    (a tiny one trained on the service's model here) and the stored report carries the trace."""
+    from diagnostics.model_loading import load_model
+    from diagnostics.sae import load_sae
+    from workers.jobs import run_job
+    from workers.runtime import Runtime
+
+    lm, sae = load_model(service_env.model), load_sae(service_env.sae)
+    tracer = Tracer(train_tiny_set(lm, tmp_path), TraceConfig(max_feature_nodes=32, null_draws=4))
+    runtime = Runtime(lm=lm, sae=sae, atlas=None, sae_id="random-sae", tracer=tracer)
+    options = {"max_new_tokens": 4, "top_k": 3, "control_draws": 1, "trace": True,
+               "context": False, "mode": "exact"}  # fmt: skip
+    resp = client.post(
+        "/v1/diagnoses", json={"prompt": PROMPT, "expected": "7", "options": options}
+    )
+    assert resp.status_code == 202, resp.text
+    job_id = resp.json()["id"]
+    assert run_job(job_id, settings=service_env, runtime=lambda: runtime) == "done"
+    report = client.get(f"/v1/diagnoses/{job_id}").json()["report"]
+    assert report["schema_version"] == "3.0"
+    assert report["divergence"] is not None  # the random model does not answer 7
+    trace = report["trace"]
+    assert trace["cost"]["n_tokens"] == report["divergence"]["position"]
+    assert trace["prompt_influence"] and trace["node_threshold"] == 0.8
