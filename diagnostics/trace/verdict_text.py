@@ -76,3 +76,40 @@ def trace_sentence(trace: Trace, prompt: str, output: str, model_token: str) -> 
 def _short(text: str, n: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def trace_lines(trace: Trace) -> list[str]:
+    """The trace in the CLI's text report: supernodes, interventions, the null, the cost."""
+    lines = [
+        "",
+        f"attribution graph ({trace.transcoders}; {trace.target}; pruned at node "
+        f"{trace.node_threshold}, edge {trace.edge_threshold}): replacement score "
+        f"{trace.replacement_score:.2f}, completeness {trace.completeness_score:.2f}, "
+        f"direct effects sum to {trace.graph_gap:+.2f} of the gap {trace.gap:+.2f}",
+    ]
+    for k, s in enumerate(trace.supernodes[:5]):
+        source = "" if s.label_source == "atlas" else " (no atlas label)"
+        lines.append(
+            f"  #{k + 1} {s.label}{source} at {s.token!r}, layers {s.layers[0]}-{s.layers[1]}, "
+            f"{len(s.members)} features, influence {s.influence:.3f}"
+        )
+    for i in trace.interventions:
+        which = "+".join(f"#{k + 1}" for k in i.supernodes)
+        fixed = "" if i.fixed is None else (", answer FIXED" if i.fixed else ", answer not fixed")
+        lines.append(
+            f"  {i.mode} {which}: gap {i.gap_before:+.2f} -> {i.gap_after:+.2f} "
+            f"({i.gap_change:+.2f}){', takes the corrected token' if i.flipped else ''}{fixed}"
+        )
+    if trace.null is not None:
+        n = trace.null
+        lines.append(
+            f"  null, {len(n.draws)} draws: median {n.median_gap_change:+.2f}, 90th percentile "
+            f"{n.p90_gap_change:+.2f}, flip rate {n.flip_rate:.0%} -> evidence {trace.evidence}"
+        )
+    c = trace.cost
+    lines.append(
+        f"  cost {c.cpu_s:.1f} CPU-s ({c.wall_s:.1f}s wall), graph {c.graph_cpu_s:.1f} CPU-s, "
+        f"{c.n_tokens} tokens, {c.feature_nodes}/{c.active_features} features attributed, peak "
+        f"RSS {c.peak_rss_mb:.0f} MB"
+    )
+    return lines

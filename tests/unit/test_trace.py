@@ -285,6 +285,7 @@ def test_cli_diagnose_trace_prints_the_path_and_exports_the_graph(setup, tmp_pat
     )
     assert result.exit_code == 0, result.output
     assert "attribution graph" in result.stdout and "the turn to" in result.stdout
+    assert "zero #1: gap" in result.stdout and "null, 20 draws: median" in result.stdout
     assert GraphModel.model_validate_json(graph.read_text()).nodes
     missing = runner.invoke(app, [*common, "--transcoders", str(tmp_path / "nowhere")])
     assert missing.exit_code == 4 and "no transcoder set at" in missing.stderr
