@@ -39,7 +39,10 @@ def trace_sentence(trace: Trace, prompt: str, output: str, model_token: str) -> 
     output_total = sum(t.influence for t in trace.output_influence)
     if out_span is not None and output_total > prompt_total:
         a, b, share = out_span
-        where.insert(0, f"its own earlier '{_short(output[a:b])}' ({share:.0%} of its output's)")
+        of_all = share * output_total / (output_total + prompt_total)
+        where.insert(
+            0, f"its own earlier '{_short(output[a:b])}' ({of_all:.0%} of all tokens' influence)"
+        )
     top = (
         trace.supernodes[: len(evidence_intervention(trace.interventions).supernodes)]
         if evidence_intervention(trace.interventions)

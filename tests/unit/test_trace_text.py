@@ -72,3 +72,15 @@ def test_trace_below_the_null_is_weak():
     text = trace_sentence(make_trace(0.1, [0.0, 0.3, 0.2, 0.4, 0.5]), PROMPT, "", " 96")
     assert text.startswith("The attribution graph's evidence is weak")
     assert "does not beat 5 random selections" in text
+
+
+def test_an_earlier_wrong_number_in_the_output_is_named_first():
+    trace = make_trace(1.5, [0.0, 0.1, 0.2, 0.1, 0.05])
+    output = "So she sold 48/2 = 16 clips in April."
+    trace.output_influence = words(output, {"16": 2.0, "48/2": 0.3})
+    text = trace_sentence(trace, PROMPT, output, " 96")
+    # "16" holds 2.0 of the output's 2.37 and the prompt's 0.91: 61% of all tokens' influence
+    assert (
+        "comes mostly from its own earlier '16' (61% of all tokens' influence) and 'half as many'"
+        in text
+    )
