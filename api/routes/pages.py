@@ -50,6 +50,7 @@ from service.report_queries import (
     list_reports,
     stored_report,
 )
+from service.trace_summary import recurring_supernodes, traced_failures
 from service.validation import INT32_MAX
 
 router = APIRouter(include_in_schema=False)
@@ -317,6 +318,7 @@ def audit_page(
             "recurring_bars": recurring,
             "fix_bars": fix_rate_bars(summary),
             "eval_run": audit.options.get("kind") == "lm-eval",
+            "trace_supernodes": recurring_supernodes(traced_failures(session, audit_id)),
         },
     )
 

@@ -85,6 +85,9 @@ def test_an_audits_summary_counts_supernodes_recurring_across_traced_failures(
     assert top["flip_rate"] == float(zero_top.flipped)
     assert top["null_flip_rate"] == pytest.approx(t.null.flip_rate)
     assert top["by_kind"][traced_report.failure_class.value]["failures"] == 2
+    page = client.get(f"/audits/{audit.id}")
+    assert page.status_code == 200 and "Supernodes recurring across traced failures" in page.text
+    assert t.supernodes[0].label in page.text
 
 
 def test_an_api_job_with_the_trace_option_stores_a_traced_report(client, service_env, tmp_path):
