@@ -289,3 +289,30 @@ def test_cli_diagnose_trace_prints_the_path_and_exports_the_graph(setup, tmp_pat
     assert GraphModel.model_validate_json(graph.read_text()).nodes
     missing = runner.invoke(app, [*common, "--transcoders", str(tmp_path / "nowhere")])
     assert missing.exit_code == 4 and "no transcoder set at" in missing.stderr
+
+
+def test_the_null_draws_random_attributed_features_through_the_same_selection(setup):
+    """Each draw holds as many random attributed features as the graph's supernodes kept, and
+    zeroes its top supernodes; a fixed seed gives the same draws; the graph's own top supernodes
+    are ranked by the same restricted influence the null uses."""
+    from diagnostics.trace.null import selection_matched_null
+    from diagnostics.trace.steps import Intervener, decoder_of, supernode_candidates
+    from diagnostics.trace.supernodes import group_supernodes
+
+    lm, _, rep = setup
+    case = failure_case(lm)
+    ids, d = traced_ids(case), case.divergence
+    cfg = TraceConfig(max_feature_nodes=64, null_draws=8)
+    pg = build_graph(rep.model, ids, d.expected_token_id, d.model_token_id, "gap", cfg)
+    candidates = supernode_candidates(pg)
+    kept = pg.node_mask[: pg.n_features]
+    assert {c.node for c in candidates} <= set(kept.nonzero().flatten().tolist())
+    groups = group_supernodes(candidates, decoder_of(rep.transcoders), layer_band=4,
+                              min_cosine=0.3)  # fmt: skip
+    intervener = Intervener(lm, rep.transcoders, case, ids)
+    first = selection_matched_null(pg, groups, 3, intervener, cfg)
+    again = selection_matched_null(pg, groups, 3, intervener, cfg)
+    assert first == again and len(first) == 8
+    n_kept = sum(len(g) for g in groups)
+    assert all(0 <= draw.members <= n_kept for draw in first)
+    assert any(draw.members > 0 and draw.gap_change != 0 for draw in first)
