@@ -90,7 +90,8 @@ def main() -> None:
     )
     w1, c1 = time.time(), time.process_time()
     u = rm.unembed_weight
-    vec = (u[tok.encode(" 72")[0]] - u[tok.encode(" 96")[0]]).detach()
+    two, one = (tok.encode(d, add_special_tokens=False)[0] for d in ("2", "1"))
+    vec = (u[two] - u[one]).detach()  # logit('2') - logit('1'), Natalia's turn
     graph = attribute(ids, rm, attribution_targets=[CustomTarget("gap", 1.0, vec)],
                       batch_size=batch, max_feature_nodes=max_nodes)  # fmt: skip
     w2, c2 = time.time(), time.process_time()
