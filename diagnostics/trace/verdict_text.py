@@ -3,7 +3,7 @@ beat the null, else that the evidence is weak."""
 
 from __future__ import annotations
 
-from diagnostics.trace.records import TokenInfluence, Trace, evidence_intervention
+from diagnostics.trace.records import Supernode, TokenInfluence, Trace, evidence_intervention
 
 SPAN_SHARE_OF_PEAK = 0.5
 """Tokens next to the most influential one join its span while they hold this share of its
@@ -48,9 +48,7 @@ def trace_sentence(trace: Trace, prompt: str, output: str, model_token: str) -> 
         if evidence_intervention(trace.interventions)
         else []
     )
-    through = ", ".join(
-        f"{s.label} at {s.token.strip()!r} (L{s.layers[0]}-{s.layers[1]})" for s in top
-    )
+    through = ", ".join(f"{s.label} at {s.token.strip()!r} ({layers(s)})" for s in top)
     origin = " and ".join(where) or "no single prompt token"
     path = f"the turn to {model_token!r} comes mostly from {origin}" + (
         f" through {through}" if through else ""
@@ -60,13 +58,13 @@ def trace_sentence(trace: Trace, prompt: str, output: str, model_token: str) -> 
         return f"In the attribution graph, {path}; no intervention checked it, so this is not evidence."
     effect = (
         f"zeroing these {len(together.supernodes)} supernodes on the real model changes the gap "
-        f"by {together.gap_change:+.2f}"
+        f"by {together.gap_change:+.3f}"
         + (", flips the turn" if together.flipped else ", does not flip the turn")
         + (" and fixes the answer" if together.fixed else "")
     )
     versus = (
         f"{len(null.draws)} random selections made the same way (90th percentile "
-        f"{null.p90_gap_change:+.2f}, flip rate {null.flip_rate:.0%})"
+        f"{null.p90_gap_change:+.3f}, flip rate {null.flip_rate:.0%})"
     )
     if trace.evidence == "supported":
         return f"In the attribution graph, {path}: {effect}, beating {versus}."
@@ -74,6 +72,12 @@ def trace_sentence(trace: Trace, prompt: str, output: str, model_token: str) -> 
         f"The attribution graph's evidence is weak: {path}, but {effect}, which does not beat "
         f"{versus}."
     )
+
+
+def layers(s: Supernode) -> str:
+    """'L3' or 'L2-3': the layers a supernode's members sit at."""
+    low, high = s.layers
+    return f"L{low}" if low == high else f"L{low}-{high}"
 
 
 def _short(text: str, n: int = 60) -> str:
@@ -92,9 +96,10 @@ def trace_lines(trace: Trace) -> list[str]:
     ]
     for k, s in enumerate(trace.supernodes[:5]):
         source = "" if s.label_source == "atlas" else " (no atlas label)"
+        n = len(s.members)
         lines.append(
-            f"  #{k + 1} {s.label}{source} at {s.token!r}, layers {s.layers[0]}-{s.layers[1]}, "
-            f"{len(s.members)} features, influence {s.influence:.3f}"
+            f"  #{k + 1} {s.label}{source} at {s.token!r}, {layers(s)}, {n} "
+            f"feature{'s' if n > 1 else ''}, influence {s.influence:.3f}"
         )
     for i in trace.interventions:
         which = "+".join(f"#{k + 1}" for k in i.supernodes)
