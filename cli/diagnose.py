@@ -87,5 +87,5 @@ def diagnose(
         tracer=tracer,
     )
     if graph_json is not None and report.trace is not None:
-        tracer.export_last(lm, graph_json, slug=graph_json.stem)
+        tracer.export_last(lm, graph_json)
     typer.echo(report.model_dump_json(indent=2) if as_json else render_report(report))

@@ -44,13 +44,13 @@ class Tracer:
         )
         return trace
 
-    def export_last(self, lm: LanguageModel, path: str | Path, slug: str) -> Path:
+    def export_last(self, lm: LanguageModel, path: str | Path) -> Path:
         """Write the last trace's graph as circuit-tracer's graph JSON."""
         from diagnostics.trace.graph_json import export_graph_json
 
         if self.last_graph is None:
             raise ValueError("no graph has been traced yet")
-        return export_graph_json(self.last_graph, lm.tokenizer, path, slug=slug)
+        return export_graph_json(self.last_graph, lm.tokenizer, path)
 
 
 def make_tracer(name: str, device: str) -> Tracer:

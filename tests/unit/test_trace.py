@@ -266,10 +266,12 @@ def test_a_traced_diagnosis_records_the_graph_and_round_trips(setup, tmp_path):
     assert again == report
     assert DriftReport.from_stored(json.loads(report.model_dump_json())) == report
     # the graph JSON circuit-tracer's viewer opens
-    path = tracer.export_last(lm, tmp_path / "graph.json", slug="tiny")
+    path = tracer.export_last(lm, tmp_path / "tiny.json")
     graph = GraphModel.model_validate_json(path.read_text())
     assert {n.node_id for n in graph.nodes} >= {n.node_id for n in t.nodes if n.kind != "error"}
     assert graph.metadata.prompt_tokens[0] == "<|im_start|>"
+    listed = json.loads((tmp_path / "graph-metadata.json").read_text())["graphs"]
+    assert [g["slug"] for g in listed] == ["tiny"]  # what circuit-tracer's local viewer lists
 
 
 def test_cli_diagnose_trace_prints_the_path_and_exports_the_graph(setup, tmp_path):
