@@ -7,33 +7,42 @@ from diagnostics.trace.records import Supernode, TokenInfluence, Trace, evidence
 
 SPAN_SHARE_OF_PEAK = 0.5
 """Tokens next to the most influential one join its span while they hold this share of its
-influence."""
+influence ..."""
+MAX_SPAN_TOKENS = 6
+"""... up to this many tokens (a flat influence names one phrase, not the whole prompt)."""
 
 
 def peak_span(influences: list[TokenInfluence]) -> tuple[int, int, float] | None:
     """[start, end) characters around the most influential token (neighbours holding at least
-    SPAN_SHARE_OF_PEAK of its influence join), and the span's share of the total."""
+    SPAN_SHARE_OF_PEAK of its influence join, up to MAX_SPAN_TOKENS), and the span's share of
+    the total."""
     total = sum(t.influence for t in influences)
     if not influences or total <= 0:
         return None
     k = max(range(len(influences)), key=lambda i: influences[i].influence)
     floor = SPAN_SHARE_OF_PEAK * influences[k].influence
     a = b = k
-    while a > 0 and influences[a - 1].influence >= floor:
-        a -= 1
-    while b + 1 < len(influences) and influences[b + 1].influence >= floor:
-        b += 1
+    while b - a + 1 < MAX_SPAN_TOKENS:  # grow toward the stronger neighbour that qualifies
+        left = influences[a - 1].influence if a > 0 else -1.0
+        right = influences[b + 1].influence if b + 1 < len(influences) else -1.0
+        if max(left, right) < floor:
+            break
+        if left >= right:
+            a -= 1
+        else:
+            b += 1
     share = sum(t.influence for t in influences[a : b + 1]) / total
     return influences[a].start, influences[b].end, share
 
 
 def trace_sentence(trace: Trace, prompt: str, output: str, model_token: str) -> str:
     """One or two sentences: where the turn comes from and whether interventions confirm it."""
-    where = []
+    where, shares = [], []
     span = peak_span(trace.prompt_influence)
     if span is not None:
         a, b, share = span
         where.append(f"'{_short(prompt[a:b])}' ({share:.0%} of the prompt's influence)")
+        shares.append(share)
     out_span = peak_span(trace.output_influence)
     prompt_total = sum(t.influence for t in trace.prompt_influence)
     output_total = sum(t.influence for t in trace.output_influence)
@@ -43,17 +52,15 @@ def trace_sentence(trace: Trace, prompt: str, output: str, model_token: str) -> 
         where.insert(
             0, f"its own earlier '{_short(output[a:b])}' ({of_all:.0%} of all tokens' influence)"
         )
-    top = (
-        trace.supernodes[: len(evidence_intervention(trace.interventions).supernodes)]
-        if evidence_intervention(trace.interventions)
-        else []
-    )
+        shares.insert(0, of_all)
+    together, null = evidence_intervention(trace.interventions), trace.null
+    top = trace.supernodes[: len(together.supernodes)] if together else []
     through = ", ".join(f"{s.label} at {s.token.strip()!r} ({layers(s)})" for s in top)
     origin = " and ".join(where) or "no single prompt token"
-    path = f"the turn to {model_token!r} comes mostly from {origin}" + (
+    verb = "comes mostly from" if shares and shares[0] >= 0.5 else "comes most of all from"
+    path = f"the turn to {model_token!r} {verb} {origin}" + (
         f" through {through}" if through else ""
     )
-    together, null = evidence_intervention(trace.interventions), trace.null
     if together is None or null is None:
         return f"In the attribution graph, {path}; no intervention checked it, so this is not evidence."
     effect = (

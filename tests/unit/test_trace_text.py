@@ -3,6 +3,8 @@ beat the null's 90th percentile, "weak" otherwise."""
 
 from __future__ import annotations
 
+import pytest
+
 from diagnostics.trace.records import (
     FeatureRef,
     Supernode,
@@ -84,3 +86,16 @@ def test_an_earlier_wrong_number_in_the_output_is_named_first():
         "comes mostly from its own earlier '16' (61% of all tokens' influence) and 'half as many'"
         in text
     )
+
+
+def test_a_peak_below_half_of_the_influence_is_not_called_mostly():
+    trace = make_trace(1.5, [0.0, 0.1, 0.2, 0.1, 0.05])
+    # every word 0.1, "many" 0.3: no neighbour reaches half of it; it holds 0.3 of 1.5 (13 words)
+    trace.prompt_influence = words(PROMPT, {w: 0.1 for w in PROMPT.split()} | {"many": 0.3})
+    text = trace_sentence(trace, PROMPT, "", " 96")
+    assert "comes most of all from 'many' (20% of the prompt's influence)" in text
+    assert "mostly" not in text
+    # a flat prompt names at most six tokens, not the whole prompt
+    flat = words(PROMPT, {w: 0.1 for w in PROMPT.split()})
+    a, b, share = peak_span(flat)
+    assert len(PROMPT[a:b].split()) == 6 and share == pytest.approx(6 / 13)
