@@ -318,6 +318,12 @@ def _trace(lm, tracer, report, prompt_ids, out_ids, expected, opts) -> None:
     from diagnostics.trace.run import FailureCase
 
     d = report.divergence
+    if d.position > tracer.config.max_tokens:
+        report.warnings.append(
+            f"not traced: {d.position} tokens up to the divergence, more than the trace's "
+            f"limit of {tracer.config.max_tokens}"
+        )
+        return
     case = FailureCase(
         prompt=report.prompt,
         prompt_ids=prompt_ids,

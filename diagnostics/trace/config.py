@@ -18,6 +18,10 @@ class TraceConfig:
     """Feature nodes circuit-tracer attributes (its max_feature_nodes), most influential first."""
     batch_size: int = 8
     """Source nodes per backward pass (circuit-tracer's batch_size; memory grows with it)."""
+    max_tokens: int = 320
+    """Longest traced sequence (prompt + output before the divergence); a longer one is not
+    traced and the report says why: on CPU the graph's memory grows with the square of its
+    length (3.9 GiB at 200 tokens, 8.5 GiB at 400, docs/diagnosis.md)."""
     node_threshold: float = NODE_THRESHOLD
     """Pruning: the share of node influence kept."""
     edge_threshold: float = EDGE_THRESHOLD

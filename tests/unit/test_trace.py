@@ -318,3 +318,13 @@ def test_the_null_draws_random_attributed_features_through_the_same_selection(se
     n_kept = sum(len(g) for g in groups)
     assert all(0 <= draw.members <= n_kept for draw in first)
     assert any(draw.members > 0 and draw.gap_change != 0 for draw in first)
+
+
+def test_a_sequence_past_the_token_limit_is_not_traced_and_the_report_says_so(setup):
+    lm, set_dir, _ = setup
+    tracer = Tracer(set_dir, TraceConfig(max_tokens=5))
+    opts = DiagnosisOptions(mode="exact", max_new_tokens=4, context=False, verify=False,
+                            trace=True)  # fmt: skip
+    report = diagnose(lm, make_firing_sae(lm, 64), PROMPT, "7", options=opts, tracer=tracer)
+    assert report.divergence is not None and report.trace is None
+    assert any(w.startswith("not traced:") and "limit of 5" in w for w in report.warnings)
