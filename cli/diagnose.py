@@ -86,6 +86,9 @@ def diagnose(
         output=output,
         tracer=tracer,
     )
-    if graph_json is not None and report.trace is not None:
-        tracer.export_last(lm, graph_json)
+    if graph_json is not None:
+        if report.trace is not None:
+            tracer.export_last(lm, graph_json)
+        else:
+            typer.echo(f"no graph written to {graph_json}: nothing was traced", err=True)
     typer.echo(report.model_dump_json(indent=2) if as_json else render_report(report))
