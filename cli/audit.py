@@ -13,6 +13,7 @@ from cli.audit_text import format_summary
 from cli.common import (
     DeviceOpt,
     ModelOpt,
+    TranscodersOpt,
     diagnosis_default,
     diagnosis_option,
     friendly_errors,
@@ -60,6 +61,8 @@ def audit(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     device: DeviceOpt = "auto",
+    trace: Annotated[bool, diagnosis_option("trace")] = diagnosis_default("trace"),
+    transcoders: TranscodersOpt = "default",
 ) -> None:
     """Audit a dataset in this process (no broker, no server) and print the summary."""
     from tqdm.auto import tqdm
@@ -79,9 +82,10 @@ def audit(
             "sae": sae,
             "queue_backend": "local",
             "device": device,
+            "transcoders": transcoders,
         }
     )
-    options = DiagnosisOptions(mode=mode, max_new_tokens=max_new_tokens, verify=verify)
+    options = DiagnosisOptions(mode=mode, max_new_tokens=max_new_tokens, verify=verify, trace=trace)
     quiet_transformers()  # the worker runtime loads the model below the audit's bar
     bar = None
 

@@ -39,6 +39,13 @@ SaeOpt = Annotated[
     ),
 ]
 RawOpt = Annotated[bool, typer.Option("--raw", help="No chat template.")]
+TranscodersOpt = Annotated[
+    str,
+    typer.Option(
+        envvar="DRIFTSCOPE_TRANSCODERS",
+        help="With --trace: the transcoder set, 'default' (shipped) or a directory.",
+    ),
+]
 DeviceOpt = Annotated[
     str,
     typer.Option(

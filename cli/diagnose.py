@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from cli.common import (
     ModelOpt,
     RawOpt,
     SaeOpt,
+    TranscodersOpt,
     diagnosis_default,
     diagnosis_option,
     friendly_errors,
@@ -53,6 +55,12 @@ def diagnose(
     database_url: Annotated[
         str, typer.Option("--db", envvar="DATABASE_URL", help="Where the report is stored.")
     ] = "sqlite:///./driftscope.db",
+    trace: Annotated[bool, diagnosis_option("trace")] = diagnosis_default("trace"),
+    transcoders: TranscodersOpt = "default",
+    graph_json: Annotated[
+        Path | None,
+        typer.Option(help="With --trace: also write the graph as circuit-tracer's graph JSON."),
+    ] = None,
 ) -> None:
     """Explain why the model gets PROMPT wrong: divergence, flagged latents, ablation evidence."""
     from diagnostics.options import DiagnosisOptions
@@ -67,12 +75,17 @@ def diagnose(
         max_new_tokens=max_new_tokens,
         top_k=top_k,
         control_draws=controls,
+        trace=trace,
     )
+    if graph_json is not None and not trace:
+        raise typer.BadParameter("--graph-json needs --trace")
     from diagnostics.diagnose import diagnose as run_diagnosis
     from diagnostics.report_text import render_report
+    from diagnostics.trace.tracer import make_tracer
 
     lm = load_lm(model, device=device)
     sae_module, atlas = sae_and_atlas(sae, missing_ok=True, device=str(lm.device))
+    tracer = make_tracer(transcoders, str(lm.device)) if trace else None
     report = run_diagnosis(
         lm,
         sae_module,
@@ -83,7 +96,13 @@ def diagnose(
         options=options,
         sae_id=sae,
         output=output,
+        tracer=tracer,
     )
+    if graph_json is not None:
+        if report.trace is not None:
+            tracer.export_last(lm, graph_json)
+        else:
+            typer.echo(f"no graph written to {graph_json}: nothing was traced", err=True)
     typer.echo(report.model_dump_json(indent=2) if as_json else render_report(report))
     if store:
         from service.job_payloads import DiagnosisPayload

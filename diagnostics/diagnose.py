@@ -41,6 +41,7 @@ from diagnostics.report import (
 from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.splice import splice_sae
 from diagnostics.stage_clock import STOP_CHECK, Cancelled, StageClock, now
+from diagnostics.trace.tracer import Tracer
 from diagnostics.verdict import caveats, location_uncertain, write_verdict
 from diagnostics.verification import Verifier, control_summary, matched_random_features
 
@@ -56,11 +57,13 @@ def diagnose(
     options: DiagnosisOptions | None = None,
     sae_id: str = "",
     output: str | None = None,
+    tracer: Tracer | None = None,
 ) -> DriftReport:
     """Diagnose `prompt` against `expected` (and an optional worked `reference` solution).
 
     `output`: diagnose this response (from an eval run, a sampled run, another server) as the
-    model's path instead of generating one; the report says whether greedy decoding gives it."""
+    model's path instead of generating one; the report says whether greedy decoding gives it.
+    `tracer`: the transcoder set that traces the failure's attribution graph (options.trace)."""
     opts = options or DiagnosisOptions()
     started = now()
     prompt_ids = lm.prompt_ids(prompt, chat=opts.chat)  # [P]
@@ -72,7 +75,9 @@ def diagnose(
         out_ids = _tokens_of(lm, output)
     case = Problem(prompt, expected, reference, output)
     source = "greedy" if output is None else "given"
-    return _diagnose_path(lm, sae, case, prompt_ids, out_ids, source, atlas, opts, sae_id, started)
+    return _diagnose_path(
+        lm, sae, case, prompt_ids, out_ids, source, atlas, opts, sae_id, started, tracer
+    )
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,7 @@ def diagnose_batch(
     batch_size: int = 8,
     on_report: Callable[[int, DriftReport | Exception], None] | None = None,
     should_stop: Callable[[int], bool] | None = None,
+    tracer: Tracer | None = None,
 ) -> list[DriftReport | Exception]:
     """Diagnose many problems: the answers are generated in left-padded batches (greedy, each row
     stopping on its own), then each problem is diagnosed on its answer. A problem that fails
@@ -123,13 +129,13 @@ def diagnose_batch(
         for i, ids in zip(chunk, rows, strict=True):
             _finish_one(i, lambda ids=ids, i=i, share=share: _diagnose_path(
                 lm, sae, problems[i], prompts[i], ids, "greedy", atlas, opts, sae_id,
-                tuple(t - s for t, s in zip(now(), share, strict=True)),
+                tuple(t - s for t, s in zip(now(), share, strict=True)), tracer,
             ), results, on_report, should_stop)  # fmt: skip
     for i in prompts:
         if problems[i].output is not None:
             _finish_one(i, lambda i=i: _diagnose_path(
                 lm, sae, problems[i], prompts[i], _tokens_of(lm, problems[i].output), "given",
-                atlas, opts, sae_id, now(),
+                atlas, opts, sae_id, now(), tracer,
             ), results, on_report, should_stop)  # fmt: skip
     return results  # type: ignore[return-value]
 
@@ -165,6 +171,7 @@ def _diagnose_path(
     opts: DiagnosisOptions,
     sae_id: str,
     started: tuple[float, float],
+    tracer: Tracer | None = None,
 ) -> DriftReport:
     """The diagnosis of the model's path prompt_ids [P] + out_ids [G]."""
     prompt, expected, reference = case.prompt, case.expected, case.reference
@@ -248,6 +255,8 @@ def _diagnose_path(
                 stop=stop_rule(opts), max_new_tokens=opts.max_new_tokens,
             )  # fmt: skip
         _classify_distraction(report)
+    if opts.trace:
+        _trace(lm, tracer, report, prompt_ids, out_ids, expected, opts)
     report.warnings.extend(caveats(report))
     report.verdict = write_verdict(report)
     return _finish(report, clock)
@@ -305,6 +314,33 @@ def _verify(lm, sae, report, clock, gap, attr, flagging, out_ids, expected, opts
         beats = flagged_change > 0 and report.null.percentile >= EVIDENCE_PERCENTILE
         # evidence is supported only at a location that is itself checked or derived
         report.evidence = "supported" if beats and not location_uncertain(report) else "weak"
+
+
+def _trace(lm, tracer, report, prompt_ids, out_ids, expected, opts) -> None:
+    """The attribution graph of the failure at the divergence (diagnostics.trace)."""
+    if tracer is None:
+        report.warnings.append("tracing was asked for, but no transcoder set was given")
+        return
+    from diagnostics.trace.run import FailureCase
+
+    d = report.divergence
+    if d.position > tracer.config.max_tokens:
+        report.warnings.append(
+            f"not traced: {d.position} tokens up to the divergence, more than the trace's "
+            f"limit of {tracer.config.max_tokens}"
+        )
+        return
+    case = FailureCase(
+        prompt=report.prompt,
+        prompt_ids=prompt_ids,
+        out_ids=out_ids,
+        output=report.model_path.text,
+        divergence=d,
+        judge_fn=lambda text: _judge(text, expected, opts).correct,
+        stop=stop_rule(opts),
+        max_new_tokens=continuation_budget(len(out_ids) - d.path_index, opts),
+    )
+    report.trace = tracer.trace(lm, case)
 
 
 def continuation_budget(remaining: int, opts: DiagnosisOptions) -> int:

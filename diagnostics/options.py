@@ -63,6 +63,11 @@ class DiagnosisOptions(BaseModel):
     )
     top_features_per_token: int = Field(3, ge=0, le=20, description="Features kept per token.")
     verify: bool = Field(True, description="Run the ablation checks (slower).")
+    trace: bool = Field(
+        False,
+        description="Trace the failure's attribution graph through the per-layer transcoders "
+        "(minutes on a CPU, seconds on a GPU).",
+    )
     seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of the random control.")
 
     @field_validator("pattern")

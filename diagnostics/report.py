@@ -16,11 +16,13 @@ from pydantic import BaseModel, Field
 
 from diagnostics.failure_classes import FailureClass
 from diagnostics.feature_card import FeatureCard
+from diagnostics.trace.records import Trace
 
-REPORT_SCHEMA_VERSION = "2.0"
+REPORT_SCHEMA_VERSION = "3.0"
 """2.0: first_error; the expected path is the model's text with its first wrong step corrected;
 fires_at holds token positions (`TokenActivation`); attributions are `FeatureAttribution`;
-the answer record is `JudgedAnswer`; the output's source is recorded."""
+the answer record is `JudgedAnswer`; the output's source is recorded.
+3.0: `trace`, the attribution graph of the failure through per-layer transcoders."""
 
 
 class FeatureActivation(BaseModel):
@@ -278,6 +280,7 @@ class DriftReport(BaseModel):
     control: ControlResult | None = None
     evidence: Literal["supported", "weak", "none"] = "none"  # flagged vs the selection-matched null
     context: ContextAttribution | None = None
+    trace: Trace | None = None  # the attribution graph of the failure (3.0+; opt-in)
     verdict: str
     timings: Timings = Field(default_factory=Timings)
     warnings: list[str] = Field(default_factory=list)
@@ -297,13 +300,24 @@ class DriftReport(BaseModel):
 
 
 def upgrade_report_body(body: dict[str, Any]) -> dict[str, Any]:
-    """A stored report body in the current schema. 1.x bodies: `fires_at` entries held the
-    position under `feature` (tokens in `fires_at_tokens`), top attributions held the value
-    under `activation`, the divergence had `numeric`/`first_any_position`; no first error."""
+    """A stored report body in the current schema, upgraded one major version at a time."""
     version = str(body.get("schema_version", "1.0"))
-    body = _with_first_error_confidence(body)
-    if not version.startswith("1."):
-        return body
+    if version.startswith("1."):
+        body = _upgrade_1_to_2(body)
+    if str(body.get("schema_version")).startswith("2."):
+        body = _upgrade_2_to_3(body)
+    return body
+
+
+def _upgrade_2_to_3(body: dict[str, Any]) -> dict[str, Any]:
+    """2.x bodies had no trace and no `first_error.confidence`."""
+    return {**_with_first_error_confidence(body), "trace": None, "schema_version": "3.0"}
+
+
+def _upgrade_1_to_2(body: dict[str, Any]) -> dict[str, Any]:
+    """1.x bodies: `fires_at` entries held the position under `feature` (tokens in
+    `fires_at_tokens`), top attributions held the value under `activation`, the divergence had
+    `numeric`/`first_any_position`; no first error."""
     body = dict(body)
     flagged = []
     for f in body.get("flagged") or []:
@@ -335,7 +349,7 @@ def upgrade_report_body(body: dict[str, Any]) -> dict[str, Any]:
         }
         d["near_tie"] = d.get("prob_model", 1.0) - d.get("prob_expected", 0.0) < NEAR_TIE
         body["divergence"] = d
-    body["schema_version"] = REPORT_SCHEMA_VERSION
+    body["schema_version"] = "2.0"
     return body
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from diagnostics.named_latents import activation_note, attribution_note
 from diagnostics.report import DriftReport
+from diagnostics.trace.verdict_text import trace_lines
 
 
 def render_report(report: DriftReport) -> str:
@@ -93,6 +94,8 @@ def render_report(report: DriftReport) -> str:
                 f"plain matched-random baseline, {len(c.draws)} sets (no selection): median change "
                 f"{c.median_metric_change:+.2f}"
             )
+    if report.trace is not None:
+        lines += trace_lines(report.trace)
     for w in report.warnings:
         lines.append(f"warning: {w}")
     t = report.timings

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from diagnostics.named_latents import ONLY_GENERIC, latent_phrase, specific
 from diagnostics.report import DriftReport
+from diagnostics.trace.verdict_text import trace_sentence
 
 ERROR_SHARE_WARNING = 0.5
 """Above this share of the attribution in the SAE error term, the latents explain little."""
@@ -43,6 +44,10 @@ def write_verdict(report: DriftReport) -> str:
         a, b = ctx.responsible_span
         parts.append(
             f"The prompt's sentence '{_short(report.prompt[a:b])}' carries it: {ctx.responsible_reason}."
+        )
+    if report.trace is not None:
+        parts.append(
+            trace_sentence(report.trace, report.prompt, report.model_path.text, d.model_token)
         )
     v, null = report.verification, report.null
     if not report.flagged:

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
         "",
         "The SAE identity stored in reports (unset: its own id or directory name).",
     )
+    transcoders: str = _var(
+        "DRIFTSCOPE_TRANSCODERS",
+        "default",
+        "The transcoder set traced jobs (options.trace) use: `default` (shipped) or a directory.",
+    )
     auth_required: bool = _var("DRIFTSCOPE_AUTH", True, "`0` turns API keys off (trials only).")
     max_prompt_chars: int = _var(
         "DRIFTSCOPE_MAX_PROMPT_CHARS", 8_000, "Longest prompt or reference accepted.", ge=1

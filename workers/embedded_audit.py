@@ -25,6 +25,7 @@ from service.datasets import DatasetError, audit_extra, read_dataset_file, sampl
 from service.db import migrate, session_scope
 from service.settings import Settings
 from service.submissions import create_audit
+from service.trace_summary import recurring_supernodes, traced_failures
 from workers.jobs import run_jobs
 from workers.runtime import get_runtime
 
@@ -94,7 +95,7 @@ def run_audit_in_process(
     with session_scope(settings.database_url) as session:
         summary = summarize(
             *audit_frames(session, audit.id), ConceptBasis.of(runtime.sae, runtime.atlas)
-        )
+        ) | {"trace_supernodes": recurring_supernodes(traced_failures(session, audit.id))}
     return AuditRun(audit_id=audit.id, summary=summary)
 
 

@@ -307,7 +307,7 @@ def _diagnose_jobs(diagnoses, settings, runtime, timeout, done) -> None:
                     rt.lm, rt.sae,
                     [Problem(p.prompt, p.expected, p.reference, p.output) for _, _, p in members],
                     atlas=rt.atlas, options=members[0][2].options, sae_id=rt.sae_id,
-                    batch_size=len(members), on_report=on_report,
+                    batch_size=len(members), on_report=on_report, tracer=rt.tracer,
                     should_stop=lambda i, members=members: _lost(beats, members[i][0].id),
                 )  # fmt: skip
             except timeout as err:  # the time limit hit the batched generation itself

@@ -15,6 +15,7 @@ from pathlib import Path
 from diagnostics.atlas.store import FeatureAtlas
 from diagnostics.language_model import LanguageModel
 from diagnostics.sae.modules import SparseAutoencoder
+from diagnostics.trace.tracer import Tracer, make_tracer
 from service.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ class Runtime:
     sae: SparseAutoencoder
     atlas: FeatureAtlas | None  # passed to diagnose as is
     sae_id: str
+    tracer: Tracer | None = None  # traces jobs with options.trace (loads its set on first use)
 
 
 _lock = threading.Lock()
@@ -63,7 +65,13 @@ def load_runtime(settings: Settings) -> Runtime:
         if settings.atlas:
             raise
         log.info("no feature atlas for %s (%s): reports will have no labels", settings.sae, err)
-    return Runtime(lm=lm, sae=sae, atlas=atlas, sae_id=sae_identity(settings, sae))
+    return Runtime(
+        lm=lm,
+        sae=sae,
+        atlas=atlas,
+        sae_id=sae_identity(settings, sae),
+        tracer=make_tracer(settings.transcoders, str(lm.device)),
+    )
 
 
 def get_runtime(settings: Settings | None = None) -> Runtime:

@@ -37,6 +37,7 @@ from service.datasets import (
 )
 from service.models import Audit
 from service.submissions import create_audit
+from service.trace_summary import recurring_supernodes, traced_failures
 from service.validation import INT32_MAX, INT64_MAX, Text
 from workers.queue import enqueue
 
@@ -207,11 +208,14 @@ def get_audit_summary(
     """What the audit found, first: first errors by kind (an example step each), responsible
     spans by kind, then only the recurring concepts whose ablation beats the selection-matched
     null (with feature cards and fix/flip counts against it); accuracy and failure classes
-    (see service.audit_summary.summarize)."""
+    (see service.audit_summary.summarize); and the supernodes recurring across traced failures
+    (service.trace_summary)."""
     audit = _audit(session, audit_id, caller)
     items, features = audit_frames(session, audit_id)
-    return {"progress": audit_progress(session, audit).model_dump(mode="json")} | summarize(
-        items, features, concept_basis_of(settings)
+    return (
+        {"progress": audit_progress(session, audit).model_dump(mode="json")}
+        | summarize(items, features, concept_basis_of(settings))
+        | {"trace_supernodes": recurring_supernodes(traced_failures(session, audit_id))}
     )
 
 

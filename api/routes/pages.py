@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from sqlmodel import select
 
 from api.atlas_cache import atlas_of, concept_basis_of
@@ -29,6 +29,7 @@ from api.pages.report_view import (
     next_token_rows,
 )
 from api.pages.templating import STATIC_DIR, render
+from api.pages.trace_view import trace_page
 from api.problem_details import Problem, not_found
 from diagnostics.atlas.describe import element_rows
 from diagnostics.failure_classes import FailureClass
@@ -43,6 +44,7 @@ from service.report_queries import (
     list_reports,
     stored_report,
 )
+from service.trace_summary import recurring_supernodes, traced_failures
 from service.validation import INT32_MAX, whole_number
 
 router = APIRouter(include_in_schema=False)
@@ -165,6 +167,7 @@ def report_page(
             "chart": evidence_chart(report) if report.verification else None,
             "prefix": continuation_prefix(report),
             "cards": _cards(report, settings),
+            "trace_view": trace_page(report) if report.trace else None,
         },
     )
 
@@ -177,6 +180,20 @@ def _cards(report, settings) -> dict:
     return {
         f.feature: f.card or (atlas.card(f.feature) if usable else None) for f in report.flagged
     }
+
+
+@router.get("/reports/{report_id}/graph.json")
+def report_graph_json(report_id: str, session: SessionDep, caller: PageCaller) -> Response:
+    """The report's attribution graph as circuit-tracer's graph JSON (its viewer opens it)."""
+    from diagnostics.trace.stored_json import graph_json_of
+
+    stored = stored_report(session, report_id, scope=caller.scope)
+    if stored is None or stored.report.trace is None:
+        raise not_found("traced report", report_id)
+    return JSONResponse(
+        graph_json_of(stored.report, slug=report_id),
+        headers={"Content-Disposition": f'attachment; filename="{report_id}-graph.json"'},
+    )
 
 
 def _labeller(report, settings):
@@ -311,6 +328,7 @@ def audit_page(
             "segments": accuracy_segments(summary, progress),
             "fix_bars": fix_rate_bars(summary),
             "eval_run": audit.options.get("kind") == "lm-eval",
+            "trace_supernodes": recurring_supernodes(traced_failures(session, audit_id)),
         },
     )
 
