@@ -39,7 +39,8 @@ from diagnostics.diagnose import diagnose  # noqa: E402
 from diagnostics.options import DiagnosisOptions  # noqa: E402
 from diagnostics.trace.config import TraceConfig  # noqa: E402
 from diagnostics.trace.token_influence import share_inside  # noqa: E402
-from diagnostics.trace.tracer import Tracer, transcoder_dir  # noqa: E402
+from diagnostics.trace.tracer import Tracer
+from diagnostics.transcoders.shipped import resolve_transcoders_dir  # noqa: E402
 
 HERE = Path(__file__).parent
 DISTRACTION = HERE / "data" / "distraction.jsonl"
@@ -231,7 +232,7 @@ def main() -> None:
     lm, sae, atlas, set_dir = load(args)
     config = TraceConfig(max_feature_nodes=args.nodes, batch_size=args.batch,
                          null_draws=args.null_draws, device=str(lm.device))  # fmt: skip
-    tracer = Tracer(set_dir or transcoder_dir(args.transcoders), config)
+    tracer = Tracer(set_dir or resolve_transcoders_dir(args.transcoders), config)
     if args.one_cost is not None:
         print(json.dumps(one_cost(lm, tracer, args.one_cost)))
         return

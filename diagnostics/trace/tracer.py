@@ -10,16 +10,7 @@ from diagnostics.language_model import LanguageModel
 from diagnostics.trace.config import TraceConfig
 from diagnostics.trace.records import Trace
 from diagnostics.trace.supernodes import LabelFn
-
-DEFAULT_SET = "smollm2-135m-instruct-plt"
-"""The shipped transcoder set for the bundled model (diagnostics/assets/transcoders/...)."""
-
-
-def transcoder_dir(name: str) -> Path:
-    """'default' (the shipped set) or a directory holding a transcoder set's config.yaml."""
-    if name == "default":
-        return Path(__file__).parents[1] / "assets" / "transcoders" / DEFAULT_SET
-    return Path(name).expanduser()
+from diagnostics.transcoders.shipped import resolve_transcoders_dir
 
 
 @dataclass
@@ -56,4 +47,4 @@ class Tracer:
 def make_tracer(name: str, device: str) -> Tracer:
     """A Tracer for the set `name` ('default' or a directory) on `device`; nothing is read until
     the first trace (a missing set fails that trace, with its path in the message)."""
-    return Tracer(transcoder_dir(name), TraceConfig(device=device))
+    return Tracer(resolve_transcoders_dir(name), TraceConfig(device=device))

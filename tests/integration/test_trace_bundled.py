@@ -10,8 +10,9 @@ from diagnostics.diagnose import diagnose
 from diagnostics.options import DiagnosisOptions
 from diagnostics.sae import load_sae
 from diagnostics.trace.config import TraceConfig
-from diagnostics.trace.tracer import Tracer, transcoder_dir
+from diagnostics.trace.tracer import Tracer
 from diagnostics.transcoders.io import read_config
+from diagnostics.transcoders.shipped import resolve_transcoders_dir
 
 NATALIA = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in "
@@ -21,7 +22,7 @@ NATALIA = (
 
 @pytest.fixture(scope="module")
 def traced(bundled_lm):
-    shipped = transcoder_dir("default")
+    shipped = resolve_transcoders_dir("default")
     read_config(shipped)  # a missing set fails here, with its path in the message
     tracer = Tracer(shipped, TraceConfig(max_feature_nodes=200, batch_size=8, null_draws=10))
     opts = DiagnosisOptions(trace=True, context=False)
