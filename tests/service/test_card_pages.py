@@ -79,7 +79,7 @@ def test_the_audit_page_leads_with_first_errors_and_spans(client):
             report.first_error = FirstError(
                 kind="calculation_slip" if k < 2 else "misread_number", found_by="calculator",
                 output_span=(0, 5), step_text=f"48 / 2 = 2{k + 5}", should_be="48 / 2 = 24",
-                evidence="arithmetic",
+                evidence="arithmetic", confidence="checked",
             )  # fmt: skip
             report.context = ContextAttribution(
                 effects=[
