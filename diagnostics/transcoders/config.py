@@ -60,7 +60,8 @@ class TranscoderTrainConfig:
     selection_dtype: Literal["float32", "bfloat16"] = "bfloat16"
     """dtype of the dense encoder pass that only picks active features."""
     threshold_tokens: int = 8_192
-    """Training tokens on which a BatchTopK transcoder's JumpReLU threshold is calibrated."""
+    """Tokens, from the start of the training stream, on which the JumpReLU threshold is
+    calibrated so that k features fire per token on average."""
     checkpoint_every_s: float = 600.0
     """Seconds between checkpoints (training resumes from the last one)."""
     seed: int = 0

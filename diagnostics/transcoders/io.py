@@ -33,6 +33,32 @@ def layer_file(layer: int) -> str:
     return f"layer_{layer}.safetensors"
 
 
+WEIGHT_KEYS = ("W_enc", "W_dec", "W_skip")
+"""Stored in the set's dtype; biases and thresholds stay float32 (they are small, and a late
+layer's folded encoder bias is in the hundreds, where fp16's spacing is 0.125)."""
+
+
+def round_weights(
+    tensors: dict[str, torch.Tensor], dtype: torch.dtype, mean_input: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    """One layer ready to store: weights cast to `dtype`, the rest float32.
+
+    The MLP input has a large mean m at late layers, so x W_enc^T is a large number that b_enc
+    cancels; rounding W_enc alone would shift every pre-activation by (W16 - W) m, far beyond
+    the JumpReLU threshold. With `mean_input` [d_model] the biases absorb that shift
+    (b_enc += (W - W16) m, and b_dec likewise for the skip term), leaving only (W16 - W)(x - m).
+    """
+    out = {k: v.detach().float().cpu().clone() for k, v in tensors.items()}
+    for key in WEIGHT_KEYS:
+        if key in out:
+            rounded = out[key].to(dtype)
+            if mean_input is not None and key != "W_dec":
+                shift = (out[key] - rounded.float()) @ mean_input.float()  # [d_out]
+                out["b_enc" if key == "W_enc" else "b_dec"] += shift
+            out[key] = rounded
+    return {k: v.contiguous() for k, v in out.items()}
+
+
 def save_transcoder_set(
     layers: dict[int, dict[str, torch.Tensor]],
     directory: str | Path,
@@ -40,8 +66,10 @@ def save_transcoder_set(
     scan: str,
     dtype: str = "float16",
     record: dict[str, Any] | None = None,
+    mean_inputs: dict[int, torch.Tensor] | None = None,
 ) -> Path:
-    """Write one safetensors file per layer (cast to `dtype`), `config.yaml` and `record.json`."""
+    """Write one safetensors file per layer (weights in `dtype`, corrected at each layer's mean
+    MLP input when given: `round_weights`), `config.yaml` and `record.json`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if sorted(layers) != list(range(len(layers))):
@@ -51,10 +79,8 @@ def save_transcoder_set(
         missing = [k for k in LAYER_KEYS if k not in tensors]
         if missing:
             raise SaeFormatError(f"layer {layer} lacks {missing}")
-        save_file(
-            {k: v.detach().to(target).contiguous().cpu() for k, v in tensors.items()},
-            str(directory / layer_file(layer)),
-        )
+        mean = (mean_inputs or {}).get(layer)
+        save_file(round_weights(tensors, target, mean), str(directory / layer_file(layer)))
     config = {
         "model_kind": "transcoder_set",
         "scan": scan,

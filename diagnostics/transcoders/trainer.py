@@ -235,8 +235,11 @@ def train_transcoders(
     state.update(step=step, windows_done=stream.windows_done)
     _accumulate_time(state, wall0, cpu0)
 
-    # thresholds on fresh training windows, so the saved JumpReLU fires k per token on average
-    x, _ = stream.next_rows(cfg.threshold_tokens)
+    # thresholds on the stream's first windows (its most mixed part: later windows come from the
+    # larger sources only, once the small ones ran out), so the saved JumpReLU fires k features
+    # per token on average on text like the whole mix; calibrated on the stream's end instead,
+    # late layers fired 3-4x k on held-out text and lost most of their explained variance
+    x, _ = StreamingPairs(lm, cfg, layers).next_rows(cfg.threshold_tokens)
     tensors, results = {}, []
     for i, lay in enumerate(layers):
         model, (s_in, s_out) = models[lay], scales[lay]
@@ -272,6 +275,7 @@ def train_transcoders(
             scan=f"driftscope/{lm.model_id.split('@')[0]}-plt-{cfg.d_transcoder}",
             dtype=cfg.save_dtype,
             record=record,
+            mean_inputs={lay: models[lay].x_mean / scales[lay][0] for lay in layers},
         )
     return TranscoderTrainResult(
         tensors=tensors,

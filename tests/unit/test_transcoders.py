@@ -18,7 +18,7 @@ from diagnostics.transcoders.evaluate import (
     heldout_windows,
     transcode,
 )
-from diagnostics.transcoders.io import load_layer, load_transcoder_set, read_config
+from diagnostics.transcoders.io import load_layer, load_transcoder_set, read_config, round_weights
 from diagnostics.transcoders.mlp_activations import mlp_inputs_outputs
 from diagnostics.transcoders.trainer import train_transcoders
 from diagnostics.transcoders.training_transcoder import TrainingTranscoder
@@ -165,3 +165,36 @@ def test_an_interrupted_run_resumes_where_it_stopped(corpus, tmp_path, monkeypat
     for layer in (0, 1):
         for key, value in straight.tensors[layer].items():
             torch.testing.assert_close(resumed.tensors[layer][key], value)
+
+
+def test_stored_weights_keep_pre_activations_when_the_mlp_input_has_a_large_mean():
+    gen = torch.Generator().manual_seed(1)
+    d, n = 64, 128
+    mean = 40 * torch.randn(d, generator=gen)  # a late layer's MLP input: a large constant part
+    x = mean + 0.5 * torch.randn(200, d, generator=gen)  # [200, d]
+    w_enc = 10 * torch.randn(n, d, generator=gen)  # folded input scales make encoders large
+    w_skip = 3 * torch.randn(d, d, generator=gen)
+    tensors = {
+        "W_enc": w_enc,
+        "W_dec": torch.randn(n, d, generator=gen),
+        "b_enc": -(w_enc @ mean),  # the folded centring: x W^T + b = W (x - m)
+        "b_dec": -(w_skip @ mean),
+        "activation_function.threshold": torch.full((n,), 0.5),
+        "W_skip": w_skip,
+    }
+    exact = x @ w_enc.T + tensors["b_enc"]
+    naive = round_weights(tensors, torch.float16, None)
+    stored = round_weights(tensors, torch.float16, mean)
+    assert stored["W_enc"].dtype == torch.float16 and stored["b_enc"].dtype == torch.float32
+
+    def pre(t):
+        return x @ t["W_enc"].float().T + t["b_enc"]
+
+    # rounding the weights alone shifts pre-activations by (W16 - W) m; the biases absorb it
+    naive_err = (pre(naive) - exact).abs().max()
+    stored_err = (pre(stored) - exact).abs().max()
+    assert stored_err < naive_err / 4
+    skip_exact = x @ w_skip.T + tensors["b_dec"]
+    skip_stored = x @ stored["W_skip"].float().T + stored["b_dec"]
+    skip_naive = x @ naive["W_skip"].float().T + naive["b_dec"]
+    assert (skip_stored - skip_exact).abs().max() < (skip_naive - skip_exact).abs().max() / 4
