@@ -18,6 +18,7 @@ from cli.common import (
     diagnosis_option,
     friendly_errors,
     quiet_transformers,
+    require_transcoders,
     viewing_hint,
 )
 
@@ -86,6 +87,8 @@ def audit(
         }
     )
     options = DiagnosisOptions(mode=mode, max_new_tokens=max_new_tokens, verify=verify, trace=trace)
+    if trace:
+        require_transcoders(transcoders)
     quiet_transformers()  # the worker runtime loads the model below the audit's bar
     bar = None
 

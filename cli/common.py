@@ -208,3 +208,12 @@ def viewing_hint(what: str, database_url: str, path: str) -> str:
         f"{mask_credentials(database_url)} driftscope serve`, then http://127.0.0.1:8000{path} "
         "(log in with an admin key: `driftscope apikey create --admin`)"
     )
+
+
+def require_transcoders(name: str) -> None:
+    """Fail before any model work when the transcoder set `name` ('default' or a directory) is
+    missing: its config.yaml is read (the weights are read at the first trace)."""
+    from diagnostics.transcoders.io import read_config
+    from diagnostics.transcoders.shipped import resolve_transcoders_dir
+
+    read_config(resolve_transcoders_dir(name))

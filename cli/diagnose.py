@@ -17,6 +17,7 @@ from cli.common import (
     diagnosis_option,
     friendly_errors,
     load_lm,
+    require_transcoders,
     sae_and_atlas,
     viewing_hint,
 )
@@ -79,6 +80,8 @@ def diagnose(
     )
     if graph_json is not None and not trace:
         raise typer.BadParameter("--graph-json needs --trace")
+    if trace:
+        require_transcoders(transcoders)
     from diagnostics.diagnose import diagnose as run_diagnosis
     from diagnostics.report_text import render_report
     from diagnostics.trace.tracer import make_tracer

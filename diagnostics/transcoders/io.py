@@ -99,7 +99,10 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     directory = Path(directory).expanduser()
     path = directory / CONFIG_FILE
     if not path.is_file():
-        raise SaeFormatError(f"no transcoder set at {directory}: {CONFIG_FILE} is missing")
+        raise SaeFormatError(
+            f"no transcoder set at {directory}: {CONFIG_FILE} is missing (`make transcoders` "
+            "trains the default set; docs/transcoders.md)"
+        )
     config = yaml.safe_load(path.read_text())
     if not isinstance(config, dict) or config.get("model_kind") != "transcoder_set":
         raise SaeFormatError(f"{path}: expected model_kind: transcoder_set")
