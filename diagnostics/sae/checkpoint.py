@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from diagnostics.sae.training_sae import TrainingPart
+
 STATE_JSON = "state.json"
 STATE_TENSORS = "state.safetensors"
-
-
-@dataclass
-class TrainingPart:
-    """One dictionary being trained: its module, its optimizer and its counter of tokens since
-    each feature last fired."""
-
-    model: torch.nn.Module
-    optim: torch.optim.Optimizer
-    since_fired: torch.Tensor  # [d_sae] int64
 
 
 def has_checkpoint(ckpt: Path) -> bool:

@@ -18,7 +18,6 @@ from tqdm.auto import tqdm
 
 from diagnostics.sae.activation_cache import ActivationCache, epoch_batches
 from diagnostics.sae.checkpoint import (
-    TrainingPart,
     has_checkpoint,
     load_checkpoint,
     save_checkpoint,
@@ -27,7 +26,7 @@ from diagnostics.sae.config import SaeMetadata
 from diagnostics.sae.io import save_sae
 from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.sae.training_config import TrainConfig
-from diagnostics.sae.training_sae import TrainingSae
+from diagnostics.sae.training_sae import TrainingPart, TrainingSae
 
 CHECKPOINT_DIR = "checkpoint"
 SAE_DIR = "sae"
@@ -108,10 +107,6 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                 continue
             if step >= total_steps:
                 break
-            for group in optim.param_groups:
-                group["lr"] = lr_at(
-                    step, total_steps, base_lr, cfg.warmup_steps, cfg.decay_fraction
-                )
             out = model.step(
                 batch * scale,
                 k=cfg.k,
@@ -122,14 +117,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                 auxk_alpha=cfg.auxk_alpha,
                 selection_dtype=sel_dtype,
             )
-            optim.zero_grad(set_to_none=True)
-            out.loss.backward()
-            model.remove_parallel_decoder_grad()
-            optim.step()
-            model.normalize_decoder()
-
-            since_fired += cfg.batch_size
-            since_fired[out.fired] = 0
+            lr = lr_at(step, total_steps, base_lr, cfg.warmup_steps, cfg.decay_fraction)
+            parts[""].update(out, lr, cfg.batch_size)
             step += 1
             recent_fvu = (recent_fvu + [float(out.fvu)])[-50:]
             if step % 25 == 0 or step == total_steps:

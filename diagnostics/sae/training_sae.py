@@ -188,3 +188,26 @@ class TrainingSae(nn.Module):
         if isinstance(sae, JumpReLUSAE):
             sae.threshold.fill_(threshold / scale)
         return sae.eval().requires_grad_(False)
+
+
+@dataclass
+class TrainingPart:
+    """One dictionary being trained: its module, its optimizer and its counter of tokens since
+    each feature last fired."""
+
+    model: TrainingSae
+    optim: torch.optim.Optimizer
+    since_fired: torch.Tensor  # [d_sae] int64
+
+    def update(self, out: StepOutput, lr: float, rows: int) -> None:
+        """Backpropagate a step's loss and take the Adam step at `lr` (decoder rows stay unit
+        norm); features that fired reset their counter, the others age by `rows` tokens."""
+        for group in self.optim.param_groups:
+            group["lr"] = lr
+        self.optim.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.model.remove_parallel_decoder_grad()
+        self.optim.step()
+        self.model.normalize_decoder()
+        self.since_fired += rows
+        self.since_fired[out.fired] = 0

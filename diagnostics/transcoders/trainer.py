@@ -22,7 +22,6 @@ from tqdm.auto import tqdm
 from diagnostics.documents import interleave_documents
 from diagnostics.language_model import LanguageModel
 from diagnostics.sae.checkpoint import (
-    TrainingPart,
     has_checkpoint,
     load_checkpoint,
     load_extra,
@@ -31,6 +30,7 @@ from diagnostics.sae.checkpoint import (
 from diagnostics.sae.harvest import pad_windows, token_windows
 from diagnostics.sae.io import torch_dtype
 from diagnostics.sae.trainer import lr_at
+from diagnostics.sae.training_sae import TrainingPart
 from diagnostics.transcoders.config import TranscoderTrainConfig
 from diagnostics.transcoders.io import save_transcoder_set
 from diagnostics.transcoders.mlp_activations import mlp_inputs_outputs
@@ -195,10 +195,7 @@ def train_transcoders(
         x, y = stream.next_rows(cfg.batch_size)  # [n_layers, batch, d_model]
         lr = lr_at(step, total, cfg.learning_rate(), cfg.warmup_steps, cfg.decay_fraction)
         for i, lay in enumerate(layers):
-            model, optim = models[lay], optims[lay]
-            s_in, s_out = scales[lay]
-            for group in optim.param_groups:
-                group["lr"] = lr
+            model, s_in, s_out = models[lay], *scales[lay]
             out = model.step(
                 x[i] * s_in,
                 target=y[i] * s_out,
@@ -210,13 +207,7 @@ def train_transcoders(
                 auxk_alpha=cfg.auxk_alpha,
                 selection_dtype=sel_dtype,
             )
-            optim.zero_grad(set_to_none=True)
-            out.loss.backward()
-            model.remove_parallel_decoder_grad()
-            optim.step()
-            model.normalize_decoder()
-            since_fired[lay] += cfg.batch_size
-            since_fired[lay][out.fired] = 0
+            parts[f"L{lay}."].update(out, lr, cfg.batch_size)
             recent[lay] = (recent[lay] + [(float(out.fvu), out.l0)])[-20:]
         step += 1
         bar.update(1)
