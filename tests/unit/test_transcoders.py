@@ -120,10 +120,12 @@ def test_replacement_scores_are_the_models_own_cross_entropy(trained, corpus):
     nothing = evaluate_replacement(lm, {}, windows)
     assert nothing.next_token_agreement == 1.0 and nothing.ce_increase == pytest.approx(0, abs=1e-6)
     # the clean cross-entropy is the model's own loss on the same windows (BOS is never a target)
-    total = sum(
-        float(lm.model(input_ids=torch.tensor([w]), labels=torch.tensor([w])).loss) * (len(w) - 1)
-        for w in windows
-    )
+    with torch.no_grad():
+        total = sum(
+            float(lm.model(input_ids=torch.tensor([w]), labels=torch.tensor([w])).loss)
+            * (len(w) - 1)
+            for w in windows
+        )
     assert nothing.ce_clean == pytest.approx(total / nothing.n_tokens, rel=1e-4)
     replaced = evaluate_replacement(lm, result.tensors, windows)
     assert replaced.n_tokens == nothing.n_tokens
