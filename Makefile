@@ -62,9 +62,9 @@ default-sae: install
 	$(BIN)/driftscope sae eval default $(DATA)/corpus/*.jsonl $(DATA)/gsm8k/train.jsonl --split heldout \
 		--max-tokens 50000 --record --histogram docs/img/default_sae_density.png
 
-# Train the shipped transcoder set from its recipe (about 3 hours of 2 CPU cores; it resumes from
-# its checkpoint under ~/.cache after an interruption; see docs/transcoders.md), then evaluate it
-# on held-out text and record the numbers in its record.json.
+# Train the default model's transcoder set from its recipe (2-3 hours of 2 CPU cores; it resumes
+# from its checkpoint under ~/.cache after an interruption), put it where the tracer looks for
+# the default set, evaluate it on held-out text and record the numbers (docs/transcoders.md).
 TC_DIR := diagnostics/assets/transcoders/smollm2-135m-instruct-plt
 TC_RUN ?= $(HOME)/.cache/driftscope/transcoders/smollm2-135m-instruct-plt
 transcoders: install
