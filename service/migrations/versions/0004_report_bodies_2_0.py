@@ -12,44 +12,18 @@ reports; after it, every stored body validates as 2.0 as it is. Rows are rewritt
 downgrade keeps the 2.0 bodies (a 1.x reader ignores the fields it does not know).
 """
 
-import sqlalchemy as sa
 from alembic import op
 
-from diagnostics.report import upgrade_report_body
+from service.report_body_rewrite import rewrite_report_bodies
 
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-BATCH = 500
-
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    report = sa.table(
-        "report", sa.column("id", sa.String), sa.column("body", sa.JSON().with_variant(
-            sa.dialects.postgresql.JSONB(), "postgresql"))
-    )  # fmt: skip
-    last = ""
-    while True:
-        rows = bind.execute(
-            sa.select(report.c.id, report.c.body)
-            .where(report.c.id > last)
-            .order_by(report.c.id)
-            .limit(BATCH)
-        ).all()
-        if not rows:
-            return
-        for row in rows:
-            body = row.body
-            if str(body.get("schema_version", "1.0")).startswith("1."):
-                bind.execute(
-                    sa.update(report)
-                    .where(report.c.id == row.id)
-                    .values(body=upgrade_report_body(body))
-                )
-        last = rows[-1].id
+    rewrite_report_bodies(op.get_bind(), majors=("1",))
 
 
 def downgrade() -> None:

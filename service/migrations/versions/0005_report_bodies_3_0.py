@@ -11,44 +11,18 @@ upgrades on the fly, so a database that skipped this revision serves the same re
 rewritten in batches; downgrade keeps the 3.0 bodies (a 2.0 reader ignores `trace`).
 """
 
-import sqlalchemy as sa
 from alembic import op
 
-from diagnostics.report import upgrade_report_body
+from service.report_body_rewrite import rewrite_report_bodies
 
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
 
-BATCH = 500
-
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    report = sa.table(
-        "report", sa.column("id", sa.String), sa.column("body", sa.JSON().with_variant(
-            sa.dialects.postgresql.JSONB(), "postgresql"))
-    )  # fmt: skip
-    last = ""
-    while True:
-        rows = bind.execute(
-            sa.select(report.c.id, report.c.body)
-            .where(report.c.id > last)
-            .order_by(report.c.id)
-            .limit(BATCH)
-        ).all()
-        if not rows:
-            return
-        for row in rows:
-            body = row.body
-            if str(body.get("schema_version", "1.0")).split(".")[0] in ("1", "2"):
-                bind.execute(
-                    sa.update(report)
-                    .where(report.c.id == row.id)
-                    .values(body=upgrade_report_body(body))
-                )
-        last = rows[-1].id
+    rewrite_report_bodies(op.get_bind(), majors=("1", "2"))
 
 
 def downgrade() -> None:
