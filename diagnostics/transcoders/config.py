@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-import json
-import math
-import tomllib
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from diagnostics.sae.training_config import ConfigFile, default_learning_rate
 
 
 @dataclass
-class TranscoderTrainConfig:
+class TranscoderTrainConfig(ConfigFile):
     """Per-layer transcoders for every MLP of a model, trained from one streaming forward pass."""
 
     sources: list[str]
@@ -84,19 +82,4 @@ class TranscoderTrainConfig:
         return max(1, self.max_tokens // self.batch_size)
 
     def learning_rate(self) -> float:
-        return self.lr if self.lr is not None else 1.5e-3 / math.sqrt(self.d_transcoder / 2**14)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_file(cls, path: str | Path, **overrides: Any) -> TranscoderTrainConfig:
-        """Read a .toml or .json file; `overrides` (not None) replace its values."""
-        path = Path(path)
-        text = path.read_text()
-        raw = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        unknown = set(raw) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"{path}: unknown training options {sorted(unknown)}")
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**raw)
+        return self.lr if self.lr is not None else default_learning_rate(self.d_transcoder)
