@@ -133,3 +133,15 @@ def gsm8k_jsonl(n: int) -> bytes:
 
 def repo_root() -> Path:
     return Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def cli_env(tmp_path, runtime_dirs, monkeypatch) -> Iterator[str]:
+    """Environment of a CLI test: its own SQLite file, the test model and SAE; yields the URL."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("DRIFTSCOPE_MODEL", runtime_dirs["model"])
+    monkeypatch.setenv("DRIFTSCOPE_SAE", runtime_dirs["sae"])
+    get_settings.cache_clear()
+    yield url
+    get_settings.cache_clear()

@@ -26,17 +26,6 @@ runner = CliRunner()
 FAST = ["--max-new-tokens", "4", "--controls", "0", "--top-k", "2"]
 
 
-@pytest.fixture
-def cli_env(tmp_path, runtime_dirs, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("DRIFTSCOPE_MODEL", runtime_dirs["model"])
-    monkeypatch.setenv("DRIFTSCOPE_SAE", runtime_dirs["sae"])
-    get_settings.cache_clear()
-    yield url
-    get_settings.cache_clear()
-
-
 def _one_line_error(result, code: int) -> str:
     assert result.exit_code == code, result.output
     assert "Traceback" not in result.output and "validation error" not in result.output

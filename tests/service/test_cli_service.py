@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 from sqlmodel import func, select
 from typer.testing import CliRunner
 
@@ -15,19 +14,6 @@ from service.models import Report
 from tests.service.conftest import gsm8k_jsonl
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def cli_env(tmp_path, runtime_dirs, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.setenv("DRIFTSCOPE_MODEL", runtime_dirs["model"])
-    monkeypatch.setenv("DRIFTSCOPE_SAE", runtime_dirs["sae"])
-    from service.settings import get_settings
-
-    get_settings.cache_clear()
-    yield url
-    get_settings.cache_clear()
 
 
 def test_audit_in_process_prints_summary_and_stores_reports(tmp_path, cli_env):
