@@ -52,8 +52,11 @@ def save_checkpoint(
     tmp.rename(ckpt)
 
 
-def load_checkpoint(ckpt: Path, parts: dict[str, TrainingPart]) -> dict:
-    """Restore every part in place from `ckpt`; returns the saved `state`."""
+def load_checkpoint(
+    ckpt: Path, parts: dict[str, TrainingPart]
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Restore every part in place from `ckpt`; returns the saved `state` and `extra` tensors
+    (empty for a checkpoint saved without them)."""
     tensors = load_file(str(ckpt / STATE_TENSORS))
     for prefix, part in parts.items():
         head = f"{prefix}model."
@@ -69,10 +72,5 @@ def load_checkpoint(ckpt: Path, parts: dict[str, TrainingPart]) -> dict:
                     "exp_avg_sq": tensors[f"{key}.exp_avg_sq"],
                 }
         part.since_fired.copy_(tensors[f"{prefix}since_fired"])
-    return json.loads((ckpt / STATE_JSON).read_text())
-
-
-def load_extra(ckpt: Path) -> dict[str, torch.Tensor]:
-    """The `extra` tensors saved with the checkpoint (empty for a checkpoint without them)."""
-    tensors = load_file(str(ckpt / STATE_TENSORS))
-    return {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+    extra = {k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")}
+    return json.loads((ckpt / STATE_JSON).read_text()), extra

@@ -83,7 +83,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     ckpt = out_dir / CHECKPOINT_DIR
     parts = {"": TrainingPart(model, optim, since_fired)}
     if has_checkpoint(ckpt):
-        state = load_checkpoint(ckpt, parts)
+        state, _ = load_checkpoint(ckpt, parts)
     else:
         state["scale"] = input_scale(cache) if cfg.normalize_inputs else 1.0
         with torch.no_grad():  # start b_dec at the mean input (sparsify)

@@ -24,7 +24,6 @@ from diagnostics.language_model import LanguageModel
 from diagnostics.sae.checkpoint import (
     has_checkpoint,
     load_checkpoint,
-    load_extra,
     save_checkpoint,
 )
 from diagnostics.sae.harvest import pad_windows, token_windows
@@ -165,12 +164,12 @@ def train_transcoders(
     since_fired = {lay: torch.zeros(cfg.d_transcoder, dtype=torch.long) for lay in layers}
     state: dict = {"step": 0, "windows_done": 0, "wall_seconds": 0.0, "cpu_seconds": 0.0}
     parts = {f"L{lay}.": TrainingPart(models[lay], optims[lay], since_fired[lay]) for lay in layers}
+    saved_rows: dict[str, torch.Tensor] = {}
     if has_checkpoint(ckpt):
-        state = load_checkpoint(ckpt, parts)
+        state, saved_rows = load_checkpoint(ckpt, parts)
     stream = StreamingPairs(lm, cfg, layers)
     stream.skip(int(state["windows_done"]))
-    if has_checkpoint(ckpt):
-        stream.restore(load_extra(ckpt))
+    stream.restore(saved_rows)
     k_aux = cfg.k_aux or d_model // 2
     sel_dtype = torch_dtype(cfg.selection_dtype)
 
