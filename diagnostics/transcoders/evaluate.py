@@ -29,10 +29,16 @@ def encode(t: LayerTensors, x: torch.Tensor) -> torch.Tensor:
     return pre * (pre > t["activation_function.threshold"])
 
 
+def decode(t: LayerTensors, f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The MLP output [..., d_model] written by features f [..., d_tc] (plus the skip term of
+    the MLP inputs x [..., d_model])."""
+    y = f @ t["W_dec"] + t["b_dec"]
+    return y + x @ t["W_skip"].T if "W_skip" in t else y
+
+
 def transcode(t: LayerTensors, x: torch.Tensor) -> torch.Tensor:
     """The transcoder's MLP output [..., d_model] for MLP inputs x [..., d_model]."""
-    y = encode(t, x) @ t["W_dec"] + t["b_dec"]
-    return y + x @ t["W_skip"].T if "W_skip" in t else y
+    return decode(t, encode(t, x), x)
 
 
 @dataclass
@@ -103,7 +109,7 @@ def evaluate_layers(
         n += xs.shape[1]
         for i, lay in enumerate(layers):
             f = encode(tensors[lay], xs[i])  # [n_keep, d_tc]
-            y_hat = transcode(tensors[lay], xs[i])
+            y_hat = decode(tensors[lay], f, xs[i])  # [n_keep, d_model]
             sq_err[lay] += float((ys[i] - y_hat).pow(2).sum())
             sums[lay] += ys[i].double().sum(0)
             sq_sums[lay] += float(ys[i].double().pow(2).sum())
