@@ -91,10 +91,14 @@ class TrainingSae(nn.Module):
             pre = torch.relu(pre + self.b_enc.to(selection_dtype))
             n_cand = min(self.d_sae, 4 * k if batch_topk else k)
             cand_vals, cand_idx = pre.topk(n_cand, dim=-1, sorted=False)  # [B, n_cand]
-            if batch_topk:  # the B*k largest over the whole batch, from each row's candidates
-                top = cand_vals.flatten().topk(min(B * k, cand_vals.numel()), sorted=False)
-                flat = top.indices[top.values > 0]
-                rows, cols = flat // n_cand, cand_idx.flatten()[flat]
+            if batch_topk:
+                # the batch's threshold: the B*k-th largest of each row's 4k candidates; then every
+                # pair above it, uncapped, as the saved JumpReLU fires at inference (capped at 4k
+                # a row, a token whose pre-activations all rise learned nothing about its 5th..nth
+                # candidates, which then fired by the hundreds on held-out text)
+                n_top = min(B * k, cand_vals.numel())
+                thr = cand_vals.flatten().topk(n_top, sorted=False).values.min()
+                rows, cols = ((pre >= thr) & (pre > 0)).nonzero(as_tuple=True)
             else:
                 keep = cand_vals.flatten() > 0
                 rows = torch.arange(B).repeat_interleave(n_cand)[keep]
@@ -133,14 +137,13 @@ class TrainingSae(nn.Module):
     def batch_topk_threshold(self, x: torch.Tensor, k: int, chunk: int = 2048) -> float:
         """The activation level above which, on x [n, d_in] (scaled), k latents fire per token on
         average: the JumpReLU threshold that reproduces BatchTopK at inference."""
+        n_top = len(x) * k  # exact: the global top n_top lies within each chunk's own top n_top
         candidates = []
         for start in range(0, len(x), chunk):
             pre = torch.relu(self._center(x[start : start + chunk]) @ self.W_enc_t.T + self.b_enc)
-            candidates.append(
-                pre.topk(min(4 * k, self.d_sae), dim=-1, sorted=False).values.flatten()
-            )
+            candidates.append(pre.flatten().topk(min(n_top, pre.numel()), sorted=False).values)
         flat = torch.cat(candidates)
-        return float(flat.topk(len(x) * k, sorted=True).values[-1])
+        return float(flat.topk(n_top, sorted=True).values[-1])
 
     @torch.no_grad()
     def remove_parallel_decoder_grad(self) -> None:

@@ -59,6 +59,26 @@ def test_batch_topk_step_selects_k_per_token_on_average():
     assert sae.W_enc_t.grad[:40].abs().sum() > 0  # AuxK reaches the dead latents
 
 
+def test_batch_topk_trains_what_the_saved_jumprelu_fires_even_on_an_outlier_token():
+    """Every pair above the batch's threshold is selected, uncapped: a token whose
+    pre-activations all rise (here every latent) is trained on all it would fire at inference,
+    not on its 4k largest only."""
+    sae = TrainingSae(16, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        sae.b_enc.fill_(-1.0)
+    x = torch.randn(32, 16)
+    x[5] = sae.W_enc_t.sum(0) * 10  # pushes every latent's pre-activation far up
+    out = sae.step(x, k=2, batch_topk=True)
+    bf16 = torch.bfloat16
+    pre = torch.relu(x.to(bf16) @ sae.W_enc_t.to(bf16).T + sae.b_enc.to(bf16))  # [32, 64]
+    # the threshold: the B*k-th largest of each row's 4k candidates
+    threshold = pre.topk(4 * 2, dim=-1).values.flatten().topk(32 * 2).values.min()
+    rows, cols = ((pre >= threshold) & (pre > 0)).nonzero(as_tuple=True)
+    assert (rows == 5).sum() > 4 * 2  # the outlier trains more than the old cap of 4k a row
+    assert torch.equal(out.fired, cols)
+    assert out.l0 * 32 == len(cols) >= 32 * 2
+
+
 def test_shuffle_buffer_emits_every_row_once():
     chunks = [torch.arange(i * 10, i * 10 + 10).float()[:, None] for i in range(9)]
     out = torch.cat(list(ShuffleBuffer(size=40, batch_size=5, seed=0)(chunks)))
