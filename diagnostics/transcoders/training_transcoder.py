@@ -25,11 +25,20 @@ class TrainingTranscoder(TrainingSae):
         self.register_buffer("x_mean", torch.zeros(d_model))  # [d_model], scaled input mean
         self.W_skip = nn.Parameter(torch.zeros(d_model, d_model)) if skip else None
 
-    def init_from(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Centre the encoder on the mean input and start b_dec at the mean output (scaled)."""
+    def init_from(self, x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-2) -> None:
+        """Centre the encoder on the mean input and start the output at the best linear fit of
+        y [n, d] on x [n, d] (scaled): b_dec at the mean output and, with a skip term, W_skip at
+        the ridge least-squares solution, so the features start by learning what is nonlinear."""
         with torch.no_grad():
             self.x_mean.copy_(x.mean(0))
             self.b_dec.copy_(y.mean(0))
+            if self.W_skip is None:
+                return
+            xc, yc = (x - x.mean(0)).double(), (y - y.mean(0)).double()  # [n, d]
+            gram = xc.T @ xc + ridge * len(x) * torch.eye(x.shape[1], dtype=torch.float64)
+            w = torch.linalg.solve(gram, xc.T @ yc)  # [d_in, d_out]
+            self.W_skip.copy_(w.T.float())
+            self.b_dec.sub_(self.x_mean @ self.W_skip.T)  # the skip term reads uncentred x
 
     def _center(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.x_mean

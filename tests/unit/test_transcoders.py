@@ -200,3 +200,17 @@ def test_stored_weights_keep_pre_activations_when_the_mlp_input_has_a_large_mean
     skip_stored = x @ stored["W_skip"].float().T + stored["b_dec"]
     skip_naive = x @ naive["W_skip"].float().T + naive["b_dec"]
     assert (skip_stored - skip_exact).abs().max() < (skip_naive - skip_exact).abs().max() / 4
+
+
+def test_the_skip_term_starts_at_the_least_squares_fit():
+    """init_from puts the linear part of the MLP in W_skip before any step: on a target that is
+    linear in the input, the untrained transcoder's offset alone already explains it."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(512, 16, generator=gen) + 3.0  # a large mean input, as late layers have
+    a, c = torch.randn(16, 16, generator=gen), torch.randn(16, generator=gen)
+    y = x @ a + c
+    tc = TrainingTranscoder(16, 32, skip=True, generator=gen)
+    tc.init_from(x, y, ridge=1e-6)
+    with torch.no_grad():
+        fvu = (tc._offset(x) - y).pow(2).sum(-1).mean() / (y - y.mean(0)).pow(2).sum(-1).mean()
+    assert fvu < 1e-4
