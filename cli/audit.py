@@ -69,7 +69,8 @@ def audit(
     from tqdm.auto import tqdm
 
     from diagnostics.options import DiagnosisOptions
-    from service.settings import Settings, normalise_database_url
+    from service.db import checked_database_url
+    from service.settings import Settings
     from workers.embedded_audit import export_audit, run_audit_in_process
 
     if sample not in ("first", "random"):
@@ -78,7 +79,7 @@ def audit(
         raise ValueError(f"--export writes .csv or .parquet files, not {export.name!r}")
     settings = Settings().model_copy(
         update={
-            "database_url": normalise_database_url(database_url),
+            "database_url": checked_database_url(database_url),
             "model": model,
             "sae": sae,
             "queue_backend": "local",

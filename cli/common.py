@@ -137,6 +137,7 @@ def load_lm(model: str, dtype: str = "float32", device: str = "auto"):
     quiet_transformers()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # storing a report migrates quietly
+    logging.getLogger("circuit_tracer").setLevel(logging.WARNING)  # its graph export's timings
     return load_model(model, dtype=getattr(torch, dtype), device=device)
 
 

@@ -82,6 +82,10 @@ def diagnose(
         raise typer.BadParameter("--graph-json needs --trace")
     if trace:
         require_transcoders(transcoders)
+    if store:  # a bad --db fails now, not after minutes of diagnosis
+        from service.db import checked_database_url
+
+        url = checked_database_url(database_url)
     from diagnostics.diagnose import diagnose as run_diagnosis
     from diagnostics.report_text import render_report
     from diagnostics.trace.tracer import make_tracer
@@ -109,10 +113,8 @@ def diagnose(
     typer.echo(report.model_dump_json(indent=2) if as_json else render_report(report))
     if store:
         from service.job_payloads import DiagnosisPayload
-        from service.settings import normalise_database_url
         from service.submissions import store_finished_diagnosis
 
-        url = normalise_database_url(database_url)
         payload = DiagnosisPayload(
             prompt=prompt, expected=expected, reference=reference, output=output, options=options
         )

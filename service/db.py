@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from service.settings import get_settings
+from service.settings import get_settings, mask_credentials, normalise_database_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # the database is unreachable (down, restarting, pool exhausted): worth retrying later
@@ -28,6 +28,20 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
+
+
+def checked_database_url(url: str) -> str:
+    """`url` with its driver chosen (normalise_database_url), or ValueError naming it (password
+    masked) when it is not a URL of a database driftscope can use; nothing is connected."""
+    url = normalise_database_url(url)
+    try:
+        sa.engine.make_url(url).get_dialect()
+    except sa.exc.ArgumentError as err:  # NoSuchModuleError too: an unknown scheme
+        raise ValueError(
+            f"--db {mask_credentials(url)} is not a database URL driftscope can use ({err}); "
+            "use sqlite:///PATH.db or postgresql://USER:PASSWORD@HOST/DB"
+        ) from None
+    return url
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -43,6 +43,8 @@ def _one_line_error(result, code: int) -> str:
         (["diagnose", "what is 2+2?", "-e", "4", "--mode", "regex"], "needs a pattern"),
         (["diagnose", "q", "-e", "4", "--mode", "regex", "--pattern", "^(a|a)+$"], "backtracks"),
         (["features", "steer", "hello", "-f", "12"], "ID=MULTIPLE"),
+        (["diagnose", "what is 2+2?", "-e", "4", "--db", "/tmp/reports.db"], "--db /tmp/reports"),
+        (["diagnose", "what is 2+2?", "-e", "4", "--db", "bogus://x"], "not a database URL"),
     ],
 )
 def test_bad_options_fail_at_once_before_the_model_loads(cli_env, monkeypatch, args, needle):
