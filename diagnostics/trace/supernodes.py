@@ -72,7 +72,8 @@ def supernode_record(group: list[Candidate], token: str, labels: LabelFn | None)
         source = "atlas"
     else:
         source = "feature_id"
-        label = f"L{seed.layer}/F{seed.feature}" + (f" +{len(group) - 1}" if len(group) > 1 else "")
+        more = f" and {len(group) - 1} more" if len(group) > 1 else ""
+        label = f"L{seed.layer}/F{seed.feature}{more}"
     return Supernode(
         label=label,
         label_source=source,

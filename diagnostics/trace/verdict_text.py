@@ -3,6 +3,7 @@ beat the null, else that the evidence is weak."""
 
 from __future__ import annotations
 
+from diagnostics.atlas.surface import show_token
 from diagnostics.trace.records import Supernode, TokenInfluence, Trace, evidence_intervention
 
 SPAN_SHARE_OF_PEAK = 0.5
@@ -55,7 +56,7 @@ def trace_sentence(trace: Trace, prompt: str, output: str, model_token: str) -> 
         shares.insert(0, of_all)
     together, null = evidence_intervention(trace.interventions), trace.null
     top = trace.supernodes[: len(together.supernodes)] if together else []
-    through = ", ".join(f"{s.label} at {s.token.strip()!r} ({layers(s)})" for s in top)
+    through = ", ".join(f"{s.label} at '{show_token(s.token)}' ({layers(s)})" for s in top)
     origin = " and ".join(where) or "no single prompt token"
     verb = "comes mostly from" if shares and shares[0] >= 0.5 else "comes most of all from"
     path = f"the turn to {model_token!r} {verb} {origin}" + (
@@ -105,7 +106,7 @@ def trace_lines(trace: Trace) -> list[str]:
         source = "" if s.label_source == "atlas" else " (no atlas label)"
         n = len(s.members)
         lines.append(
-            f"  #{k + 1} {s.label}{source} at {s.token!r}, {layers(s)}, {n} "
+            f"  #{k + 1} {s.label}{source} at '{show_token(s.token)}', {layers(s)}, {n} "
             f"feature{'s' if n > 1 else ''}, influence {s.influence:.3f}"
         )
     for i in trace.interventions:
