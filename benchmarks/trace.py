@@ -227,8 +227,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny model and set, 2 items each")
     parser.add_argument("--one-cost", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     lm, sae, atlas, set_dir = load(args)
     config = TraceConfig(max_feature_nodes=args.nodes, batch_size=args.batch,
                          null_draws=args.null_draws, device=str(lm.device))  # fmt: skip
