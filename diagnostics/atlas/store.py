@@ -308,10 +308,12 @@ class FeatureAtlas:
             raise AtlasError("the atlas was built for another SAE: rebuild it (features build)")
 
     # -- persistence -------------------------------------------------------------------------
-    def save(self, sae_dir: str | Path) -> Path:
-        """Write to `<sae_dir>/atlas/` atomically (a temporary sibling, then a rename)."""
-        target = Path(sae_dir) / ATLAS_DIR
-        tmp = target.with_name(ATLAS_DIR + ".partial")
+    def save(self, sae_dir: str | Path, *, name: str = ATLAS_DIR, vocab: bool = True) -> Path:
+        """Write to `<sae_dir>/<name>/` atomically (a temporary sibling, then a rename); without
+        `vocab` the decoded vocabulary is left to the caller (a transcoder set's atlas keeps one
+        for all its layers: `load(..., vocab=)`)."""
+        target = Path(sae_dir) / name
+        tmp = target.with_name(name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         save_file({k: np.ascontiguousarray(v) for k, v in self.arrays.items()}, tmp / ARRAYS_FILE)
@@ -321,8 +323,7 @@ class FeatureAtlas:
             "labels": self.labels,
             "descriptions": self.descriptions,
             "label_sources": self.label_sources,
-            "vocab": self.vocab,
-        }
+        } | ({"vocab": self.vocab} if vocab else {})
         (tmp / JSON_FILE).write_text(json.dumps(doc, ensure_ascii=False))
         (tmp / RULES_FILE).write_text(json.dumps(self.rules, ensure_ascii=False))
         shutil.rmtree(target, ignore_errors=True)
@@ -344,9 +345,10 @@ class FeatureAtlas:
         return atlas
 
     @classmethod
-    def load(cls, sae_dir: str | Path) -> FeatureAtlas:
+    def load(cls, sae_dir: str | Path, *, vocab: list[str] | None = None) -> FeatureAtlas:
         """Read `<sae_dir>/atlas/` (or an atlas directory itself) without checking which SAE it
-        belongs to: use `for_sae`. `sae_dir` may be 'default'."""
+        belongs to: use `for_sae`. `sae_dir` may be 'default'; `vocab` is the decoded vocabulary
+        of an atlas saved without its own."""
         path = _atlas_path(sae_dir)
         if not _has_atlas(path):
             raise AtlasError(
@@ -367,7 +369,7 @@ class FeatureAtlas:
                 descriptions=doc["descriptions"],
                 label_sources=doc["label_sources"],
                 rules=_read(path / RULES_FILE, json.loads),
-                vocab=doc["vocab"],
+                vocab=doc["vocab"] if vocab is None else vocab,
                 context_peak=int(doc["context_peak"]),
             )
         except AtlasCorrupt:
