@@ -103,7 +103,10 @@ def features_build(
 
         require_transcoders(transcoders)
     lm = load_lm(model, model_dtype)
-    documents = read_documents(_source_specs(source, split), heldout_fraction, interleave=False)
+    # a transcoder set's sources are read round-robin, so a short build draws on every one
+    documents = read_documents(
+        _source_specs(source, split), heldout_fraction, interleave=transcoders is not None
+    )
     common = dict(max_tokens=max_tokens, ctx_len=ctx_len, batch_size=batch_size,
                   n_contexts=n_contexts, sources=source, split=split)  # fmt: skip
     if transcoders is not None:

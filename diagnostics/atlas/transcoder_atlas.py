@@ -19,6 +19,7 @@ contexts peak on (label source "peaks"), so every live feature has a label a gra
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +33,7 @@ from diagnostics.atlas.store import AtlasCorrupt, AtlasError, FeatureAtlas, sae_
 from diagnostics.atlas.surface import show_token
 from diagnostics.feature_card import FeatureCard
 
+log = logging.getLogger(__name__)
 SET_ATLAS_DIR = "atlas"
 SET_FILE = "set.json"
 VOCAB_FILE = "vocab.json"
@@ -133,6 +135,11 @@ class TranscoderAtlas:
     def d_tc(self) -> int:
         return int(self.meta["d_tc"])
 
+    @property
+    def scan(self) -> str:
+        """The set's scan id (config.yaml), as a report's trace records it."""
+        return str(self.meta.get("scan", ""))
+
     @cached_property
     def vocab(self) -> list[str]:
         try:
@@ -181,6 +188,35 @@ class TranscoderAtlas:
             for key, i in label_matches(query, a.labels, a.descriptions, a.rules, score):
                 found.append((key, layer, i))
         return [(layer, i) for _, layer, i in sorted(found)]
+
+
+class NodeLabels:
+    """(layer, feature) -> the atlas label of a graph node, or None: the atlas of the set at
+    `set_dir` is read on the first call; without one, or with another set's, nodes go unlabelled
+    (logged once) and are named by their ids."""
+
+    def __init__(self, set_dir: str | Path) -> None:
+        self.set_dir = set_dir
+        self._atlas: TranscoderAtlas | None | bool = False  # False: not read yet
+
+    def __call__(self, layer: int, feature: int) -> str | None:
+        if self._atlas is False:
+            self._atlas = self._read(lambda: TranscoderAtlas.load(self.set_dir, missing_ok=True))
+        atlas = self._atlas
+        if not isinstance(atlas, TranscoderAtlas):
+            return None
+        label = self._read(lambda: atlas.node_label(layer, feature))
+        if label is False:
+            self._atlas = None
+        return label or None
+
+    @staticmethod
+    def _read(fn):
+        try:
+            return fn()
+        except AtlasError as err:
+            log.warning("graph nodes are named by their ids: %s", err)
+            return False
 
 
 def _layer_fingerprint(set_dir: Path, layer: int) -> str:

@@ -72,7 +72,8 @@ def build_transcoder_atlas(
     """Build and save `<set_dir>/atlas/` (see the module doc); returns its path. The caller
     removes `checkpoint_dir` once it is saved."""
     set_dir = Path(set_dir)
-    n_layers = len(read_config(set_dir)["transcoders"])
+    config = read_config(set_dir)
+    n_layers = len(config["transcoders"])
     layers = [transcoder_layer(set_dir, layer) for layer in range(n_layers)]
     settings = {
         "model": lm.model_id, "set": [sae_fingerprint(t.W_dec) for t in layers],
@@ -125,7 +126,8 @@ def build_transcoder_atlas(
     strings = vocab_strings(lm.tokenizer, vocab_size_of(lm))
     _write_json(staging / VOCAB_FILE, strings)
     meta = {
-        "version": ATLAS_VERSION, "model_id": lm.model_id, "layers": list(range(n_layers)),
+        "version": ATLAS_VERSION, "model_id": lm.model_id, "scan": config.get("scan", ""),
+        "layers": list(range(n_layers)),
         "d_tc": layers[0].cfg.d_sae, "n_tokens": _n_tokens(staging), "sources": sources or [],
         "split": split, "output_contexts": output_contexts,
         "cost": {k: round(v, 1) for k, v in cost.items()}
