@@ -12,7 +12,7 @@ labels of a graph's nodes read only the layers they name.
 Compact: a layer keeps its `KEEP_CONTEXTS` strongest contexts of the explain split and
 `KEEP_HELD` of the scoring split, cut to the tokens a card shows around the peak, and drops what
 only the build, the summary or the LLM explainer reads (the activation histogram, the scoring
-windows). A live feature without a description is labelled by the tokens its strongest
+windows); its arrays and rules are stored gzip-compressed (`FeatureAtlas.save(gz=True)`). A live feature without a description is labelled by the tokens its strongest
 contexts peak on (label source "peaks"), so every live feature has a label a graph node can show.
 """
 
@@ -94,6 +94,12 @@ def compact(atlas: FeatureAtlas, keep: int = KEEP_CONTEXTS, keep_held: int = KEE
     for name in ("count", "n_positive", "n_negative"):
         a[name] = a[name].astype(np.int32)
     atlas.context_peak = peak - window.start
+    for rule in atlas.rules:  # what a reader shows of them, at 4 digits
+        rule["log_odds"] = [round(x, 2) for x in rule["log_odds"]]
+        rule["coverage"], rule["precision"] = (
+            round(rule["coverage"], 4),
+            round(rule["precision"], 4),
+        )
 
 
 class TranscoderAtlas:

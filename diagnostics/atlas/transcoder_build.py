@@ -113,7 +113,7 @@ def build_transcoder_atlas(
             )  # fmt: skip
             label_unlabelled(atlas)
             compact(atlas)
-            atlas.save(staging, name=layer_name(layer), vocab=False)
+            atlas.save(staging, name=layer_name(layer), vocab=False, gz=True)
             if layer_ck is not None:
                 layer_ck.remove()
             cost["finish_seconds"] = cost.get("finish_seconds", 0.0) + time.perf_counter() - t1

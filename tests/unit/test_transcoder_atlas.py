@@ -98,7 +98,7 @@ def test_every_live_feature_has_a_label_and_the_storage_is_compact(built):
                 assert peak.tokens[peak.peak_index].strip() in a.labels[i]
         assert a.arrays["ctx_tokens"].shape[1:] == (KEEP_CONTEXTS, 17) and a.context_peak == 12
         assert "histogram" not in a.arrays and "score_windows" not in a.arrays
-    assert (path / "vocab.json").is_file() and not (path / "layer_0" / "vocab.json").exists()
+    assert (path / "vocab.json").is_file() and (path / "layer_0" / "rules.json.gz").is_file()
     assert "vocab" not in json.loads((path / "layer_0" / "atlas.json").read_text())
     assert not (root / "ck" / "atlas").exists()  # staged there, moved next to the set
     assert atlas.meta["cost"]["pass_seconds"] > 0 and atlas.meta["summary"]["n_latents"] == 4 * D_TC
