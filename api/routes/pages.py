@@ -257,6 +257,7 @@ def feature_page(
         "feature.html",
         {
             "fid": fid,
+            "transcoder": None,  # an SAE latent (transcoder features: routes/transcoder_pages)
             "entry": entry,
             "atlas_dir": settings.atlas_dir,
             "contexts": contexts,
