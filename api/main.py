@@ -21,6 +21,7 @@ from api.routes import (
     pages,
     reports,
     steer,
+    transcoder_pages,
 )
 
 API_VERSION = "1.0.0"
@@ -65,7 +66,8 @@ def create_app() -> FastAPI:
         return await call_next(request)
 
     # page_jobs before pages: its /audits/new and /diagnoses/new precede the /{id} routes
-    for module in (health, diagnoses, reports, features, steer, jobs, audits, page_jobs, pages):
+    for module in (health, diagnoses, reports, features, steer, jobs, audits, page_jobs, pages,
+                   transcoder_pages):  # fmt: skip
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -22,6 +22,13 @@ from cli.common import (
 )
 from diagnostics.documents import HELDOUT_FRACTION
 
+TranscoderAtlasOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Read the atlas of a transcoder set instead of the SAE's: 'default' (shipped) or its "
+        "directory (ids LAYER/FEATURE)."
+    ),
+]
 OUTPUT_CONTEXTS = 256
 """Default of --output-contexts: diagnostics.atlas.token_change.N_CONTEXTS (not imported here, so
 the CLI starts without torch; tests/unit/test_atlas_cli.py checks they agree)."""
@@ -63,22 +70,20 @@ def features_build(
         str, typer.Option(help="float32 or bfloat16 (faster on CPU).")
     ] = "bfloat16",
     output_contexts: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
-            help="Held-out contexts of the causal output test (0 skips it); the default is "
-            "chosen to pass or fail a latent with confidence (docs/atlas.md).",
-        ),
-    ] = OUTPUT_CONTEXTS,
-    transcoders: Annotated[
-        Path | None,
-        typer.Option(
-            help="Describe the features of a transcoder set (diagnostics/transcoders) instead of "
-            "the SAE: its directory; with --layer. Saved to DIR/atlas_layers/layer_L/atlas/.",
+            help="Held-out contexts of the causal output test (0 skips it). Default: "
+            f"{OUTPUT_CONTEXTS} for an SAE, chosen to pass or fail a latent with confidence "
+            "(docs/atlas.md); 0 for a transcoder set (hours per layer, docs/transcoders.md).",
         ),
     ] = None,
-    layer: Annotated[
-        int | None, typer.Option(min=0, help="The transcoder layer (with --transcoders).")
+    transcoders: Annotated[
+        str | None,
+        typer.Option(
+            help="Describe every layer of a transcoder set instead of the SAE, in one pass: "
+            "'default' (shipped) or its directory. Saved to DIR/atlas/ (ids LAYER/FEATURE).",
+        ),
     ] = None,
     checkpoint_dir: Annotated[
         Path | None,
@@ -89,39 +94,49 @@ def features_build(
         ),
     ] = None,
 ) -> None:
-    """Build the feature atlas of an SAE (or of one transcoder layer) over held-out text; writes
-    SAE_DIR/atlas/. Stopped builds resume from their checkpoint."""
+    """Build the feature atlas of an SAE (SAE_DIR/atlas/) or of every layer of a transcoder set
+    (DIR/atlas/) over held-out text. Stopped builds resume from their checkpoint."""
     import shutil
 
+    if transcoders is not None:  # a missing set fails before the model is loaded
+        from cli.common import require_transcoders
+
+        require_transcoders(transcoders)
+    lm = load_lm(model, model_dtype)
+    # a transcoder set's sources are read round-robin, so a short build draws on every one
+    documents = read_documents(
+        _source_specs(source, split), heldout_fraction, interleave=transcoders is not None
+    )
+    common = dict(max_tokens=max_tokens, ctx_len=ctx_len, batch_size=batch_size,
+                  n_contexts=n_contexts, sources=source, split=split)  # fmt: skip
+    if transcoders is not None:
+        from diagnostics.atlas.transcoder_atlas import TranscoderAtlas
+        from diagnostics.atlas.transcoder_build import build_transcoder_atlas
+        from diagnostics.transcoders.shipped import resolve_transcoders_dir
+
+        set_dir = resolve_transcoders_dir(transcoders)
+        checkpoint = checkpoint_dir or set_dir / "atlas.build"
+        path = build_transcoder_atlas(
+            lm, set_dir, documents, checkpoint_dir=checkpoint,
+            output_contexts=output_contexts or 0, **common,
+        )  # fmt: skip
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        meta = TranscoderAtlas.load(set_dir).meta
+        typer.echo(f"atlas of {len(meta['layers'])} layers x {meta['d_tc']} features over "
+                   f"{meta['n_tokens']} tokens: {path}")  # fmt: skip
+        for key, value in (meta["summary"] | meta["cost"]).items():
+            typer.echo(f"  {key:<36} {value}")
+        return
     from diagnostics.atlas import build_atlas
-    from diagnostics.atlas.dictionary import transcoder_atlas_dir, transcoder_layer
     from diagnostics.sae import load_sae
     from diagnostics.sae.io import resolve_sae_dir
 
-    if (transcoders is None) != (layer is None):
-        raise ValueError("--transcoders and --layer go together")
-    if transcoders is not None:
-        out_dir = transcoder_atlas_dir(transcoders, layer)
-        dictionary = transcoder_layer(transcoders, layer)
-    else:
-        out_dir = resolve_sae_dir(sae)
-        dictionary = load_sae(out_dir)
+    out_dir = resolve_sae_dir(sae)
     checkpoint = checkpoint_dir or Path(out_dir) / "atlas.build"
-    lm = load_lm(model, model_dtype)
-    documents = read_documents(_source_specs(source, split), heldout_fraction, interleave=False)
     atlas = build_atlas(
-        lm,
-        dictionary,
-        documents,
-        max_tokens=max_tokens,
-        ctx_len=ctx_len,
-        batch_size=batch_size,
-        n_contexts=n_contexts,
-        output_contexts=output_contexts,
-        sources=source,
-        split=split,
-        checkpoint_dir=checkpoint,
-    )
+        lm, load_sae(out_dir), documents, checkpoint_dir=checkpoint,
+        output_contexts=OUTPUT_CONTEXTS if output_contexts is None else output_contexts, **common,
+    )  # fmt: skip
     path = atlas.save(out_dir)
     shutil.rmtree(checkpoint, ignore_errors=True)
     typer.echo(f"atlas of {atlas.d_sae} latents over {atlas.n_tokens} tokens: {path}")
@@ -144,28 +159,21 @@ def _marked(tokens: list[str], peak: int) -> str:
 def features_show(
     feature: Annotated[str, typer.Argument(help="Latent index; LAYER/FEATURE with --transcoders.")],
     sae: SaeOpt = "default",
-    transcoders: Annotated[
-        Path | None,
-        typer.Option(help="A transcoder set whose layer atlases to read (ids LAYER/FEATURE)."),
-    ] = None,
+    transcoders: TranscoderAtlasOpt = None,
     n_contexts: Annotated[int, typer.Option(min=0)] = 8,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full entry as JSON.")] = False,
 ) -> None:
     """Print a feature: its readable label, generic mark, scores, statistics, max-activating
     contexts, causal output test, full rule and decoder logit effects."""
     if transcoders is not None:
-        from diagnostics.atlas import FeatureAtlas
-        from diagnostics.atlas.dictionary import transcoder_atlas_dir, transcoder_layer
+        from diagnostics.atlas.transcoder_atlas import TranscoderAtlas, parse_feature_id
 
-        layer, sep, index = feature.partition("/")
-        if not (sep and layer.isdigit() and index.isdigit()):
-            raise ValueError(f"a transcoder feature is LAYER/FEATURE, not {feature!r}")
-        atlas = FeatureAtlas.for_sae(
-            transcoder_layer(transcoders, int(layer)), transcoder_atlas_dir(transcoders, int(layer))
-        )
-        entry = atlas.entry(int(index))
+        layer, index = parse_feature_id(feature)
+        entry = TranscoderAtlas.load(transcoders).entry(layer, index)
+        name = feature
     elif feature.isdigit():
         entry = sae_and_atlas(sae)[1].entry(int(feature))
+        name = str(entry.id)
     else:
         raise ValueError(f"a latent index is a number, not {feature!r}")
     if as_json:
@@ -178,9 +186,7 @@ def features_show(
     def auroc(x: float | None) -> str:
         return "-" if x is None else f"{x:.3f}"
 
-    typer.echo(
-        f"feature {entry.id}: {entry.label or '(no readable pattern)'}  [{entry.label_source}]"
-    )
+    typer.echo(f"feature {name}: {entry.label or '(no readable pattern)'}  [{entry.label_source}]")
     if entry.detection_auroc is not None:
         typer.echo(
             f"  detection AUROC: description {auroc(entry.description_auroc)}, full rule "
@@ -243,29 +249,28 @@ def features_search(
         str | None, typer.Option(help="Search labels for a keyword instead (no model run).")
     ] = None,
     sae: SaeOpt = "default",
+    transcoders: TranscoderAtlasOpt = None,
     model: ModelOpt = "bundled",
     top: Annotated[int, typer.Option(min=1, max=1000)] = 10,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Features that fire on TEXT (minus on --versus), or whose label matches --label."""
-    import numpy as np
-
+    """Features that fire on TEXT (minus on --versus), or whose label matches --label (with
+    --transcoders: over every layer of a transcoder set's atlas)."""
     from diagnostics.atlas import search_text
 
     if label is not None:
-        atlas = sae_and_atlas(sae)[1]
-        ids = atlas.search_label(label)[:top]
-        score = atlas.arrays["description_auroc"]
-        rows = [
-            {
-                "id": i,
-                "label": atlas.label(i),
-                "description": atlas.description(i),
-                "description_auroc": None if np.isnan(score[i]) else round(float(score[i]), 4),
-                "generic": atlas.generic_reason(i) or None,
-            }
-            for i in ids
-        ]
+        if transcoders is not None:
+            from diagnostics.atlas.transcoder_atlas import TranscoderAtlas, feature_id
+
+            tc_atlas = TranscoderAtlas.load(transcoders)
+            found = [
+                (feature_id(layer, i), tc_atlas.layer(layer), i)
+                for layer, i in tc_atlas.search_label(label)[:top]
+            ]
+        else:
+            atlas = sae_and_atlas(sae)[1]
+            found = [(i, atlas, i) for i in atlas.search_label(label)[:top]]
+        rows = [_label_row(fid, atlas, i) for fid, atlas, i in found]
         if as_json:
             typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
             return
@@ -276,6 +281,8 @@ def features_search(
             generic = "  [generic]" if row["generic"] else ""
             typer.echo(f"{row['id']:>7}  {auroc}  {row['label']}{generic}")
         return
+    if transcoders is not None:
+        raise ValueError("--transcoders searches labels only: give --label KEYWORD")
     if not text:
         raise ValueError("give TEXT to search by activation, or --label KEYWORD")
     sae_module, atlas = sae_and_atlas(sae, or_warn="showing unlabelled features")
@@ -290,6 +297,17 @@ def features_search(
             f"{h.id:>7}  {h.score:+.3f}  act {h.activation:.3f}{vs}  @{h.peak_token!r}  "
             f"{h.label or ''}"
         )
+
+
+def _label_row(fid: int | str, atlas, i: int) -> dict:
+    score = float(atlas.arrays["description_auroc"][i])
+    return {
+        "id": fid,
+        "label": atlas.label(i),
+        "description": atlas.description(i),
+        "description_auroc": None if score != score else round(score, 4),  # NaN: unscored
+        "generic": atlas.generic_reason(i) or None,
+    }
 
 
 def _parse_clamps(specs: list[str]) -> dict[int, float]:

@@ -11,12 +11,16 @@ same way, their top supernodes zeroed together)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from diagnostics.trace.records import Supernode, TraceIntervention
 from service.models import Report
+
+if TYPE_CHECKING:  # torch stays unimported here
+    from diagnostics.trace.supernodes import LabelFn
 
 
 def traced_failures(session: Session, audit_id: str) -> list[dict]:
@@ -27,7 +31,7 @@ def traced_failures(session: Session, audit_id: str) -> list[dict]:
     rows = session.execute(
         sa.select(
             r.id, r.failure_class, trace["supernodes"], trace["interventions"],
-            trace["null"]["flip_rate"].as_float(),
+            trace["null"]["flip_rate"].as_float(), trace["transcoders"].as_string(),
         ).where(r.audit_id == audit_id, r.correct.is_(False))
     ).all()  # fmt: skip
     return [
@@ -37,6 +41,7 @@ def traced_failures(session: Session, audit_id: str) -> list[dict]:
             "supernodes": [Supernode.model_validate(s) for s in row[2]],
             "interventions": [TraceIntervention.model_validate(i) for i in row[3] or []],
             "null_flip_rate": row[4],
+            "transcoders": row[5],  # the set's scan id
         }
         for row in rows
         if row[2] is not None
@@ -51,10 +56,14 @@ def supernode_key(s: Supernode) -> str:
     return f"feature:L{seed.layer}/F{seed.feature}"
 
 
-def recurring_supernodes(failures: list[dict], *, min_count: int = 2, top: int = 20) -> list[dict]:
+def recurring_supernodes(
+    failures: list[dict], *, labels: LabelFn | None = None, min_count: int = 2, top: int = 20
+) -> list[dict]:
     """Supernodes found in at least `min_count` traced failures, most failures first, each
-    {key, label, failures, intervened, flip_rate, null_flip_rate, by_kind: {class: {failures,
-    intervened, flip_rate, null_flip_rate}}} (rates None when nothing was measured)."""
+    {key, label, feature, failures, intervened, flip_rate, null_flip_rate, by_kind: {class:
+    {failures, intervened, flip_rate, null_flip_rate}}} (rates None when nothing was measured).
+    `feature` is the seed's `layer/feature` id; a supernode traced without an atlas label takes
+    its seed's label in `labels` (an atlas of the same set) when there is one."""
     found: dict[str, list[tuple[dict, Supernode, bool | None]]] = defaultdict(list)
     for f in failures:
         zeroed = {i.supernodes[0]: i.flipped for i in f["interventions"]
@@ -73,8 +82,13 @@ def recurring_supernodes(failures: list[dict], *, min_count: int = 2, top: int =
         by_kind = defaultdict(list)
         for hit in hits:
             by_kind[hit[0]["failure_class"]].append(hit)
+        first = hits[0][1]
+        seed = first.members[0]
+        label = first.label
+        if first.label_source != "atlas" and labels is not None:
+            label = labels(seed.layer, seed.feature) or label
         out.append(
-            {"key": key, "label": hits[0][1].label}
+            {"key": key, "label": label, "feature": f"{seed.layer}/{seed.feature}"}
             | _rates(hits)
             | {"by_kind": {kind: _rates(h) for kind, h in sorted(by_kind.items())}}
         )

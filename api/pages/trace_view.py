@@ -7,10 +7,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from api.pages.heatmap import display_text, heat_level
+from diagnostics.atlas.transcoder_atlas import feature_id
 from diagnostics.report import DriftReport
 from diagnostics.trace.records import TokenInfluence, Trace
+
+if TYPE_CHECKING:  # torch stays unimported here
+    from diagnostics.trace.supernodes import LabelFn
 
 COLUMN = 66.0  # px per shown position
 ROW = 16.0  # px per layer
@@ -29,6 +34,7 @@ class Box:
     label: str  # shortened for the box
     title: str  # full label, layers, token, influence
     level: int  # heat level of its influence
+    href: str = ""  # a supernode's seed feature page, /features/{layer}/{feature}
 
 
 @dataclass(frozen=True)
@@ -84,8 +90,29 @@ def influence_pieces(text: str, influences: list[TokenInfluence]) -> list[Piece]
     return pieces
 
 
-def graph_svg(trace: Trace, tokens: dict[int, str]) -> GraphSvg:
-    """The pruned graph at supernode level; `tokens` maps a traced position to its text."""
+@dataclass(frozen=True)
+class SupernodeName:
+    label: str
+    href: str  # its seed feature's page
+    from_atlas: bool  # False: named by its feature ids
+
+
+def supernode_names(trace: Trace, labels: LabelFn | None) -> list[SupernodeName]:
+    """Each supernode's name: the atlas label stored with the trace; for one traced without an
+    atlas, its seed feature's label in `labels` (the server's atlas of that set), else its ids."""
+    out = []
+    for s in trace.supernodes:
+        seed = s.members[0]
+        label = s.label if s.label_source == "atlas" or labels is None else None
+        label = label or labels(seed.layer, seed.feature)  # type: ignore[misc]
+        href = f"/features/{feature_id(seed.layer, seed.feature)}"
+        out.append(SupernodeName(label or s.label, href, bool(label)))
+    return out
+
+
+def graph_svg(trace: Trace, tokens: dict[int, str], names: list[SupernodeName]) -> GraphSvg:
+    """The pruned graph at supernode level; `tokens` maps a traced position to its text,
+    `names` name the supernodes (`supernode_names`)."""
     shown = trace.supernodes[:MAX_SUPERNODES]
     embeds = {n.position: n for n in trace.nodes if n.kind == "embedding"}
     positions = sorted({s.position for s in shown})
@@ -130,11 +157,13 @@ def graph_svg(trace: Trace, tokens: dict[int, str]) -> GraphSvg:
         x0 = column[s.position] + 2 + COLUMN * across
         y0 = y_layer((s.layers[0] + s.layers[1]) / 2) - BOX_H / 2 - up * (BOX_H + 2)
         where[k] = (x0 + BOX_W / 2, y0 + BOX_H / 2)
+        name = names[k]
         boxes.append(
-            Box(x0, y0, _short(s.label, 10),
-                f"{s.label} · layers {s.layers[0]}-{s.layers[1]} at {tokens.get(s.position, '')!r}"
-                f" · {len(s.members)} features · influence {s.influence:.3f}",
-                heat_level(s.influence, scale))
+            Box(x0, y0, _short(name.label, 10),
+                f"{name.label} · layers {s.layers[0]}-{s.layers[1]} at "
+                f"{tokens.get(s.position, '')!r} · {len(s.members)} features · influence "
+                f"{s.influence:.3f} · seed feature {name.href.removeprefix('/features/')}",
+                heat_level(s.influence, scale), name.href)
         )  # fmt: skip
     token_y = y_layer(-1) + row / 2
     tscale = max((n.influence for n in embeds.values()), default=0.0)
@@ -253,19 +282,23 @@ class TracePage:
     output: list[Piece]
     graph: GraphSvg
     chart: InterventionChart
+    names: list[SupernodeName]  # one per supernode of the trace
 
 
-def trace_page(report: DriftReport) -> TracePage:
-    """Everything trace.html draws (call only when the report has a trace)."""
+def trace_page(report: DriftReport, labels: LabelFn | None = None) -> TracePage:
+    """Everything trace.html draws (call only when the report has a trace); `labels` names
+    the nodes of a trace made without an atlas (the server's atlas of the same set)."""
     t = report.trace
     assert t is not None
     tokens = {tok.index: tok.token for tok in report.model_path.tokens}
+    names = supernode_names(t, labels)
     return TracePage(
         prompt=influence_pieces(report.prompt, t.prompt_influence),
         output=influence_pieces(
             report.model_path.text[: max((o.end for o in t.output_influence), default=0)],
             t.output_influence,
         ),
-        graph=graph_svg(t, tokens),
+        graph=graph_svg(t, tokens, names),
         chart=intervention_chart(t),
+        names=names,
     )

@@ -7,6 +7,7 @@ so there is one way to submit each kind of work; a form posted from another site
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -15,7 +16,7 @@ from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import Session, func, select
 
-from api.atlas_cache import atlas_of
+from api.atlas_cache import atlas_of, transcoder_atlas_of
 from api.deps import SessionDep, SettingsDep
 from api.pages.auth import PageCaller, same_origin
 from api.pages.templating import render
@@ -27,6 +28,8 @@ from api.routes.queued import accept_job, find_job
 from api.routes.steer import create_steering
 from api.schemas import DiagnosisRequest, JobState, SteerRequest
 from diagnostics.answers import ANSWER_MODES
+from diagnostics.atlas.store import AtlasError
+from diagnostics.atlas.transcoder_atlas import feature_id
 from diagnostics.options import DiagnosisOptions
 from service.audit_progress import typical_job_seconds
 from service.db import as_aware
@@ -35,6 +38,7 @@ from service.models import TERMINAL, Job, JobKind, JobStatus, Report, ReportFeat
 from service.ownership import Scope
 from service.validation import INT32_MAX, text_problem, whole_number
 
+log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 REFRESH_S = 3  # a job page reloads itself this often until the job is finished
 INDEX_SHOWN = 50
@@ -107,8 +111,9 @@ def _job_page(
 def features_index(
     request: Request, session: SessionDep, settings: SettingsDep, caller: PageCaller, q: str = ""
 ) -> Response:
-    """The latents: a label search over the atlas, the search by text (contrastive), and the
-    latents flagged most often in the stored reports the caller sees."""
+    """The latents: a label search over the atlas (and over the transcoder set's atlas, ids
+    layer/feature), the search by text (contrastive), and the latents flagged most often in the
+    stored reports the caller sees."""
     atlas = atlas_of(settings)
     q = q.strip()[:200]
     matches = []
@@ -128,11 +133,23 @@ def features_index(
         row = _atlas_row(atlas, fid) if atlas is not None and fid < atlas.d_sae else None
         label = row["label"] if row else _stored_label(session, fid, caller.scope)
         often.append({"id": fid, "n_reports": n, "label": label, "generic": row and row["generic"]})
+    tc_atlas, tc_matches = transcoder_atlas_of(settings), []
+    if q and tc_atlas is not None:
+        try:
+            tc_matches = [
+                _atlas_row(tc_atlas.layer(layer), i) | {"id": feature_id(layer, i)}
+                for layer, i in tc_atlas.search_label(q)[:INDEX_SHOWN]
+            ]
+        except AtlasError:  # built for another set: logged, searched as if absent
+            log.exception("the transcoder atlas cannot be searched")
+            tc_atlas = None
     return render(
         request,
         "features.html",
-        {"q": q, "matches": matches, "often": often, "has_atlas": atlas is not None},
-    )
+        {"q": q, "matches": matches, "often": often, "has_atlas": atlas is not None,
+         "tc_matches": tc_matches, "has_tc_atlas": tc_atlas is not None,
+         "transcoders": settings.transcoders},
+    )  # fmt: skip
 
 
 def _atlas_row(atlas, fid: int) -> dict:

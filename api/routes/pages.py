@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from sqlmodel import select
 
-from api.atlas_cache import atlas_of, concept_basis_of
+from api.atlas_cache import atlas_of, concept_basis_of, transcoder_labels
 from api.deps import SessionDep, SettingsDep
 from api.pages.audit_view import accuracy_segments, fix_rate_bars, item_prompt
 from api.pages.auth import KEY_COOKIE, PageCaller, safe_next, same_origin
@@ -167,7 +167,9 @@ def report_page(
             "chart": evidence_chart(report) if report.verification else None,
             "prefix": continuation_prefix(report),
             "cards": _cards(report, settings),
-            "trace_view": trace_page(report) if report.trace else None,
+            "trace_view": trace_page(report, transcoder_labels(settings, report.trace.transcoders))
+            if report.trace
+            else None,
         },
     )
 
@@ -255,6 +257,7 @@ def feature_page(
         "feature.html",
         {
             "fid": fid,
+            "transcoder": None,  # an SAE latent (transcoder features: routes/transcoder_pages)
             "entry": entry,
             "atlas_dir": settings.atlas_dir,
             "contexts": contexts,
@@ -328,9 +331,17 @@ def audit_page(
             "segments": accuracy_segments(summary, progress),
             "fix_bars": fix_rate_bars(summary),
             "eval_run": audit.options.get("kind") == "lm-eval",
-            "trace_supernodes": recurring_supernodes(traced_failures(session, audit_id)),
+            "trace_supernodes": _recurring_supernodes(session, audit_id, settings),
         },
     )
+
+
+def _recurring_supernodes(session, audit_id: str, settings) -> list[dict]:
+    """The audit's recurring supernodes, those traced without atlas labels named by the
+    server's atlas of the same transcoder set when it has one."""
+    failures = traced_failures(session, audit_id)
+    scan = failures[0]["transcoders"] if failures else ""
+    return recurring_supernodes(failures, labels=transcoder_labels(settings, scan or ""))
 
 
 @router.get("/login")

@@ -85,8 +85,8 @@ def build_atlas(
             "sources": sources or [], "split": split, "seed": seed,
         }  # fmt: skip
         checkpoint = BuildCheckpoint(checkpoint_dir, settings, every=checkpoint_every)
-    collected = collect(
-        lm, sae, documents, max_tokens=max_tokens, ctx_len=ctx_len, batch_size=batch_size,
+    (collected,) = collect(
+        lm, [sae], documents, max_tokens=max_tokens, ctx_len=ctx_len, batch_size=batch_size,
         n_contexts=n_contexts, progress=progress, score_every=score_every,
         score_context_len=score_context_len, max_score_contexts=max_score_contexts,
         checkpoint=checkpoint,

@@ -8,11 +8,13 @@ residual stream after its layer. A transcoder of layer L reads the MLP input of 
 stream: clamping a transcoder feature is the same edit of the residual after layer L as clamping
 an SAE latent there, so the causal output test runs unchanged. A transcoder layer is wrapped as a
 JumpReLU dictionary (`TranscoderLayer`) with its encoder, decoder and thresholds; its latent ids
-are `layer/feature` outside the atlas, the feature index inside it.
+are `layer/feature` outside the atlas, the feature index inside it
+(`diagnostics.atlas.transcoder_atlas`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -22,9 +24,6 @@ from diagnostics.sae.config import SaeConfig, SaeMetadata
 from diagnostics.sae.modules import JumpReLUSAE, SparseAutoencoder
 from diagnostics.transcoders.io import load_layer
 from diagnostics.transcoders.mlp_activations import mlp_inputs_outputs
-
-TRANSCODER_ATLAS_DIR = "atlas_layers"
-"""Under a transcoder set's directory: one atlas per layer, `atlas_layers/layer_{L}/atlas/`."""
 
 
 class TranscoderLayer(JumpReLUSAE):
@@ -55,20 +54,26 @@ def transcoder_layer(directory: str | Path, layer: int) -> TranscoderLayer:
     return module
 
 
-def transcoder_atlas_dir(directory: str | Path, layer: int) -> Path:
-    """Where the atlas of a transcoder layer is saved (pass it to `FeatureAtlas.save`/`load`)."""
-    return Path(directory) / TRANSCODER_ATLAS_DIR / f"layer_{layer}"
-
-
 def reads_mlp_input(dictionary: SparseAutoencoder) -> bool:
     return bool(getattr(dictionary, "reads_mlp_input", False))
 
 
 def encoder_inputs(
-    lm, dictionary: SparseAutoencoder, ids: torch.Tensor, mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """What the dictionary's encoder reads [batch, seq, d_model] for token ids [batch, seq]."""
-    layer = dictionary.cfg.hook_layer
-    if reads_mlp_input(dictionary):
-        return mlp_inputs_outputs(lm, ids, [layer], mask)[0][0]
-    return residuals_at(lm, ids, layer, mask)
+    lm,
+    dictionaries: Sequence[SparseAutoencoder],
+    ids: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> list[torch.Tensor]:
+    """What each dictionary's encoder reads, [batch, seq, d_model] each, for token ids
+    [batch, seq]: the MLP inputs of every transcoder layer come from one forward."""
+    mlp_layers = sorted({d.cfg.hook_layer for d in dictionaries if reads_mlp_input(d)})
+    mlp_in = {}
+    if mlp_layers:
+        ins = mlp_inputs_outputs(lm, ids, mlp_layers, mask)[0]  # [n_layers, batch, seq, d]
+        mlp_in = dict(zip(mlp_layers, ins, strict=True))
+    return [
+        mlp_in[d.cfg.hook_layer]
+        if reads_mlp_input(d)
+        else residuals_at(lm, ids, d.cfg.hook_layer, mask)
+        for d in dictionaries
+    ]

@@ -26,10 +26,22 @@ def _query_words(query: str) -> set[str]:
     return alnum or found
 
 
+MatchKey = tuple[int, int, float]
+"""How well a latent matches, smaller first: (-tier, -matched words, -score)."""
+
+
 def rank_by_label(
     query: str, labels: list[str], descriptions: list[str], rules: list[dict], score: np.ndarray
 ) -> list[int]:
     """Latents matching `query`, best first; score [d_sae] breaks ties (higher first)."""
+    return [i for _, i in sorted(label_matches(query, labels, descriptions, rules, score))]
+
+
+def label_matches(
+    query: str, labels: list[str], descriptions: list[str], rules: list[dict], score: np.ndarray
+) -> list[tuple[MatchKey, int]]:
+    """(how well, latent) of every latent matching `query`, unsorted: the keys of several
+    dictionaries' latents sort together (a transcoder set's layers)."""
     q = " ".join(query.lower().split())
     q_words = _query_words(q)
     if not q or not q_words:
@@ -48,5 +60,5 @@ def rank_by_label(
         if tier == 0 and found == len(q_words):
             tier = 1
         if tier or 2 * found > len(q_words):
-            ranked.append((-tier, -found, -float(score[i]), i))
-    return [i for *_, i in sorted(ranked)]
+            ranked.append(((-tier, -found, -float(score[i])), i))
+    return ranked

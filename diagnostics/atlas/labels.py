@@ -39,9 +39,15 @@ UNIGRAM_PRECISION = 0.5  # ... and the latent fires on >= 50% of that token's oc
 
 
 def vocab_strings(tokenizer, vocab_size: int) -> list[str]:
-    """The decoded text of every token id (special tokens included)."""
-    strings = tokenizer.batch_decode([[i] for i in range(vocab_size)])
-    return [str(s) for s in strings]
+    """The decoded text of every token id (special tokens included); decoded once per tokenizer
+    (a transcoder set's atlas finishes 30 layers with it; do not modify the list)."""
+    if _VOCAB[0] is not tokenizer or _VOCAB[1] != vocab_size:
+        strings = tokenizer.batch_decode([[i] for i in range(vocab_size)])
+        _VOCAB[:] = [tokenizer, vocab_size, [str(s) for s in strings]]
+    return _VOCAB[2]
+
+
+_VOCAB: list = [None, 0, []]  # the last tokenizer (held, so never another's), size, strings
 
 
 def log_odds(a, n: int, b, total: int, prior: float = PRIOR) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-LabelSource = Literal["ngram", "llm", "none"]
+LabelSource = Literal["ngram", "llm", "peaks", "none"]
+"""peaks: no description; labelled by the tokens its strongest contexts peak on (transcoders)."""
 
 
 class ContextExample(BaseModel):

@@ -7,6 +7,7 @@ the layout changes; an atlas of another version is refused with a message to reb
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import math
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load, save
 
 from diagnostics.atlas.cards import feature_card
 from diagnostics.atlas.describe import peak_agreement, sub_rule
@@ -44,6 +45,7 @@ ATLAS_DIR = "atlas"
 ARRAYS_FILE = "arrays.safetensors"
 JSON_FILE = "atlas.json"
 RULES_FILE = "rules.json"
+GZ = ".gz"
 PER_LATENT = ("count", "density", "mean_activation", "max_activation", "detection_auroc",
               "description_auroc", "is_dense", "is_unigram", "format_share", "first_share")  # fmt: skip
 """Arrays every reader indexes by latent: each must have d_sae rows."""
@@ -308,23 +310,28 @@ class FeatureAtlas:
             raise AtlasError("the atlas was built for another SAE: rebuild it (features build)")
 
     # -- persistence -------------------------------------------------------------------------
-    def save(self, sae_dir: str | Path) -> Path:
-        """Write to `<sae_dir>/atlas/` atomically (a temporary sibling, then a rename)."""
-        target = Path(sae_dir) / ATLAS_DIR
-        tmp = target.with_name(ATLAS_DIR + ".partial")
+    def save(
+        self, sae_dir: str | Path, *, name: str = ATLAS_DIR, vocab: bool = True, gz: bool = False
+    ) -> Path:
+        """Write to `<sae_dir>/<name>/` atomically (a temporary sibling, then a rename). Without
+        `vocab` the decoded vocabulary is left to the caller (a transcoder set's atlas keeps one
+        for all its layers: `load(..., vocab=)`); `gz` compresses the arrays and rules files."""
+        target = Path(sae_dir) / name
+        tmp = target.with_name(name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        save_file({k: np.ascontiguousarray(v) for k, v in self.arrays.items()}, tmp / ARRAYS_FILE)
+        arrays = save({k: np.ascontiguousarray(v) for k, v in self.arrays.items()})
         doc = {
             "meta": self.meta.model_dump(),
             "context_peak": self.context_peak,
             "labels": self.labels,
             "descriptions": self.descriptions,
             "label_sources": self.label_sources,
-            "vocab": self.vocab,
-        }
+        } | ({"vocab": self.vocab} if vocab else {})
         (tmp / JSON_FILE).write_text(json.dumps(doc, ensure_ascii=False))
-        (tmp / RULES_FILE).write_text(json.dumps(self.rules, ensure_ascii=False))
+        rules = json.dumps(self.rules, ensure_ascii=False).encode()
+        for file, data in ((ARRAYS_FILE, arrays), (RULES_FILE, rules)):
+            (tmp / (file + GZ if gz else file)).write_bytes(gzip.compress(data, 6) if gz else data)
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)
         return target
@@ -344,9 +351,10 @@ class FeatureAtlas:
         return atlas
 
     @classmethod
-    def load(cls, sae_dir: str | Path) -> FeatureAtlas:
+    def load(cls, sae_dir: str | Path, *, vocab: list[str] | None = None) -> FeatureAtlas:
         """Read `<sae_dir>/atlas/` (or an atlas directory itself) without checking which SAE it
-        belongs to: use `for_sae`. `sae_dir` may be 'default'."""
+        belongs to: use `for_sae`. `sae_dir` may be 'default'; `vocab` is the decoded vocabulary
+        of an atlas saved without its own."""
         path = _atlas_path(sae_dir)
         if not _has_atlas(path):
             raise AtlasError(
@@ -362,12 +370,12 @@ class FeatureAtlas:
         try:
             atlas = cls(
                 meta=AtlasMeta.model_validate(doc["meta"]),
-                arrays=_read(path / ARRAYS_FILE, None),
+                arrays=_read(_stored(path, ARRAYS_FILE), None),
                 labels=doc["labels"],
                 descriptions=doc["descriptions"],
                 label_sources=doc["label_sources"],
-                rules=_read(path / RULES_FILE, json.loads),
-                vocab=doc["vocab"],
+                rules=_read(_stored(path, RULES_FILE), json.loads),
+                vocab=doc["vocab"] if vocab is None else vocab,
                 context_peak=int(doc["context_peak"]),
             )
         except AtlasCorrupt:
@@ -397,12 +405,19 @@ REBUILD = "rebuild it with `driftscope features build`"
 
 
 def _read(file: Path, parse):
-    """`parse(file's text)`, or its safetensors arrays when `parse` is None; AtlasCorrupt when
-    the file cannot be read or parsed (truncated, edited)."""
+    """`parse(file's text)`, or its safetensors arrays when `parse` is None, gunzipped first when
+    it ends in .gz; AtlasCorrupt when the file cannot be read or parsed (truncated, edited)."""
     try:
-        return load_file(str(file)) if parse is None else parse(file.read_text())
+        data = file.read_bytes()
+        data = gzip.decompress(data) if file.suffix == GZ else data
+        return load(data) if parse is None else parse(data.decode())
     except Exception as err:  # JSONDecodeError, SafetensorError, UnicodeDecodeError, OSError
         raise AtlasCorrupt(f"the atlas file {file} is corrupt ({_what(err)}): {REBUILD}") from None
+
+
+def _stored(path: Path, name: str) -> Path:
+    """The file `name` in the atlas directory `path`, or its compressed `name.gz`."""
+    return path / name if (path / name).is_file() else path / (name + GZ)
 
 
 def _what(err: BaseException) -> str:
@@ -420,7 +435,7 @@ def _atlas_path(location: str | Path) -> Path:
 
 
 def _has_atlas(path: Path) -> bool:
-    return all((path / f).is_file() for f in (JSON_FILE, ARRAYS_FILE, RULES_FILE))
+    return all(_stored(path, f).is_file() for f in (JSON_FILE, ARRAYS_FILE, RULES_FILE))
 
 
 def _opt(x) -> float | None:

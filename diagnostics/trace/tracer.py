@@ -45,6 +45,10 @@ class Tracer:
 
 
 def make_tracer(name: str, device: str) -> Tracer:
-    """A Tracer for the set `name` ('default' or a directory) on `device`; nothing is read until
-    the first trace (a missing set fails that trace, with its path in the message)."""
-    return Tracer(resolve_transcoders_dir(name), TraceConfig(device=device))
+    """A Tracer for the set `name` ('default' or a directory) on `device`, its supernodes named
+    by the set's atlas when it has one; nothing is read until the first trace (a missing set
+    fails that trace, with its path in the message)."""
+    from diagnostics.atlas.transcoder_atlas import NodeLabels
+
+    directory = resolve_transcoders_dir(name)
+    return Tracer(directory, TraceConfig(device=device), labels=NodeLabels(directory))

@@ -52,7 +52,7 @@ def test_build_removes_its_checkpoint_and_the_default_contexts_agree(built):
     assert OUTPUT_CONTEXTS == N_CONTEXTS
 
 
-def test_a_transcoder_layer_gets_its_own_atlas(tmp_path, built):
+def test_a_transcoder_set_gets_one_atlas_for_every_layer(tmp_path, built):
     from tests.unit.test_atlas_resume_and_dictionaries import _random_transcoders
 
     root, common = built
@@ -61,19 +61,26 @@ def test_a_transcoder_layer_gets_its_own_atlas(tmp_path, built):
     result = runner.invoke(
         app,
         ["features", "build", "--source", f"{root / 'corpus.jsonl'}:all", "--model",
-         str(root / "model"), "--transcoders", str(tmp_path / "tc"), "--layer", "1",
-         "--max-tokens", "3000", "--ctx-len", "64", "--batch-size", "8", "--model-dtype",
-         "float32", "--output-contexts", "4"],
+         str(root / "model"), "--transcoders", str(tmp_path / "tc"), "--max-tokens", "3000",
+         "--ctx-len", "64", "--batch-size", "8", "--model-dtype", "float32"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "tc" / "atlas_layers" / "layer_1" / "atlas" / "atlas.json").is_file()
-    shown = runner.invoke(app, ["features", "show", "1/3", "--transcoders", str(tmp_path / "tc")])
+    assert "atlas of 4 layers x 24 features" in result.stdout and "pass_seconds" in result.stdout
+    for layer in range(4):
+        assert (tmp_path / "tc" / "atlas" / f"layer_{layer}" / "atlas.json").is_file()
+    assert not (tmp_path / "tc" / "atlas.build").exists()
+    tc = ["--transcoders", str(tmp_path / "tc")]
+    shown = runner.invoke(app, ["features", "show", "1/3", *tc])
     assert shown.exit_code == 0, shown.output
-    assert shown.stdout.startswith("feature 3:") and "max-activating contexts" in shown.stdout
-    bad = runner.invoke(app, ["features", "show", "3", "--transcoders", str(tmp_path / "tc")])
+    assert shown.stdout.startswith("feature 1/3:") and "max-activating contexts" in shown.stdout
+    label = shown.stdout.split(":", 1)[1].split("  [")[0].strip()
+    found = runner.invoke(app, ["features", "search", "--label", label, *tc, "--json"])
+    assert found.exit_code == 0, found.output
+    assert "1/3" in [row["id"] for row in json.loads(found.stdout)]
+    bad = runner.invoke(app, ["features", "show", "3", *tc])
     assert bad.exit_code == 2 and "LAYER/FEATURE" in bad.output
-    result = runner.invoke(app, ["features", "build", "--source", "x", "--layer", "1"])
-    assert result.exit_code != 0 and "--transcoders and --layer go together" in result.output
+    missing = runner.invoke(app, ["features", "show", "1/3", "--transcoders", str(tmp_path)])
+    assert missing.exit_code == 5 and "features build --transcoders" in missing.output
 
 
 def test_show_prints_label_contexts_and_json(built):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from diagnostics.atlas import FeatureAtlas, build_atlas
+from diagnostics.atlas import build_atlas
 from diagnostics.atlas.checkpoint import BuildCheckpoint, CheckpointMismatch
-from diagnostics.atlas.dictionary import encoder_inputs, transcoder_atlas_dir, transcoder_layer
+from diagnostics.atlas.dictionary import encoder_inputs, transcoder_layer
 from diagnostics.atlas.store import U16_PAD
 from diagnostics.atlas.token_change import LayerTail, context_state, token_change
 from diagnostics.hooks import residuals_at
@@ -72,7 +72,7 @@ def test_a_stopped_build_resumes_to_the_same_atlas(planted, tmp_path):  # noqa: 
         build_atlas(lm, sae, _stopping(docs, 60), **kw)
     saved = torch.load(tmp_path / "ck" / "pass.pt", weights_only=False)
     assert saved["n_batches"] >= 2 and not saved["done"]
-    assert 0 < saved["acc"].n_tokens < atlas.n_tokens
+    assert 0 < saved["accs"][0].n_tokens < atlas.n_tokens
     resumed = build_atlas(lm, sae, docs, **kw)
     assert sorted(resumed.arrays) == sorted(atlas.arrays)
     for key, value in atlas.arrays.items():
@@ -82,7 +82,7 @@ def test_a_stopped_build_resumes_to_the_same_atlas(planted, tmp_path):  # noqa: 
     # the finished pass is read back, not run again: a planted count shows up in the atlas
     saved = torch.load(tmp_path / "ck" / "pass.pt", weights_only=False)
     assert saved["done"]
-    saved["acc"].count[GATE_LATENT] += 1000
+    saved["accs"][0].count[GATE_LATENT] += 1000
     torch.save(saved, tmp_path / "ck" / "pass.pt")
     again = build_atlas(lm, sae, docs, **kw)
     assert again.arrays["count"][GATE_LATENT] == atlas.arrays["count"][GATE_LATENT] + 1000
@@ -161,7 +161,7 @@ def test_the_atlas_describes_a_transcoder_layer(planted, tmp_path):  # noqa: F81
             break
     f = torch.cat(feats)
     x, _ = mlp_inputs_outputs(lm, torch.tensor([windows[0]]), [layer])
-    torch.testing.assert_close(encoder_inputs(lm, tc, torch.tensor([windows[0]])), x[0])
+    torch.testing.assert_close(encoder_inputs(lm, [tc], torch.tensor([windows[0]]))[0], x[0])
     np.testing.assert_allclose(atlas.density, (f > 0).float().mean(0).numpy(), rtol=1e-6)
     assert 0.03 < float(atlas.density.mean()) < 0.3
     assert atlas.meta.output_test["n_contexts"] == 4
@@ -170,6 +170,3 @@ def test_the_atlas_describes_a_transcoder_layer(planted, tmp_path):  # noqa: F81
     state = context_state(lm, tc, tail, windows[0][:20])
     x, _ = mlp_inputs_outputs(lm, torch.tensor([windows[0][:20]]), [layer])
     torch.testing.assert_close(state.features, tc.encode(x[0, 0, -1].float()[None])[0])
-    path = atlas.save(transcoder_atlas_dir(tmp_path / "tc", layer))
-    loaded = FeatureAtlas.for_sae(tc, path.parent)
-    assert loaded.d_sae == 24 and loaded.labels == atlas.labels
