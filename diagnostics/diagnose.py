@@ -1,7 +1,7 @@
 """Diagnose one prompt: where the model's reasoning first goes wrong, which SAE latents pushed it
 there, and whether ablating them (against a matched random control) changes the outcome.
 
-Steps (see DESIGN.md and docs/diagnosis.md): generate (or take the given output) and judge it;
+Steps (see docs/diagnosis.md): generate (or take the given output) and judge it;
 find the first wrong step (`first_error`) and correct it; the corrected path shares the model's
 tokens up to the divergence (`paths`); attribute logit(corrected token) - logit(model's token)
 there to every latent at every position (+ the SAE error term, `attribution`); flag the latents

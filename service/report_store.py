@@ -31,7 +31,6 @@ def report_columns(
         "sae_id": report.identity.sae_id[:300],
         "format_ok": report.judgement.format_ok,
         "ablation_fixed": report.verification.fixed if report.verification else None,
-        "control_fix_rate": report.control.fix_rate if report.control else None,
         "n_flagged": len(report.flagged),
         "prompt_preview": last_question(report.prompt)[:300],  # an eval prompt: not its examples
         "expected": report.expected[:1000],
