@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
-from diagnostics.gold_solution import last_question
+from diagnostics.prompts import last_question
 from diagnostics.report import DriftReport
 from service.models import Report, ReportFeature, new_id
 

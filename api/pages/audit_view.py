@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diagnostics.gold_solution import last_question
+from diagnostics.prompts import last_question
 
 CHART_WIDTH = 400.0
 
