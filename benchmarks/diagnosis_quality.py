@@ -150,7 +150,7 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 def natural_failures(lm, sae, atlas, fmt, n_failures, seed, top_attr):
     """Diagnose failing probes until n_failures; ablation evidence and attribution-vs-ablation."""
-    gains, control_gains, fixed, control_fixed, rhos = [], [], [], [], []
+    gains, control_gains, fixed, rhos = [], [], [], []
     null_medians, null_p90s, percentiles, null_fixed, evidence = [], [], [], [], []
     pooled_attr, pooled_effect = [], []
     reports = []
@@ -168,8 +168,6 @@ def natural_failures(lm, sae, atlas, fmt, n_failures, seed, top_attr):
             gains.append(report.verification.metric_change)
             control_gains.append(report.control.median_metric_change)
             fixed.append(report.verification.fixed)
-            if report.control.fix_rate is not None:  # the plain control is gap-only now
-                control_fixed.append(report.control.fix_rate)
         if report.null is not None:
             null_medians.append(report.null.median_metric_change)
             null_p90s.append(report.null.p90_metric_change)
@@ -201,7 +199,6 @@ def natural_failures(lm, sae, atlas, fmt, n_failures, seed, top_attr):
         else None,
         "median_per_failure_ratio": statistics.median(ratio) if ratio else None,
         "flagged_fix_rate": statistics.mean(fixed) if fixed else None,
-        "control_fix_rate": statistics.mean(control_fixed) if control_fixed else None,
         "null": {
             "median_of_medians": statistics.median(null_medians) if null_medians else None,
             "median_p90": statistics.median(null_p90s) if null_p90s else None,

@@ -35,9 +35,10 @@ import torch
 
 from diagnostics.answers import judge, to_float
 from diagnostics.first_error import correction_for, locate_first_error
-from diagnostics.gold_solution import gold_for, last_question
+from diagnostics.gold_solution import gold_for
 from diagnostics.model_loading import load_model
 from diagnostics.paths import corrected_path, token_char_spans
+from diagnostics.prompts import last_question
 
 DATA = Path(__file__).parent / "data" / "first_error.jsonl"
 RESULTS = Path(__file__).parent / "results" / "first_error.json"

@@ -34,12 +34,7 @@ def format_summary(summary: dict) -> str:
     lines += concept_lines(summary)
     lines.append(
         f"ablating the flagged latents fixed {pct(summary['ablation_fix_rate'])} of failures "
-        f"(selection-matched null {pct(summary['null_fix_rate'])}"
-        + (  # reports before the null had a continued plain control; now it is gap-only
-            f", random control {pct(summary['control_fix_rate'])})"
-            if summary["control_fix_rate"] is not None
-            else ")"
-        )
+        f"(selection-matched null {pct(summary['null_fix_rate'])})"
     )
     return "\n".join(lines)
 

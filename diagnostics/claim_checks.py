@@ -9,10 +9,11 @@ import math
 import re
 
 from diagnostics.corrections import Correction, Edit, op_like, styled
+from diagnostics.equations import Step
 from diagnostics.gold_solution import GoldStep
 from diagnostics.number_bindings import Binding, check_clause, clause_around
 from diagnostics.prose_claims import check_claim, relation_op
-from diagnostics.solution_steps import Quantity, Step
+from diagnostics.solution_steps import Quantity
 from diagnostics.step_errors import Confidence, ErrorKind, FoundBy, StepError
 
 _LIST_MARKER = re.compile(r"\d{1,2}[.)]\s")

@@ -22,11 +22,12 @@ from dataclasses import dataclass
 import torch
 
 from diagnostics.attribution import AttributionResult, LogitGap
-from diagnostics.gold_solution import last_question
+from diagnostics.equations import format_number
 from diagnostics.language_model import LanguageModel, StopRule
 from diagnostics.paths import token_char_spans
+from diagnostics.prompts import last_question
 from diagnostics.report import ContextAttribution, FeatureAttribution, SpanEffect
-from diagnostics.solution_steps import format_number, sentence_spans
+from diagnostics.solution_steps import sentence_spans
 
 REGENERATIONS = 6
 """Sentence deletions regenerated and judged, at most (those moving the gap most first): every

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from diagnostics.equations import Expr, Number, Step, apply_op, format_number
 from diagnostics.gold_solution import GoldStep
-from diagnostics.solution_steps import Expr, Number, Step, apply_op, format_number
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Diagnose one prompt: where the model's reasoning first goes wrong, which SAE latents pushed it
 there, and whether ablating them (against a matched random control) changes the outcome.
 
-Steps (see DESIGN.md and docs/diagnosis.md): generate (or take the given output) and judge it;
+Steps (see docs/diagnosis.md): generate (or take the given output) and judge it;
 find the first wrong step (`first_error`) and correct it; the corrected path shares the model's
 tokens up to the divergence (`paths`); attribute logit(corrected token) - logit(model's token)
 there to every latent at every position (+ the SAE error term, `attribution`); flag the latents
@@ -20,23 +20,20 @@ from diagnostics.answers import Judgment, answer_is_final, judge, to_float
 from diagnostics.attribution import LogitGap, attribute
 from diagnostics.context import context_attribution
 from diagnostics.failure_classes import FailureClass, classify_failure
-from diagnostics.first_error import StepError, correction_for, locate_first_error
+from diagnostics.first_error import correction_for, locate_first_error
 from diagnostics.flagging import Atlas, PathFeatures, flag_latents
-from diagnostics.gold_solution import gold_for, last_question
+from diagnostics.gold_solution import gold_for
 from diagnostics.language_model import LanguageModel
 from diagnostics.null import EVIDENCE_PERCENTILE, draw_null, null_record
 from diagnostics.options import DiagnosisOptions
 from diagnostics.paths import corrected_path, divergence_at, token_char_spans
-from diagnostics.report import (
-    Attribution,
-    DriftReport,
-    FeatureActivation,
-    FeatureAttribution,
-    FirstError,
-    Identity,
-    JudgedAnswer,
-    PathToken,
-    TokenPath,
+from diagnostics.prompts import last_question
+from diagnostics.report import DriftReport, Identity, JudgedAnswer
+from diagnostics.report_records import (
+    attribution_record,
+    first_error_record,
+    mark_flagged,
+    token_path,
 )
 from diagnostics.sae.modules import SparseAutoencoder
 from diagnostics.splice import splice_sae
@@ -217,8 +214,8 @@ def _diagnose_path(
         ),
         failure_class=classified.failure_class,
         failure_evidence=classified.evidence,
-        model_path=_token_path(tok, model_seq, model_feats, P, opts, start=0),
-        first_error=_first_error_record(step_error),
+        model_path=token_path(tok, model_seq, model_feats, P, opts, start=0),
+        first_error=first_error_record(step_error),
         verdict="",
         warnings=warnings,
     )
@@ -238,7 +235,7 @@ def _diagnose_path(
     exp_feats, _ = _features(lm, sae, exp_seq)
     divergence = divergence_at(tok, P, out_ids, corrected, model_logits, spans)
     report.divergence = divergence
-    report.expected_path = _token_path(tok, exp_seq, exp_feats, P, opts, start=P)
+    report.expected_path = token_path(tok, exp_seq, exp_feats, P, opts, start=P)
     clock.add_since("paths", t1)
 
     with clock.stage("attribution"):
@@ -272,8 +269,8 @@ def _attribute(lm, sae, report, model_seq, divergence, model_feats, exp_feats, P
     paths = PathFeatures(model=model_feats, corrected=exp_feats, prompt_len=P)
     flagging = flag_latents(lm, sae, gap, attr, paths, top_k=opts.top_k, atlas=atlas)
     report.flagged = flagging.flagged
-    report.attribution = _attribution_record(attr, flagging, atlas)
-    _mark_flagged(report, model_feats, exp_feats, report.flagged_ids)
+    report.attribution = attribution_record(attr, flagging, atlas)
+    mark_flagged(report, model_feats, exp_feats, report.flagged_ids)
     return gap, attr, flagging
 
 
@@ -388,21 +385,6 @@ def _is_greedy(logits: torch.Tensor, out_ids: torch.Tensor, prompt_len: int) -> 
     return bool((predicted == out_ids).all())
 
 
-def _first_error_record(e: StepError | None) -> FirstError | None:
-    if e is None:
-        return None
-    return FirstError(
-        kind=e.kind.value,
-        found_by=e.found_by.value,
-        output_span=e.span,
-        step_text=e.step_text,
-        should_be=e.should_be,
-        evidence=e.evidence,
-        gold_source=e.gold_source,
-        confidence=e.confidence.value,
-    )
-
-
 def _finish(report: DriftReport, clock: StageClock) -> DriftReport:
     report.timings = clock.finish()
     return report
@@ -414,77 +396,3 @@ def _features(lm: LanguageModel, sae: SparseAutoencoder, seq: torch.Tensor):
     with splice_sae(lm, sae) as rec:
         logits = lm.model(seq[None].to(lm.device)).logits[0]
     return rec.features[0].float(), logits
-
-
-def _attribution_record(attr, flagging, atlas: Atlas | None) -> Attribution:
-    """The linear decomposition of the exact gap, and the strongest attributors either way
-    (flagged or not, with their measured ablation effect when they were screened)."""
-    per_feature = attr.per_feature  # [d_sae]
-    features, error = float(per_feature.sum()), float(attr.error_attribution.sum())
-    baseline = flagging.ablations.baseline()
-    measured = dict(zip(flagging.screened, flagging.effects.tolist(), strict=True))
-    flagged = {f.feature for f in flagging.flagged}
-
-    def top(largest: bool) -> list[FeatureAttribution]:
-        values = per_feature.topk(min(10, len(per_feature)), largest=largest)
-        return [
-            FeatureAttribution(
-                feature=int(i),
-                attribution=float(v),
-                label=atlas.label(int(i)) if atlas is not None else "",
-                ablation_effect=measured.get(int(i)),
-                flagged=int(i) in flagged,
-            )
-            for v, i in zip(values.values, values.indices, strict=True)
-            if (v > 0 if largest else v < 0)
-        ]
-
-    return Attribution(
-        metric=attr.metric,
-        baseline=baseline,
-        total_feature_attribution=features,
-        error_attribution=error,
-        nonlinear=attr.metric - baseline - features - error if baseline is not None else None,
-        per_position=(attr.attribution.sum(-1) + attr.error_attribution).tolist(),  # [seq]
-        error_share=attr.error_share,
-        top_positive=top(True),
-        top_negative=top(False),
-    )
-
-
-def _token_path(
-    tok, seq, feats, prompt_len: int, opts: DiagnosisOptions, *, start: int
-) -> TokenPath:
-    n = opts.top_features_per_token
-    tokens = []
-    for pos in range(start, len(seq)):
-        row = feats[pos]
-        top = row.topk(min(n, len(row))) if n else None
-        tokens.append(
-            PathToken(
-                index=pos,
-                token=tok.decode([int(seq[pos])]),
-                token_id=int(seq[pos]),
-                top_features=[
-                    FeatureActivation(feature=int(i), activation=float(v))
-                    for v, i in zip(top.values, top.indices, strict=True)
-                    if v > 0
-                ]
-                if top is not None
-                else [],
-            )
-        )
-    return TokenPath(text=tok.decode(seq[prompt_len:], skip_special_tokens=True), tokens=tokens)
-
-
-def _mark_flagged(report: DriftReport, model_feats, exp_feats, flagged: list[int]) -> None:
-    """Record the flagged latents' activations on every token of both paths (for the heatmap)."""
-    for path, feats in ((report.model_path, model_feats), (report.expected_path, exp_feats)):
-        if path is None:
-            continue
-        for token in path.tokens:
-            token.flagged = [
-                FeatureActivation(feature=j, activation=float(feats[token.index, j]))
-                for j in flagged
-                if feats[token.index, j] > 0
-            ]

@@ -7,10 +7,11 @@ text, so every tool (SAE training, evaluation, the feature atlas) agrees on what
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
+
+from diagnostics.jsonl import JsonlLineError, jsonl_rows
 
 Split = Literal["train", "heldout", "all"]
 
@@ -58,19 +59,16 @@ def round_robin(iterators: list[Iterator[str]]) -> Iterator[str]:
 def _raw_documents(path: Path) -> Iterator[str]:
     if path.suffix == ".jsonl":
         with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path}:{lineno}: not JSON: {err.msg}") from err
-                if "text" in row:
-                    yield str(row["text"])
-                elif "question" in row:
-                    yield f"{row['question']}\n{row.get('answer', '')}".strip()
-                else:
-                    raise ValueError(f"{path}:{lineno}: expected a 'text' or 'question' field")
+            try:
+                for lineno, row in jsonl_rows(fh):
+                    if "text" in row:
+                        yield str(row["text"])
+                    elif "question" in row:
+                        yield f"{row['question']}\n{row.get('answer', '')}".strip()
+                    else:
+                        raise ValueError(f"{path}:{lineno}: expected a 'text' or 'question' field")
+            except JsonlLineError as err:
+                raise ValueError(f"{path}:{err.line}: not JSON: {err.msg}") from err
     else:
         content = path.read_text(encoding="utf-8")
         yield from (part for part in content.split("\n\n"))

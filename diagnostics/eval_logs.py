@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from diagnostics.answers import extract_strict
 from diagnostics.errors import EvalLogError
+from diagnostics.jsonl import JsonlLineError, jsonl_rows
 
 DEFAULT_FILTER = "strict-match"
 """The filter failures are picked under unless told otherwise (gsm8k's `#### N` extraction)."""
@@ -97,18 +98,19 @@ def parse_samples(text: str, where: str) -> list[HarnessSample]:
     """The lines of a samples file's `text` (see read_samples); `where` names it in errors."""
     samples: list[HarnessSample] = []
     seen: set[tuple[int, str]] = set()
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        sample = _parse_line(line, f"{where}:{lineno}", lineno)
-        key = (sample.doc_id, sample.filter)
-        if key in seen:
-            raise EvalLogError(
-                f"{where}:{lineno}: doc_id {sample.doc_id} appears twice under filter "
-                f"{sample.filter!r}; is this several runs concatenated?"
-            )
-        seen.add(key)
-        samples.append(sample)
+    try:
+        for lineno, raw in jsonl_rows(text.splitlines()):
+            sample = _sample(raw, f"{where}:{lineno}", lineno)
+            key = (sample.doc_id, sample.filter)
+            if key in seen:
+                raise EvalLogError(
+                    f"{where}:{lineno}: doc_id {sample.doc_id} appears twice under filter "
+                    f"{sample.filter!r}; is this several runs concatenated?"
+                )
+            seen.add(key)
+            samples.append(sample)
+    except JsonlLineError as err:
+        raise EvalLogError(f"{where}:{err.line}: not valid JSON ({err.msg})") from None
     if not samples:
         raise EvalLogError(f"{where}: no samples: is this an lm-eval --log_samples file?")
     return samples
@@ -149,11 +151,7 @@ def failures(
     return out
 
 
-def _parse_line(text: str, where: str, lineno: int) -> HarnessSample:
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise EvalLogError(f"{where}: not valid JSON ({err.msg})") from None
+def _sample(raw: Any, where: str, lineno: int) -> HarnessSample:
     if not isinstance(raw, dict):
         raise EvalLogError(f"{where}: expected a JSON object, got {type(raw).__name__}")
     try:

@@ -20,7 +20,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from diagnostics.solution_steps import Number, question_numbers, sentence_spans
+from diagnostics.equation_parser import question_numbers
+from diagnostics.equations import Number
+from diagnostics.solution_steps import sentence_spans
 
 BINDING_MARGIN = 2
 """Content words by which another number's clause must beat the number's own (and be at

@@ -35,8 +35,9 @@ import re
 from dataclasses import dataclass
 from itertools import combinations
 
+from diagnostics.equations import Number, apply_op, format_number
 from diagnostics.number_bindings import Binding, content_words, lower_name, stem, subject_match
-from diagnostics.solution_steps import Number, apply_op, format_number, sentence_spans
+from diagnostics.solution_steps import sentence_spans
 
 _COMPARATIVE = re.compile(
     r"\b(?:more|less|fewer|than|older|younger|longer|shorter|taller|wider|narrower|heavier|"

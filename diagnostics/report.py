@@ -154,12 +154,12 @@ class SetAblation(BaseModel):
 class ControlResult(BaseModel):
     """Random active latents matched by activation to the flagged ones, ablated together with
     no selection: a baseline for scale (gap changes only), not the evidence (see
-    SelectionMatchedNull)."""
+    SelectionMatchedNull). Stored bodies may still hold the old `fix_rate` of continued control
+    draws; reading ignores it (pydantic drops unknown fields), so no schema version changed."""
 
     kind: Literal["matched_random"] = "matched_random"
     draws: list[SetAblation]
     median_metric_change: float
-    fix_rate: float | None = None  # over draws with a continuation (none by default)
 
 
 class SelectionMatchedNull(BaseModel):

@@ -31,7 +31,7 @@ from service.models import Audit, Job, Report, ReportFeature
 
 ITEM_COLUMNS = [
     "item_index", "job_id", "status", "error", "report_id", "correct", "failure_class",
-    "format_ok", "ablation_fixed", "control_fix_rate", "null_fix_rate", "n_flagged", "prompt",
+    "format_ok", "ablation_fixed", "null_fix_rate", "n_flagged", "prompt",
     "expected", "extracted", "verdict",
 ]  # fmt: skip
 BODY_COLUMNS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -64,7 +64,6 @@ def audit_frames(session: Session, audit_id: str) -> tuple[pd.DataFrame, pd.Data
             r.failure_class,
             r.format_ok,
             r.ablation_fixed,
-            r.control_fix_rate,
             r.body["null"]["fix_rate"].as_float().label("null_fix_rate"),
             r.n_flagged,
             r.prompt_preview.label("prompt"),
@@ -157,7 +156,6 @@ def summarize(
             str(k): int(v) for k, v in wrong["failure_class"].value_counts().sort_index().items()
         },
         "ablation_fix_rate": _mean(wrong["ablation_fixed"]),
-        "control_fix_rate": _mean(wrong["control_fix_rate"]),
         "null_fix_rate": _mean(wrong["null_fix_rate"]) if "null_fix_rate" in wrong else None,
         "first_errors": first_errors(wrong),
         "responsible_spans": responsible_spans(wrong),
@@ -169,9 +167,7 @@ def summarize(
     if len(wrong) and len(features):
         generic = set() if basis is None else {j for j, g in enumerate(basis.generic) if g}
         specific = features[~features["feature_id"].isin(generic)]
-        merged = specific.merge(
-            wrong[["report_id", "ablation_fixed", "control_fix_rate"]], on="report_id"
-        )
+        merged = specific.merge(wrong[["report_id", "ablation_fixed"]], on="report_id")
         if len(merged):
             merged["ablation_fixed"] = merged["ablation_fixed"].astype("float")
             grouped = merged.groupby("feature_id").agg(
@@ -181,7 +177,6 @@ def summarize(
                 mean_ablation_effect=("ablation_effect", "mean"),
                 fix_rate=("ablation_fixed", "mean"),
                 n_verified=("ablation_fixed", "count"),
-                control_fix_rate=("control_fix_rate", "mean"),
             )
             grouped = grouped[grouped["n_failures"] >= min_count]
             grouped["share_of_failures"] = grouped["n_failures"] / len(wrong)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from diagnostics.answers import AnswerMode, extract_strict
 from diagnostics.eval_logs import DEFAULT_FILTER, failures, looks_like_samples, parse_samples
+from diagnostics.jsonl import JsonlLineError, jsonl_rows
 from diagnostics.options import DiagnosisOptions
 from service.validation import MAX_JSON_DEPTH, json_problem, text_problem
 
@@ -173,16 +174,13 @@ def sample_items(
 
 
 def _jsonl_rows(text: str):
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DatasetError(f"line {n}: not valid JSON ({err.msg})") from None
-        if not isinstance(row, dict):
-            raise DatasetError(f"line {n}: expected a JSON object")
-        yield n, row
+    try:
+        for n, row in jsonl_rows(text.splitlines()):
+            if not isinstance(row, dict):
+                raise DatasetError(f"line {n}: expected a JSON object")
+            yield n, row
+    except JsonlLineError as err:
+        raise DatasetError(f"line {err.line}: not valid JSON ({err.msg})") from None
 
 
 def _csv_rows(text: str):

@@ -116,7 +116,6 @@ class Report(SQLModel, table=True):
     sae_id: str = Field(index=True, max_length=300)
     format_ok: bool = True
     ablation_fixed: bool | None = None  # ablating the flagged features together fixed the answer
-    control_fix_rate: float | None = None
     n_flagged: int = 0
     prompt_preview: str = Field(default="", max_length=300)
     expected: str = Field(default="", max_length=1000)

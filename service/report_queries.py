@@ -36,7 +36,6 @@ class ReportSummary(BaseModel):
     sae_id: str
     n_flagged: int
     ablation_fixed: bool | None
-    control_fix_rate: float | None
     prompt: str
     expected: str
     extracted: str | None
@@ -175,7 +174,6 @@ def _summary(row, flagged: list[FlaggedBrief]) -> ReportSummary:
         sae_id=row.sae_id,
         n_flagged=row.n_flagged,
         ablation_fixed=row.ablation_fixed,
-        control_fix_rate=row.control_fix_rate,
         prompt=row.prompt_preview,
         expected=row.expected,
         extracted=row.extracted,

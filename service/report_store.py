@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
-from diagnostics.gold_solution import last_question
+from diagnostics.prompts import last_question
 from diagnostics.report import DriftReport
 from service.models import Report, ReportFeature, new_id
 
@@ -31,7 +31,6 @@ def report_columns(
         "sae_id": report.identity.sae_id[:300],
         "format_ok": report.judgement.format_ok,
         "ablation_fixed": report.verification.fixed if report.verification else None,
-        "control_fix_rate": report.control.fix_rate if report.control else None,
         "n_flagged": len(report.flagged),
         "prompt_preview": last_question(report.prompt)[:300],  # an eval prompt: not its examples
         "expected": report.expected[:1000],

@@ -46,4 +46,3 @@ def make_celery(settings: Settings) -> Celery:
 
 mask_logged_credentials()  # a worker's log lines never show a database or broker password
 app = make_celery(get_settings())
-celery_app = app

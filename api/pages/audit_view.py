@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diagnostics.gold_solution import last_question
+from diagnostics.prompts import last_question
 
 CHART_WIDTH = 400.0
 
@@ -61,7 +61,6 @@ def fix_rate_bars(summary: dict) -> list[Bar]:
     for name, key, kind in (
         ("flagged, ablated", "ablation_fix_rate", "flagged"),
         ("selection-matched null", "null_fix_rate", "null"),
-        ("plain random control", "control_fix_rate", "control"),
     ):
         value = summary.get(key)
         if value is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 
 from playwright.sync_api import BrowserContext, Page, expect
 
@@ -269,11 +270,20 @@ def test_feature_page_without_an_atlas(page: Page, site: Site, tmp_path, monkeyp
         get_settings.cache_clear()
 
 
-def test_report_page_screenshot(page: Page, site: Site, tmp_path):
-    """The report page renders to a full-page screenshot of plausible size."""
+def test_report_page_screenshot(page: Page, site: Site):
+    """The report page renders whole: a full-page screenshot as tall as the document, longer than
+    a screen, with every section of the report laid out inside it and no sideways scroll."""
     page.set_viewport_size({"width": 1280, "height": 900})
     page.goto(site.url(f"/reports/{site.report_ids[0]}"))
-    path = tmp_path / "report_page.png"
-    page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 10_000
+    png = page.screenshot(full_page=True)
+    width, height = struct.unpack(">II", png[16:24])  # the PNG's IHDR chunk
+    assert (width, height) == (1280, page.evaluate("document.documentElement.scrollHeight"))
+    assert height > 900
+    sections = page.locator("section.card").evaluate_all(
+        "els => els.map(e => { const r = e.getBoundingClientRect();"
+        " return [r.top + window.scrollY, r.height]; })"
+    )
+    assert len(sections) >= 4
+    assert all(h > 0 and 0 <= top and top + h <= height for top, h in sections), sections
+    expect(page.locator(".verdict-text")).to_have_text(_report(site, site.report_ids[0]).verdict)
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280  # no sideways scroll

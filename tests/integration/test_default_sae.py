@@ -62,7 +62,12 @@ def test_diagnose_a_failing_addition(bundled_lm):
     assert fe is not None and fe.kind in ("calculation_slip", "wrong_operation")
     assert fe.found_by in ("calculator", "gold_step")
     assert fe.output_span[0] <= d.output_offset < fe.output_span[1]
-    assert report.attribution is not None and 0 <= report.attribution.error_share <= 1
+    a = report.attribution
+    assert a is not None
+    # the share of |error| against all latents is at most its share against the strongest ones
+    err, strongest = abs(a.error_attribution), sum(abs(t.attribution) for t in a.top_positive)
+    strongest += sum(abs(t.attribution) for t in a.top_negative)
+    assert err > 0 and strongest > 0 and 0 < a.error_share <= err / (err + strongest) + 1e-9
     # every flagged latent was ablated alone and moved the gap toward the expected token
     assert report.flagged and all(f.ablation_effect > 0 for f in report.flagged)
     # ranked by effect x excess activation; without an atlas the excess is the peak activation

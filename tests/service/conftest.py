@@ -75,10 +75,13 @@ def truncate(url: str) -> None:
         session.commit()
 
 
-@pytest.fixture
-def service_env(db_url, runtime_dirs, monkeypatch) -> Iterator[Settings]:
-    """Environment of one test: empty tables, local queue backend, auth on."""
-    env = {
+def service_vars(
+    db_url: str, runtime_dirs: dict[str, str], overrides: dict[str, str] | None = None
+) -> dict[str, str]:
+    """A test service's environment variables: `db_url`, this session's queue on the test Redis,
+    the local queue backend, the tiny model and random SAE, auth on; `overrides` change or add
+    variables."""
+    return {
         "DATABASE_URL": db_url,
         "REDIS_URL": REDIS_URL,
         "DRIFTSCOPE_QUEUE": QUEUE,
@@ -87,12 +90,28 @@ def service_env(db_url, runtime_dirs, monkeypatch) -> Iterator[Settings]:
         "DRIFTSCOPE_SAE": runtime_dirs["sae"],
         "DRIFTSCOPE_SAE_ID": "random-sae",
         "DRIFTSCOPE_AUTH": "1",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    } | (overrides or {})
+
+
+def use_service_env(
+    mp: pytest.MonkeyPatch,
+    db_url: str,
+    runtime_dirs: dict[str, str],
+    overrides: dict[str, str] | None = None,
+) -> Settings:
+    """Set `service_vars` in this process with `mp` and empty `db_url`'s tables; the caller
+    clears `get_settings` when done."""
+    for key, value in service_vars(db_url, runtime_dirs, overrides).items():
+        mp.setenv(key, value)
     get_settings.cache_clear()
     truncate(db_url)
-    yield get_settings()
+    return get_settings()
+
+
+@pytest.fixture
+def service_env(db_url, runtime_dirs, monkeypatch) -> Iterator[Settings]:
+    """Environment of one test: empty tables, local queue backend, auth on."""
+    yield use_service_env(monkeypatch, db_url, runtime_dirs)
     get_settings.cache_clear()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -206,13 +207,21 @@ def test_audit_from_upload_progress_summary_and_exports(client, service_env):
 
     summary = client.get(f"/v1/audits/{audit_id}/summary").json()
     assert summary["n_items"] == 3 and summary["n_reports"] == progress["done"]
-    assert 0 <= summary["accuracy"] <= 1
     assert sum(summary["failure_classes"].values()) == summary["n_wrong"]
-    for feature in summary["recurring_features"]:
-        assert feature["n_failures"] >= 2 and 0 <= feature["share_of_failures"] <= 1
 
     listed = client.get("/v1/reports", params={"audit_id": audit_id}).json()
     assert listed["count"] == progress["done"]
+    # the summary's numbers, counted again from the reports it summarises
+    wrong = [r for r in listed["data"] if not r["correct"]]
+    assert summary["n_wrong"] == len(wrong)
+    assert summary["accuracy"] == pytest.approx(1 - len(wrong) / len(listed["data"]))
+    per_feature = Counter(j for r in wrong for j in {f["feature"] for f in r["flagged"]})
+    assert {f["feature"]: f["n_failures"] for f in summary["recurring_features"]} == {
+        j: n for j, n in per_feature.items() if n >= 2
+    }
+    assert [f["share_of_failures"] for f in summary["recurring_features"]] == pytest.approx(
+        [f["n_failures"] / len(wrong) for f in summary["recurring_features"]]
+    )
 
     csv = client.get(f"/v1/audits/{audit_id}/export", params={"format": "csv"})
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")

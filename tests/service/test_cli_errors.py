@@ -21,6 +21,7 @@ from service.db import session_scope
 from service.models import Job, Report
 from service.settings import get_settings, mask_credentials
 from tests.service.conftest import repo_root
+from tests.service.private_servers import stop_group
 
 runner = CliRunner()
 FAST = ["--max-new-tokens", "4", "--controls", "0", "--top-k", "2"]
@@ -144,7 +145,7 @@ def test_serve_logs_the_database_without_its_password(pg_url, runtime_dirs, tmp_
                         "DRIFTSCOPE_SAE": runtime_dirs["sae"], "OMP_NUM_THREADS": "1"}  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", "serve", "--queue", "local", "--port", str(port)],
-        cwd=repo_root(), env=env, stderr=subprocess.PIPE, text=True,
+        cwd=repo_root(), env=env, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     seen = []
     try:
@@ -157,8 +158,7 @@ def test_serve_logs_the_database_without_its_password(pg_url, runtime_dirs, tmp_
             if "Uvicorn running" in line or "Application startup complete" in line:
                 break
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_group(proc)
     text = "".join(seen)
     assert "driftscope: database postgresql+psycopg://postgres:***@" in text, text
     assert "s3cret" not in text

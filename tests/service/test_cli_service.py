@@ -110,6 +110,7 @@ def test_audit_of_an_lm_eval_run_diagnoses_the_harness_responses(tmp_path, cli_e
     assert len(joined) == 2
     with session_scope(cli_env) as session:
         reports = session.exec(select(Report).where(Report.audit_id == summary["audit_id"])).all()
+    assert len(reports) == summary["n_reports"] == 2
     for row in reports:
         report = load_report(row.body)
         assert report.output_source == "given" and not report.chat

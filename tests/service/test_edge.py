@@ -15,7 +15,7 @@ from sqlmodel import func, select
 from service.api_keys import create_api_key
 from service.db import session_scope
 from service.models import Job
-from tests.service.conftest import gsm8k_jsonl, repo_root, truncate
+from tests.service.conftest import gsm8k_jsonl, repo_root, service_vars, truncate
 from tests.service.private_servers import start_api, stop_group
 
 LIMIT = 100_000
@@ -28,17 +28,12 @@ def api(sqlite_url, runtime_dirs, tmp_path_factory):
     truncate(sqlite_url)
     with session_scope(sqlite_url) as session:
         key = create_api_key(session, "edge")
-    env = dict(os.environ) | {
-        "DATABASE_URL": sqlite_url,
-        "DRIFTSCOPE_QUEUE_BACKEND": "local",
-        "DRIFTSCOPE_AUTH": "1",
-        "DRIFTSCOPE_MODEL": runtime_dirs["model"],
-        "DRIFTSCOPE_SAE": runtime_dirs["sae"],
+    env = dict(os.environ) | service_vars(sqlite_url, runtime_dirs, {
         "DRIFTSCOPE_MAX_UPLOAD_BYTES": str(LIMIT),
         "DRIFTSCOPE_RATE_LIMIT": "40",
         "DRIFTSCOPE_AUTH_FAILURES_LIMIT": "10",
         "DRIFTSCOPE_MAX_OPEN_JOBS": "3",
-    }
+    })  # fmt: skip
     proc, base = start_api(env, tmp_path_factory.mktemp("edge") / "api.log", repo_root())
     try:
         yield base, key, sqlite_url

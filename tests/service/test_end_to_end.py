@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from service.job_payloads import DiagnosisPayload
 from service.models import JobStatus
 from service.submissions import create_job
 from tests.service.conftest import FAST_OPTIONS, gsm8k_jsonl, repo_root
+from tests.service.private_servers import stop_group
 from workers.reconciler import reconcile_once
 
 pytestmark = pytest.mark.e2e
@@ -29,25 +29,13 @@ DEADLINE_S = 300
 @pytest.fixture
 def pg_service_env(pg_url, runtime_dirs, monkeypatch):
     from service.settings import get_settings
-    from tests.service.conftest import QUEUE, REDIS_URL, truncate
+    from tests.service.conftest import QUEUE, REDIS_URL, use_service_env
 
-    env = {
-        "DATABASE_URL": pg_url,
-        "REDIS_URL": REDIS_URL,
-        "DRIFTSCOPE_QUEUE": QUEUE,
-        "DRIFTSCOPE_QUEUE_BACKEND": "celery",
-        "DRIFTSCOPE_MODEL": runtime_dirs["model"],
-        "DRIFTSCOPE_SAE": runtime_dirs["sae"],
-        "DRIFTSCOPE_SAE_ID": "random-sae",
-        "DRIFTSCOPE_AUTH": "0",
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    truncate(pg_url)
+    overrides = {"DRIFTSCOPE_QUEUE_BACKEND": "celery", "DRIFTSCOPE_AUTH": "0"}
+    settings = use_service_env(monkeypatch, pg_url, runtime_dirs, overrides)
     client = redis.Redis.from_url(REDIS_URL)
     client.delete(QUEUE)
-    yield get_settings()
+    yield settings
     client.delete(QUEUE)
     client.close()
     get_settings.cache_clear()
@@ -67,15 +55,7 @@ def celery_worker(pg_service_env, tmp_path):
     try:
         yield proc
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait(timeout=10)
+        stop_group(proc)
         log.close()
         print((tmp_path / "worker.log").read_text()[-3000:])
 

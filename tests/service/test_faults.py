@@ -23,7 +23,7 @@ from service.models import Job, JobStatus, Report
 from service.report_store import store_report
 from service.settings import Settings, get_settings
 from service.submissions import create_job
-from tests.service.conftest import FAST_OPTIONS, QUEUE, repo_root, truncate
+from tests.service.conftest import FAST_OPTIONS, QUEUE, repo_root, service_vars, use_service_env
 from tests.service.factories import synthetic_report
 from tests.service.private_servers import (
     spawn,
@@ -57,13 +57,7 @@ def test_database_outage_answers_503_then_recovers(private_pg, tmp_path, runtime
     with session_scope(private_pg.url) as session:
         key = create_api_key(session, "faults")
     dispose_engines()
-    env = os.environ | {
-        "DATABASE_URL": private_pg.url,
-        "DRIFTSCOPE_QUEUE_BACKEND": "local",
-        "DRIFTSCOPE_AUTH": "1",
-        "DRIFTSCOPE_MODEL": runtime_dirs["model"],
-        "DRIFTSCOPE_SAE": runtime_dirs["sae"],
-    }
+    env = os.environ | service_vars(private_pg.url, runtime_dirs)
     api, base = start_api(env, tmp_path / "api.log", repo_root())
     body = {"prompt": "what is 2 plus 3 ?", "expected": "5"}
     try:
@@ -122,23 +116,14 @@ def private_redis(tmp_path):
 @pytest.fixture
 def queue_env(pg_url, runtime_dirs, private_redis, monkeypatch):
     """The shared test PostgreSQL database (emptied), a private Redis, the celery backend."""
-    env = {
-        "DATABASE_URL": pg_url,
+    overrides = {
         "REDIS_URL": private_redis.url,
-        "DRIFTSCOPE_QUEUE": QUEUE,
         "DRIFTSCOPE_QUEUE_BACKEND": "celery",
-        "DRIFTSCOPE_MODEL": runtime_dirs["model"],
-        "DRIFTSCOPE_SAE": runtime_dirs["sae"],
-        "DRIFTSCOPE_SAE_ID": "random-sae",
         "DRIFTSCOPE_AUTH": "0",
         "DRIFTSCOPE_TORCH_THREADS": "1",
         "OMP_NUM_THREADS": "1",
     }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    get_settings.cache_clear()
-    truncate(pg_url)
-    yield get_settings()
+    yield use_service_env(monkeypatch, pg_url, runtime_dirs, overrides)
     get_settings.cache_clear()
 
 

@@ -14,7 +14,7 @@ from sqlmodel import func, select
 from service.api_keys import create_api_key
 from service.db import session_scope
 from service.models import Job
-from tests.service.conftest import repo_root, truncate
+from tests.service.conftest import repo_root, service_vars, truncate
 from tests.service.private_servers import start_api, stop_group
 
 QUOTA = 20
@@ -25,15 +25,10 @@ def api(pg_url, runtime_dirs, tmp_path_factory):
     truncate(pg_url)
     with session_scope(pg_url) as session:
         key = create_api_key(session, "quota")
-    env = dict(os.environ) | {
-        "DATABASE_URL": pg_url,
-        "DRIFTSCOPE_QUEUE_BACKEND": "local",
-        "DRIFTSCOPE_AUTH": "1",
-        "DRIFTSCOPE_MODEL": runtime_dirs["model"],
-        "DRIFTSCOPE_SAE": runtime_dirs["sae"],
+    env = dict(os.environ) | service_vars(pg_url, runtime_dirs, {
         "DRIFTSCOPE_AUTH_FAILURES_LIMIT": "10",
         "DRIFTSCOPE_MAX_OPEN_JOBS": str(QUOTA),
-    }
+    })  # fmt: skip
     proc, base = start_api(env, tmp_path_factory.mktemp("quota") / "api.log", repo_root())
     try:
         yield base, key, pg_url

@@ -216,7 +216,6 @@ def test_summary_counts_and_fix_rates():
             "failure_class": ["wrong_operation", "wrong_operation", "misread_number", "none", None],
             "format_ok": [True, True, False, True, None],
             "ablation_fixed": [True, False, True, None, None],
-            "control_fix_rate": [0.0, 0.5, 0.0, None, None],
             "null_fix_rate": [0.2, 0.0, None, None, None],
             "n_flagged": [2, 1, 1, 0, None],
             "prompt": ["p"] * 5, "expected": ["1"] * 5, "extracted": ["2"] * 5, "verdict": ["v"] * 5,
@@ -239,9 +238,7 @@ def test_summary_counts_and_fix_rates():
     assert s["null_fix_rate"] == pytest.approx(0.1)  # over the failures with a null
     [top] = s["recurring_features"]  # feature 8 appears once: not recurring
     assert top["feature"] == 7 and top["label"] == "carry" and top["n_failures"] == 3
-    assert top["fix_rate"] == pytest.approx(2 / 3) and top["control_fix_rate"] == pytest.approx(
-        1 / 6
-    )
+    assert top["fix_rate"] == pytest.approx(2 / 3) and "control_fix_rate" not in top
     assert top["share_of_failures"] == 1.0 and top["mean_attribution"] == pytest.approx(-2.0)
     exported = export_frame(items, features)
     assert list(exported["flagged_features"]) == ["7;8", "7", "7", "", ""]

@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
 from service.api_keys import create_api_key
 from service.db import session_scope
 from service.settings import get_settings
-from tests.service.conftest import QUEUE, REDIS_URL, truncate
+from tests.service.conftest import truncate, use_service_env
 
 CHECKS = [
     not_a_server_error,
@@ -42,21 +42,9 @@ EXAMPLES = 30  # per operation
 
 @pytest.fixture(scope="module")
 def api_schema(pg_url, runtime_dirs):
-    env = {
-        "DATABASE_URL": pg_url,
-        "REDIS_URL": REDIS_URL,
-        "DRIFTSCOPE_QUEUE": QUEUE,
-        "DRIFTSCOPE_QUEUE_BACKEND": "local",  # nothing runs the jobs: only the API is tested
-        "DRIFTSCOPE_MODEL": runtime_dirs["model"],
-        "DRIFTSCOPE_SAE": runtime_dirs["sae"],
-        "DRIFTSCOPE_AUTH": "1",
-        "DRIFTSCOPE_RATE_LIMIT": "100000",
-    }
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in env.items():
-            mp.setenv(name, value)
-        get_settings.cache_clear()
-        truncate(pg_url)
+        # the local queue backend: nothing runs the jobs, only the API is tested
+        use_service_env(mp, pg_url, runtime_dirs, {"DRIFTSCOPE_RATE_LIMIT": "100000"})
         with session_scope() as session:
             KEY["value"] = create_api_key(session, "schemathesis")
         from api.main import create_app

@@ -133,9 +133,9 @@ def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
         "null_flipped": [0, 0, None], "null_flip_draws": [8, 8, None],
     }  # fmt: skip
     rows = [
-        (0, "a", "done", None, "r0", False, "calculation_slip", True, True, 0.0, 0.2, 2),
-        (1, "b", "done", None, "r1", False, "calculation_slip", True, True, 0.0, 0.0, 1),
-        (2, "c", "done", None, "r2", True, "none", True, None, None, None, 0),
+        (0, "a", "done", None, "r0", False, "calculation_slip", True, True, 0.2, 2),
+        (1, "b", "done", None, "r1", False, "calculation_slip", True, True, 0.0, 1),
+        (2, "c", "done", None, "r2", True, "none", True, None, None, 0),
     ]
     items = pd.DataFrame([r + ("p", "1", "2", "v") for r in rows], columns=ITEM_COLUMNS)
     items = items.assign(**body)

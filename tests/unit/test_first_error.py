@@ -3,14 +3,15 @@
 import pytest
 
 from diagnostics.answers import judge
-from diagnostics.first_error import ErrorKind, FoundBy, locate_first_error
+from diagnostics.first_error import locate_first_error
 from diagnostics.gold_solution import (
     GoldSolution,
     derive_gold,
     gold_from_question,
     gold_from_reference,
-    last_question,
 )
+from diagnostics.prompts import last_question
+from diagnostics.step_errors import ErrorKind, FoundBy
 
 NATALIA_Q = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in "

@@ -4,15 +4,16 @@ logic: these need no model."""
 
 from diagnostics.answers import judge
 from diagnostics.failure_classes import FailureClass, classify_failure
-from diagnostics.first_error import Confidence, ErrorKind, FoundBy, locate_first_error
+from diagnostics.first_error import locate_first_error
 from diagnostics.gold_solution import (
     GoldSolution,
     derive_gold,
     gold_for,
     gold_from_reference,
-    last_question,
 )
+from diagnostics.prompts import last_question
 from diagnostics.report import upgrade_report_body
+from diagnostics.step_errors import Confidence, ErrorKind, FoundBy
 
 
 def _locate(question: str, expected: str, output: str, reference: str | None = None):

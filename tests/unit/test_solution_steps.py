@@ -2,7 +2,9 @@
 
 import pytest
 
-from diagnostics.solution_steps import format_number, parse_solution, question_numbers, same_value
+from diagnostics.equation_parser import question_numbers
+from diagnostics.equations import format_number, same_value
+from diagnostics.solution_steps import parse_solution
 
 
 def _steps(text: str) -> list[tuple[str, list[float | None]]]:
