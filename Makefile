@@ -64,13 +64,18 @@ default-sae: install
 
 # Train the default model's transcoder set from its recipe (2-3 hours of 2 CPU cores; it resumes
 # from its checkpoint under ~/.cache after an interruption), put it where the tracer looks for
-# the default set, evaluate it on held-out text and record the numbers (docs/transcoders.md).
+# the default set, evaluate it on held-out text and record the numbers, then build the atlas
+# that labels its features (one streaming pass for all 30 layers; docs/transcoders.md).
 TC_DIR := diagnostics/assets/transcoders/smollm2-135m-instruct-plt
 TC_RUN ?= $(HOME)/.cache/driftscope/transcoders/smollm2-135m-instruct-plt
 transcoders: install
 	$(BIN)/driftscope transcoders train $(TC_DIR)/train_config.toml --out-dir $(TC_RUN)
 	cp $(TC_RUN)/transcoders/* $(TC_DIR)/
-	$(BIN)/python benchmarks/transcoders.py --record
+	PYTHONPATH=. $(BIN)/python benchmarks/transcoders.py --eval-tokens 30000 \
+		--replacement-tokens 10000 --source-tokens 2500 --record
+	$(BIN)/driftscope features build --transcoders default --split heldout --max-tokens 200000 \
+		--model-dtype bfloat16 $(foreach f,$(wildcard $(DATA)/corpus/*.jsonl),-s $(f)) \
+		-s $(DATA)/gsm8k/train.jsonl -s $(DATA)/gsm8k/test.jsonl:all
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
