@@ -44,6 +44,22 @@ def interleave_documents(
     return round_robin([iter_documents(p, split, heldout_fraction) for p in paths])
 
 
+def shuffled_documents(
+    paths: list[str | Path],
+    split: Split = "all",
+    seed: int = 0,
+    heldout_fraction: float = HELDOUT_FRACTION,
+) -> list[str]:
+    """Every document of every file in one seeded random order, so any stretch of the list holds
+    the sources in their overall proportions (round-robin runs the small sources dry early, and a
+    file's own order keeps its kinds of text together: a trainer then forgets them)."""
+    import random
+
+    docs = [d for p in paths for d in iter_documents(p, split, heldout_fraction)]
+    random.Random(seed).shuffle(docs)
+    return docs
+
+
 def round_robin(iterators: list[Iterator[str]]) -> Iterator[str]:
     """One item of each iterator in turn until all are exhausted."""
     iters = list(iterators)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from diagnostics.documents import interleave_documents
+from diagnostics.documents import shuffled_documents
 from diagnostics.language_model import LanguageModel
 from diagnostics.sae.checkpoint import (
     has_checkpoint,
@@ -72,9 +72,10 @@ def cpu_seconds() -> float:
 
 
 def training_windows(lm: LanguageModel, cfg: TranscoderTrainConfig) -> Iterator[list[int]]:
-    """The run's windows in a seeded order: the "train" split of the sources, shuffled in pools of
-    4096 windows (any prefix draws on every source; the order is the same on resume)."""
-    docs = interleave_documents(cfg.sources, split="train")
+    """The run's windows in a seeded order: the "train" split of the sources' documents shuffled
+    together (every stretch of the stream holds every source in its share), then windows shuffled
+    in pools of 4096 (the order is the same on resume)."""
+    docs = shuffled_documents(cfg.sources, split="train", seed=cfg.seed)
     rng = random.Random(cfg.seed)
     pool: list[list[int]] = []
     for window in token_windows(lm.tokenizer, docs, cfg.ctx_len):

@@ -74,3 +74,24 @@ def test_interleave_draws_on_every_source(tmp_path):
     (tmp_path / "b.jsonl").write_text(json.dumps({"text": "b0"}) + "\n")
     docs = list(interleave_documents([tmp_path / "a.jsonl", tmp_path / "b.jsonl"]))
     assert docs == ["a0", "b0", "a1", "a2"]
+
+
+def test_shuffled_documents_keep_every_source_in_its_share_along_the_stream(tmp_path):
+    """A training stream must not run a small source dry early (round-robin does: the late
+    transcoder layers then forgot it), nor keep a file's kinds of text together."""
+    from diagnostics.documents import shuffled_documents
+
+    (tmp_path / "big.jsonl").write_text(
+        "".join(json.dumps({"text": f"big{i}"}) + "\n" for i in range(900))
+    )
+    (tmp_path / "small.jsonl").write_text(
+        "".join(json.dumps({"text": f"small{i}"}) + "\n" for i in range(100))
+    )
+    paths = [tmp_path / "big.jsonl", tmp_path / "small.jsonl"]
+    docs = shuffled_documents(paths, seed=0)
+    assert sorted(docs) == sorted(f"big{i}" for i in range(900)) + sorted(
+        f"small{i}" for i in range(100)
+    )
+    for part in (docs[:250], docs[375:625], docs[750:]):  # the small source's 10% in every stretch
+        assert 0.05 < sum(d.startswith("small") for d in part) / len(part) < 0.15
+    assert docs == shuffled_documents(paths, seed=0) != shuffled_documents(paths, seed=1)
