@@ -243,28 +243,25 @@ def _has_op(run: list[tuple[str, object, Token]]) -> bool:
     return False
 
 
-def _parse_expr(s: _Stream) -> Expr | None:
-    left = _parse_term(s)
-    while left is not None and (p := s.peek()) is not None and p[0] == "op" and p[1] in "+-":
+def _parse_binary(s: _Stream, ops: str, operand) -> Expr | None:
+    """Left-associative `operand (op operand)*` for the operators in `ops`."""
+    left = operand(s)
+    while left is not None and (p := s.peek()) is not None and p[0] == "op" and p[1] in ops:
         s.i += 1
-        right = _parse_term(s)
+        right = operand(s)
         if right is None:
             s.i -= 1
             break
         left = Expr(str(p[1]), left.start, right.end, left=left, right=right, op_span=_span(p))
     return left
+
+
+def _parse_expr(s: _Stream) -> Expr | None:
+    return _parse_binary(s, "+-", _parse_term)
 
 
 def _parse_term(s: _Stream) -> Expr | None:
-    left = _parse_factor(s)
-    while left is not None and (p := s.peek()) is not None and p[0] == "op" and p[1] in "*/":
-        s.i += 1
-        right = _parse_factor(s)
-        if right is None:
-            s.i -= 1
-            break
-        left = Expr(str(p[1]), left.start, right.end, left=left, right=right, op_span=_span(p))
-    return left
+    return _parse_binary(s, "*/", _parse_factor)
 
 
 def _parse_factor(s: _Stream) -> Expr | None:
